@@ -1,0 +1,246 @@
+//! The command line: `serve` (the default) and the operator's admin commands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::audit::ChainVerifier;
+use crate::client::{valid_name, NewKey, Rights};
+use crate::clock::{rfc3339, Clock, SystemClock};
+use crate::config::Config;
+use crate::master_key::MasterKey;
+use crate::startup::{first_start, first_start_message, Application};
+use crate::store::{Store, StoreError};
+
+/// Actor recorded in the audit log for commands run by the operator.
+const OPERATOR: &str = "operator";
+
+#[derive(Debug, Parser)]
+#[command(name = "countersign", version, about = "Transaction-bound passkey approvals with signed one-time receipts")]
+pub struct Cli {
+    /// Configuration file (TOML); COUNTERSIGN_<KEY> variables override it.
+    #[arg(long, global = true, env = "COUNTERSIGN_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// API clients of backend services.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+    /// The hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Create a client and print its API key (shown only here).
+    Create {
+        name: String,
+        /// Action-id glob the client may request approvals for (repeatable), e.g. 'payment.*'.
+        #[arg(long = "create", value_name = "ACTION_GLOB")]
+        create: Vec<String>,
+        /// Audience whose receipts the client may redeem (repeatable).
+        #[arg(long = "redeem", value_name = "AUDIENCE")]
+        redeem: Vec<String>,
+        /// The client may read the audit log.
+        #[arg(long)]
+        audit: bool,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// List clients.
+    List {
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Revoke a client's API key.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        out: Output,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the whole chain; non-zero exit naming the first bad entry.
+    Verify {
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Print events as JSON lines.
+    Export {
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct Output {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn emit(out: &Output, value: serde_json::Value, text: impl FnOnce() -> String) {
+    if out.json {
+        println!("{value}");
+    } else {
+        println!("{}", text());
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::load(cli.config.as_deref(), std::env::vars())?;
+    crate::telemetry::init(config.log_format);
+    let clock = SystemClock;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            Store::open(&config.database_url).await?;
+            println!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Clients(cmd) => clients(&Store::open(&config.database_url).await?, cmd, &clock).await,
+        Command::Audit(cmd) => audit(&Store::open(&config.database_url).await?, cmd).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let (_master, created) = MasterKey::load_or_create(&config.master_key_file)?;
+    if created {
+        tracing::info!(path = %config.master_key_file.display(), "created a new master key file (mode 0600); back it up");
+    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let app = Application::build(config.clone(), clock.clone()).await?;
+    let first = first_start(app.store(), clock.as_ref()).await?;
+    println!(
+        "countersign listening on {} (public origin {}, database {})",
+        config.listen,
+        config.public_origin,
+        redact_url(&config.database_url)
+    );
+    if let Some(first) = first {
+        println!("{}", first_start_message(&config, &first));
+    }
+    app.run_until_stopped().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Database URLs may carry a password; never print it.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://…@{}", url.get(..scheme).unwrap_or(""), url.get(at + 1..).unwrap_or("")),
+        _ => url.to_string(),
+    }
+}
+
+async fn clients(store: &Store, cmd: ClientsCommand, clock: &dyn Clock) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ClientsCommand::Create { name, create, redeem, audit, out } => {
+            if !valid_name(&name) {
+                bail!("client names are 1-64 characters of letters, digits, '-', '_' and '.'");
+            }
+            let rights = Rights { create, redeem, audit };
+            let key = NewKey::generate();
+            match store.create_client(&name, &key.hash, &rights, OPERATOR, clock.now()).await {
+                Ok(_) => {}
+                Err(StoreError::Conflict(_)) => bail!("a client named {name:?} exists already"),
+                Err(e) => return Err(e.into()),
+            }
+            emit(&out, json!({ "name": name, "api_key": key.text, "rights": rights }), || {
+                format!("created client {name}; its API key (shown only now):\n{}", key.text)
+            });
+        }
+        ClientsCommand::List { out } => {
+            let list = store.list_clients().await?;
+            let rows: Vec<_> = list
+                .iter()
+                .map(|c| json!({ "name": c.name, "rights": c.rights, "created_at": rfc3339(c.created_at), "revoked_at": c.revoked_at.map(rfc3339) }))
+                .collect();
+            emit(&out, json!(rows), || {
+                list.iter()
+                    .map(|c| {
+                        let state = if c.revoked_at.is_some() { "revoked" } else { "active" };
+                        format!("{}\t{state}\tcreate={:?} redeem={:?} audit={}", c.name, c.rights.create, c.rights.redeem, c.rights.audit)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        ClientsCommand::Revoke { name, out } => {
+            if !store.revoke_client(&name, OPERATOR, clock.now()).await? {
+                bail!("no active client named {name:?}");
+            }
+            emit(&out, json!({ "name": name, "revoked": true }), || format!("revoked client {name}"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+const AUDIT_BATCH: i64 = 1000;
+
+async fn audit(store: &Store, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AuditCommand::Verify { out } => {
+            // Read the head first: appends after it only lengthen the chain beyond it.
+            let (head_seq, head_hash) = store.audit_head().await?;
+            let mut verifier = ChainVerifier::default();
+            let mut after = 0;
+            let result = loop {
+                let page = store.audit_page(after, AUDIT_BATCH).await?;
+                let Some(last) = page.last() else { break verifier.finish(head_seq, &head_hash) };
+                after = last.seq;
+                if let Err(e) = page.iter().filter(|e| e.seq <= head_seq).try_for_each(|e| verifier.push(e)) {
+                    break Err(e);
+                }
+                if after >= head_seq {
+                    break verifier.finish(head_seq, &head_hash);
+                }
+            };
+            match result {
+                Ok(n) => {
+                    emit(&out, json!({ "ok": true, "entries": n }), || format!("audit chain intact: {n} entries"));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    emit(&out, json!({ "ok": false, "error": e.to_string() }), || format!("audit chain BROKEN: {e}"));
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        AuditCommand::Export { after } => {
+            let mut after = after;
+            loop {
+                let page = store.audit_page(after, AUDIT_BATCH).await?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                for e in &page {
+                    println!("{}", serde_json::to_string(e).context("serialising an audit event")?);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_passwords_are_not_printed() {
+        assert_eq!(super::redact_url("postgres://u:secret@db:5432/x"), "postgres://…@db:5432/x");
+        assert_eq!(super::redact_url("sqlite://countersign.db"), "sqlite://countersign.db");
+    }
+}

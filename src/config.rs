@@ -1,0 +1,172 @@
+//! Configuration: a TOML file and `COUNTERSIGN_<KEY>` environment variables (which win), with
+//! unknown keys refused by name so that a typo never silently falls back to a default.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to bind.
+    pub listen: String,
+    /// The origin approvers' browsers use; the WebAuthn RP ID is its host.
+    pub public_origin: String,
+    /// `sqlite://PATH` or `postgres://…`.
+    pub database_url: String,
+    /// Policy file; `None` means the built-in example policy.
+    pub policy: Option<PathBuf>,
+    /// Seals the receipt signing keys; created (mode 0600) if absent.
+    pub master_key_file: PathBuf,
+    /// `text` (default) or `json` log lines.
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_origin: "http://localhost:8080".into(),
+            database_url: "sqlite://countersign.db".into(),
+            policy: None,
+            master_key_file: "countersign.key".into(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Environment variables that are not configuration keys but are still ours.
+const NON_KEY_VARS: &[&str] = &["COUNTERSIGN_CONFIG"];
+
+impl Config {
+    /// Reads `file` (if any) then overlays `COUNTERSIGN_*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let mut table: toml::Table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading configuration file {}", path.display()))?;
+                text.parse()
+                    .with_context(|| format!("parsing configuration file {}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        let overrides: BTreeMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("COUNTERSIGN_") && !NON_KEY_VARS.contains(&k.as_str()))
+            .collect();
+        for (var, value) in overrides {
+            let key = var.trim_start_matches("COUNTERSIGN_").to_ascii_lowercase();
+            if !Self::KEYS.contains(&key.as_str()) {
+                bail!(
+                    "unknown configuration variable {var} (known keys: {})",
+                    Self::KEYS.join(", ")
+                );
+            }
+            table.insert(key, toml::Value::String(value));
+        }
+        let config: Config = table
+            .try_into()
+            .context("invalid configuration (unknown keys are refused)")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    const KEYS: &'static [&'static str] = &[
+        "listen",
+        "public_origin",
+        "database_url",
+        "policy",
+        "master_key_file",
+        "log_format",
+    ];
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let origin = &self.public_origin;
+        let rest = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"))
+            .with_context(|| format!("public_origin {origin:?} must start with http:// or https://"))?;
+        if rest.is_empty() || rest.contains('/') || rest.contains('?') || rest.contains('#') {
+            bail!("public_origin {origin:?} must be an origin: scheme://host[:port], no path");
+        }
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
+        {
+            bail!("database_url must start with sqlite:// or postgres://");
+        }
+        Ok(())
+    }
+
+    /// Whether cookies get the `__Host-` prefix and `Secure`.
+    pub fn is_https(&self) -> bool {
+        self.public_origin.starts_with("https://")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_without_anything() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://countersign.db");
+        assert_eq!(c.public_origin, "http://localhost:8080");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let mut f = tempfile();
+        writeln!(f.1, "listen = \"0.0.0.0:9000\"\npublic_origin = \"https://approve.example.com\"").unwrap();
+        let c = Config::load(Some(&f.0), env(&[("COUNTERSIGN_LISTEN", "127.0.0.1:1")])).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:1");
+        assert!(c.is_https());
+    }
+
+    #[test]
+    fn unknown_file_key_is_named() {
+        let mut f = tempfile();
+        writeln!(f.1, "lisen = \"x\"").unwrap();
+        let err = format!("{:#}", Config::load(Some(&f.0), env(&[])).unwrap_err());
+        assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn unknown_env_key_is_named() {
+        let err = Config::load(None, env(&[("COUNTERSIGN_DATABASE", "x")])).unwrap_err();
+        assert!(err.to_string().contains("COUNTERSIGN_DATABASE"), "{err}");
+    }
+
+    #[test]
+    fn origin_with_path_is_refused() {
+        let e = Config::load(None, env(&[("COUNTERSIGN_PUBLIC_ORIGIN", "https://a.example/x")]));
+        assert!(e.is_err());
+    }
+
+    fn tempfile() -> (PathBuf, std::fs::File) {
+        let path = std::env::temp_dir().join(format!("cs-config-{}.toml", uuid::Uuid::new_v4()));
+        let file = std::fs::File::create(&path).unwrap();
+        (path, file)
+    }
+}

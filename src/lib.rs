@@ -1,0 +1,33 @@
+//! countersign: transaction-bound passkey approvals with signed one-time receipts.
+//!
+//! With only the `verify` feature this crate is what a downstream service needs to recompute a
+//! transaction hash (and, later, verify receipts); the default `server` feature adds the
+//! server, its store and its CLI.
+
+pub mod jcs;
+pub mod tx_hash;
+
+#[cfg(feature = "server")]
+pub mod audit;
+#[cfg(feature = "server")]
+pub mod cli;
+#[cfg(feature = "server")]
+pub mod client;
+#[cfg(feature = "server")]
+pub mod clock;
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+pub mod http;
+#[cfg(feature = "server")]
+pub mod master_key;
+#[cfg(feature = "server")]
+pub mod metrics;
+#[cfg(feature = "server")]
+pub mod policy;
+#[cfg(feature = "server")]
+pub mod startup;
+#[cfg(feature = "server")]
+pub mod store;
+#[cfg(feature = "server")]
+pub mod telemetry;

@@ -1,0 +1,113 @@
+//! Building and running the server. `Application::build` binds before it returns, so tests can
+//! ask for port 0 and read the real port.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{web, HttpServer};
+use anyhow::Context;
+
+use crate::client::{NewKey, Rights};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::policy::Policy;
+use crate::store::{Store, StoreError};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+pub fn load_policy(config: &Config) -> anyhow::Result<Policy> {
+    match &config.policy {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading policy file {}", path.display()))?;
+            Policy::parse(&text).with_context(|| format!("policy file {}", path.display()))
+        }
+        None => Policy::builtin().context("the built-in policy"),
+    }
+}
+
+impl Application {
+    /// Opens the store (applying migrations), loads the policy and binds `config.listen`.
+    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
+        let store = Store::open(&config.database_url).await?;
+        let policy = load_policy(&config)?;
+        Self::build_with(config, store, policy, clock).await
+    }
+
+    pub async fn build_with(
+        config: Config,
+        store: Store,
+        policy: Policy,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Application> {
+        store.start_change_listener().await?;
+        let listener = TcpListener::bind(&config.listen)
+            .with_context(|| format!("binding {}", config.listen))?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            store,
+            policy: Arc::new(policy),
+            clock,
+            config: Arc::new(config),
+            metrics: Arc::new(Metrics::default()),
+        });
+        let app_state = state.clone();
+        let server = HttpServer::new(move || http::app(app_state.clone()))
+            .listen(listener)?
+            .run();
+        Ok(Application { port, server, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// What the first start created, for the operator to read once.
+pub struct FirstStart {
+    pub demo_key: String,
+}
+
+/// On a database that never had a client, creates `demo` with every right. Two replicas
+/// starting together cannot both do it: the client name is unique.
+pub async fn first_start(store: &Store, clock: &dyn Clock) -> anyhow::Result<Option<FirstStart>> {
+    if store.has_clients().await? {
+        return Ok(None);
+    }
+    let key = NewKey::generate();
+    match store.create_client("demo", &key.hash, &Rights::everything(), "system", clock.now()).await {
+        Ok(_) => Ok(Some(FirstStart { demo_key: key.text })),
+        Err(StoreError::Conflict(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The operator's first-start instructions.
+pub fn first_start_message(config: &Config, first: &FirstStart) -> String {
+    let origin = &config.public_origin;
+    let key = &first.demo_key;
+    format!(
+        "\nFirst start: created the API client \"demo\" (every action, every audience, the audit log).\n\
+         Its API key is shown only now:\n\n    {key}\n\n\
+         Request a first approval:\n\n    \
+         curl -sS {origin}/v1/approvals -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n      \
+         -d '{{\"action\":\"payment.transfer\",\"transaction\":{{\"amount\":\"1250.00\",\"currency\":\"EUR\",\"payee\":{{\"name\":\"ACME GmbH\",\"iban\":\"DE89370400440532013000\"}}}},\"initiator\":\"alice\"}}'\n\n\
+         Then read it (waiting up to 30 s for a decision): curl -sS '{origin}/v1/approvals/ID?wait=30' -H 'Authorization: Bearer {key}'\n\
+         More API clients: countersign clients create NAME --create 'payment.*' --redeem payments-service --json\n"
+    )
+}

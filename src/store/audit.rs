@@ -1,0 +1,98 @@
+//! Appending to and reading the audit chain. Appends happen inside the caller's transaction,
+//! last, because the `audit_head` row lock they take serialises every writer until commit.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Transaction};
+
+use super::{get, hash32, Store, StoreError, StoreResult};
+use crate::audit::{entry_hash, AuditEvent};
+use crate::clock::{rfc3339, UnixTime};
+
+/// An event to record with a state change.
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    pub kind: &'a str,
+    pub actor: &'a str,
+    pub approval_id: Option<&'a str>,
+    pub data: serde_json::Value,
+}
+
+pub(super) async fn append(
+    tx: &mut Transaction<'static, Any>,
+    now: UnixTime,
+    ev: NewEvent<'_>,
+) -> StoreResult<i64> {
+    let row = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+        .fetch_one(&mut **tx)
+        .await?;
+    let seq: i64 = get(&row, "seq")?;
+    let prev = hash32(get(&row, "hash")?, "audit head hash")?;
+    let at = rfc3339(now);
+    let hash = entry_hash(&prev, seq, &at, ev.kind, ev.actor, ev.approval_id, &ev.data)?;
+    sqlx::query(
+        "INSERT INTO audit_events (seq, at, kind, actor, approval_id, data, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(seq)
+    .bind(now)
+    .bind(ev.kind)
+    .bind(ev.actor)
+    .bind(ev.approval_id)
+    .bind(ev.data.to_string())
+    .bind(prev.to_vec())
+    .bind(hash.to_vec())
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(hash.to_vec())
+        .execute(&mut **tx)
+        .await?;
+    tracing::info!(target: "countersign::audit", seq, kind = ev.kind, actor = ev.actor, approval_id = ev.approval_id, "audit event");
+    Ok(seq)
+}
+
+fn event_from_row(row: &AnyRow) -> StoreResult<AuditEvent> {
+    let data: String = get(row, "data")?;
+    Ok(AuditEvent {
+        seq: get(row, "seq")?,
+        at: rfc3339(get(row, "at")?),
+        kind: get(row, "kind")?,
+        actor: get(row, "actor")?,
+        approval_id: get(row, "approval_id")?,
+        data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(format!("audit data: {e}")))?,
+        prev_hash: hash32(get(row, "prev_hash")?, "prev_hash")?,
+        hash: hash32(get(row, "hash")?, "hash")?,
+    })
+}
+
+impl Store {
+    /// Events with `seq > after`, oldest first.
+    #[tracing::instrument(skip(self))]
+    pub async fn audit_page(&self, after: i64, limit: i64) -> StoreResult<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, at, kind, actor, approval_id, data, prev_hash, hash FROM audit_events \
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// The last sequence number and hash, as the appenders recorded them.
+    pub async fn audit_head(&self) -> StoreResult<(i64, [u8; 32])> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.read)
+            .await?;
+        Ok((get(&row, "seq")?, hash32(get(&row, "hash")?, "audit head hash")?))
+    }
+
+    /// Records an event that goes with no other state change (e.g. a refused request).
+    pub async fn record(&self, now: UnixTime, ev: NewEvent<'_>) -> StoreResult<i64> {
+        let mut tx = self.begin_write().await?;
+        let seq = append(&mut tx, now, ev).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+}

@@ -1,0 +1,250 @@
+//! Persistence. One [`Store`] over sqlx's `Any` driver serves both databases with the same SQL
+//! (integers for times, `$n` placeholders, `RETURNING`, `ON CONFLICT`), and [`Dialect`] holds the
+//! few places where SQLite and PostgreSQL differ: how a write transaction starts and how other
+//! replicas hear about a change. Each database has its own migrations folder.
+//!
+//! Every state change commits together with its audit event (see [`audit`]), and every
+//! single-use transition is one conditional statement, never a read followed by a write.
+
+mod approvals;
+pub mod audit;
+mod clients;
+
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Executor, Transaction};
+use tokio::sync::broadcast;
+
+pub use approvals::{ApprovalRecord, CancelOutcome, Created, Idempotency, Status};
+pub use audit::NewEvent;
+
+/// Channel on which PostgreSQL replicas tell each other that an approval changed.
+const PG_CHANNEL: &str = "countersign_approvals";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached now; the caller answers 503 and may retry.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// A uniqueness rule refused the write (e.g. a client name that exists).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// Stored data that does not decode: never expected, always logged.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Database(sqlx::Error),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::ChainError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
+            // PostgreSQL shutting down or refusing connections (class 57P, 08).
+            sqlx::Error::Database(ref db)
+                if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) =>
+            {
+                StoreError::Unavailable(e)
+            }
+            other => StoreError::Database(other),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+#[derive(Clone)]
+pub struct Store {
+    dialect: Dialect,
+    /// SQLite: a single connection, so writers in this process queue instead of meeting
+    /// `database is locked`; PostgreSQL: the same pool as `read`.
+    write: AnyPool,
+    read: AnyPool,
+    changes: broadcast::Sender<String>,
+    url: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dialect", &self.dialect).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connects and applies pending migrations.
+    #[tracing::instrument(skip_all, fields(dialect))]
+    pub async fn open(url: &str) -> anyhow::Result<Store> {
+        use anyhow::Context;
+        sqlx::any::install_default_drivers();
+        let (dialect, write, read) = if url.starts_with("sqlite:") {
+            let url = sqlite_url(url);
+            let write = sqlite_pool(1).connect(&url).await.context("opening the SQLite database")?;
+            let read = sqlite_pool(8).connect(&url).await.context("opening the SQLite database")?;
+            (Dialect::Sqlite, write, read)
+        } else {
+            let pool = AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(3))
+                .connect(url)
+                .await
+                .context("connecting to PostgreSQL")?;
+            (Dialect::Postgres, pool.clone(), pool)
+        };
+        tracing::Span::current().record("dialect", tracing::field::debug(dialect));
+        let store = Store {
+            dialect,
+            write,
+            read,
+            changes: broadcast::channel(1024).0,
+            url: url.to_string(),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    async fn migrate(&self) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let migrator = match self.dialect {
+            Dialect::Sqlite => sqlx::migrate!("migrations/sqlite"),
+            Dialect::Postgres => sqlx::migrate!("migrations/postgres"),
+        };
+        migrator.run(&self.write).await.context("applying database migrations")
+    }
+
+    /// `/readyz`: can the store answer a query right now?
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    /// A write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so a
+    /// transaction that reads before it writes cannot fail to upgrade under WAL.
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Any>> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.write.begin().await?,
+        })
+    }
+
+    /// Tells waiters (here and, on PostgreSQL, on every replica) that an approval changed.
+    /// On PostgreSQL the notification is part of the transaction, so it is delivered only on
+    /// commit; on SQLite there are no other replicas and [`Store::committed`] sends it.
+    async fn announce(&self, tx: &mut Transaction<'static, Any>, approval_id: &str) -> StoreResult<()> {
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(PG_CHANNEL)
+                .bind(approval_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn committed(&self, approval_id: &str) {
+        if self.dialect == Dialect::Sqlite {
+            // No receiver is fine: nobody is waiting.
+            let _ = self.changes.send(approval_id.to_string());
+        }
+    }
+
+    /// Approval ids as they change. Subscribe before reading the state you wait on.
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.changes.subscribe()
+    }
+
+    /// On PostgreSQL, forwards other replicas' change notifications to [`Store::subscribe`]rs.
+    /// The listener reconnects by itself after the database comes back.
+    pub async fn start_change_listener(&self) -> anyhow::Result<()> {
+        if self.dialect != Dialect::Postgres {
+            return Ok(());
+        }
+        let mut listener = sqlx::postgres::PgListener::connect(&self.url).await?;
+        listener.listen(PG_CHANNEL).await?;
+        let changes = self.changes.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(n) => {
+                        let _ = changes.send(n.payload().to_string());
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "change listener lost its connection; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+fn sqlite_url(url: &str) -> String {
+    if url.contains("mode=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+fn sqlite_pool(max: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        // Writers queue for the single write connection; a generous wait beats a 503.
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                for pragma in [
+                    "PRAGMA journal_mode = WAL",
+                    "PRAGMA synchronous = FULL",
+                    "PRAGMA foreign_keys = ON",
+                    // Other processes (the CLI beside a running server) wait instead of failing.
+                    "PRAGMA busy_timeout = 10000",
+                ] {
+                    conn.execute(pragma).await?;
+                }
+                Ok(())
+            })
+        })
+}
+
+fn get<'r, T>(row: &'r AnyRow, col: &str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    use sqlx::Row;
+    row.try_get(col).map_err(|e| StoreError::Corrupt(format!("column {col}: {e}")))
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> StoreResult<T> {
+    let text: String = get(row, col)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("column {col}: {e}")))
+}
+
+fn hash32(bytes: Vec<u8>, what: &str) -> StoreResult<[u8; 32]> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("{what} is not 32 bytes")))
+}
