@@ -128,7 +128,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let first = first_start(app.store(), clock.as_ref()).await?;
     println!(
         "countersign listening on {} (public origin {}, database {})",
-        config.listen,
+        app.address(),
         config.public_origin,
         redact_url(&config.database_url)
     );

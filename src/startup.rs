@@ -17,7 +17,7 @@ use crate::policy::Policy;
 use crate::store::{Store, StoreError};
 
 pub struct Application {
-    port: u16,
+    addr: std::net::SocketAddr,
     server: Server,
     state: web::Data<AppState>,
 }
@@ -50,7 +50,7 @@ impl Application {
         store.start_change_listener().await?;
         let listener = TcpListener::bind(&config.listen)
             .with_context(|| format!("binding {}", config.listen))?;
-        let port = listener.local_addr()?.port();
+        let addr = listener.local_addr()?;
         let state = web::Data::new(AppState {
             store,
             policy: Arc::new(policy),
@@ -62,11 +62,15 @@ impl Application {
         let server = HttpServer::new(move || http::app(app_state.clone()))
             .listen(listener)?
             .run();
-        Ok(Application { port, server, state })
+        Ok(Application { addr, server, state })
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.addr.port()
+    }
+
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.addr
     }
 
     pub fn store(&self) -> &Store {

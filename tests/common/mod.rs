@@ -1,0 +1,198 @@
+//! Test harness: each test gets its own server on port 0 and its own database (a temporary
+//! SQLite file, or a throwaway PostgreSQL database), and talks to it over HTTP.
+//!
+//! PostgreSQL comes from `CS_TEST_PG_URL` (default: the local trust-auth server). When it is
+//! unreachable the PostgreSQL half of a test is skipped with a message, unless
+//! `CS_TEST_REQUIRE_PG=1` (set by CI), which turns that into a failure.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use countersign::client::{NewKey, Rights};
+use countersign::clock::ManualClock;
+use countersign::config::Config;
+use countersign::policy::Policy;
+use countersign::startup::Application;
+use countersign::store::Store;
+use serde_json::{json, Value};
+use sqlx::Connection;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const START: i64 = 1_795_000_000;
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub store: Store,
+    pub clock: Arc<ManualClock>,
+    /// Key of a client with every right.
+    pub key: String,
+    pub database_url: String,
+    pub dir: PathBuf,
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("CS_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn pg_required() -> bool {
+    std::env::var("CS_TEST_REQUIRE_PG").is_ok_and(|v| v == "1")
+}
+
+/// A fresh, empty database URL for `backend`, or `None` (skip) when PostgreSQL is absent and
+/// not required.
+pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> Option<String> {
+    match backend {
+        Backend::Sqlite => Some(format!("sqlite://{}", dir.join("countersign.db").display())),
+        Backend::Postgres => {
+            let admin = pg_admin_url();
+            let mut conn = match sqlx::PgConnection::connect(&admin).await {
+                Ok(c) => c,
+                Err(e) if !pg_required() => {
+                    eprintln!("SKIPPED the PostgreSQL half: cannot reach {admin} ({e}); set CS_TEST_REQUIRE_PG=1 to make this a failure");
+                    return None;
+                }
+                Err(e) => panic!("PostgreSQL is required (CS_TEST_REQUIRE_PG=1) but {admin} is unreachable: {e}"),
+            };
+            let name = format!("cs_test_{}", uuid::Uuid::new_v4().simple());
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+            let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin.clone());
+            Some(format!("{base}/{name}"))
+        }
+    }
+}
+
+pub fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cs-test-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+pub fn test_config(database_url: &str, dir: &std::path::Path) -> Config {
+    let mut c = Config::load(None, Vec::new()).expect("default config");
+    c.listen = "127.0.0.1:0".into();
+    c.public_origin = "http://localhost:8080".into();
+    c.database_url = database_url.to_string();
+    c.master_key_file = dir.join("master.key");
+    c
+}
+
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with_policy(backend, Policy::builtin().expect("builtin policy")).await
+}
+
+pub async fn spawn_app_with_policy(backend: Backend, policy: Policy) -> Option<TestApp> {
+    let dir = temp_dir();
+    let database_url = fresh_database(backend, &dir).await?;
+    Some(spawn_on(&database_url, dir, policy).await)
+}
+
+/// A server on an existing database (a second replica, or a restart).
+pub async fn spawn_on(database_url: &str, dir: PathBuf, policy: Policy) -> TestApp {
+    countersign::telemetry::init(countersign::config::LogFormat::Text);
+    let clock = Arc::new(ManualClock::new(START));
+    let store = Store::open(database_url).await.expect("open store");
+    let app = Application::build_with(test_config(database_url, &dir), store.clone(), policy, clock.clone())
+        .await
+        .expect("build app");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let key = NewKey::generate();
+    let name = format!("all-{}", uuid::Uuid::new_v4().simple());
+    store.create_client(&name, &key.hash, &Rights::everything(), "test", START).await.expect("client");
+    TestApp { base, http: reqwest::Client::new(), store, clock, key: key.text, database_url: database_url.to_string(), dir }
+}
+
+pub fn payment(amount: &str) -> Value {
+    json!({
+        "action": "payment.transfer",
+        "transaction": { "amount": amount, "currency": "EUR", "payee": { "name": "ACME GmbH", "iban": "DE89370400440532013000" } },
+        "initiator": "alice",
+        "audience": "payments-service"
+    })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A client with the given rights; returns its key.
+    pub async fn client(&self, rights: Rights) -> String {
+        let key = NewKey::generate();
+        let name = format!("c-{}", uuid::Uuid::new_v4().simple());
+        self.store.create_client(&name, &key.hash, &rights, "test", self.clock_now()).await.expect("client");
+        key.text
+    }
+
+    pub fn clock_now(&self) -> i64 {
+        use countersign::clock::Clock;
+        self.clock.now()
+    }
+
+    pub async fn post_json(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
+        self.http.post(self.url(path)).bearer_auth(key).json(body).send().await.expect("request")
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).bearer_auth(key).send().await.expect("request")
+    }
+
+    /// Creates an approval with the all-rights key and returns its JSON (asserting 201).
+    pub async fn create(&self, body: &Value) -> Value {
+        let res = self.post_json("/v1/approvals", &self.key, body).await;
+        assert_eq!(res.status(), 201, "create: {}", res.text().await.unwrap_or_default());
+        res.json().await.expect("json")
+    }
+
+    /// Raw SQL on the test database, for tampering tests.
+    pub async fn sql(&self, statement: &str) {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.database_url).await.expect("connect");
+        sqlx::query(statement).execute(&mut conn).await.expect("sql");
+    }
+}
+
+/// Status and problem `code` of an error response.
+pub async fn problem(res: reqwest::Response) -> (u16, String) {
+    let status = res.status().as_u16();
+    let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    assert_eq!(ct, "application/problem+json", "problem content type; body {body}");
+    assert_eq!(body["status"].as_u64(), Some(u64::from(status)), "problem status member: {body}");
+    (status, body["code"].as_str().unwrap_or("").to_string())
+}
+
+/// Runs an async test body against SQLite and PostgreSQL: `both!(name);` expects
+/// `async fn name(app: TestApp)`.
+#[macro_export]
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(app) = $crate::common::spawn_app($crate::common::Backend::Sqlite).await {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(app) = $crate::common::spawn_app($crate::common::Backend::Postgres).await {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+    };
+}
