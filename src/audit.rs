@@ -57,7 +57,14 @@ pub fn entry_hash(
     approval_id: Option<&str>,
     data: &serde_json::Value,
 ) -> Result<[u8; 32], ChainError> {
-    let entry = Entry { seq, at, kind, actor, approval_id, data };
+    let entry = Entry {
+        seq,
+        at,
+        kind,
+        actor,
+        approval_id,
+        data,
+    };
     // Our own Serialize output is valid JSON; canonicalising it also refuses floats in `data`.
     let bytes = serde_json::to_vec(&entry).unwrap_or_default();
     let value = jcs::parse(&bytes).map_err(|source| ChainError::Data { seq, source })?;
@@ -90,14 +97,20 @@ pub struct ChainVerifier {
 
 impl Default for ChainVerifier {
     fn default() -> Self {
-        Self { expected_seq: 1, prev: GENESIS }
+        Self {
+            expected_seq: 1,
+            prev: GENESIS,
+        }
     }
 }
 
 impl ChainVerifier {
     pub fn push(&mut self, e: &AuditEvent) -> Result<(), ChainError> {
         if e.seq != self.expected_seq {
-            return Err(ChainError::Gap { seq: e.seq, expected: self.expected_seq });
+            return Err(ChainError::Gap {
+                seq: e.seq,
+                expected: self.expected_seq,
+            });
         }
         if e.prev_hash != self.prev {
             return Err(ChainError::Link { seq: e.seq });
@@ -134,7 +147,9 @@ mod b64 {
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let text = String::deserialize(d)?;
-        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(serde::de::Error::custom)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(serde::de::Error::custom)?;
         bytes
             .try_into()
             .map_err(|_| serde::de::Error::custom("expected 32 bytes"))
@@ -153,7 +168,16 @@ mod tests {
                 let data = json!({"n": seq});
                 let at = "2026-11-23T00:00:00Z".to_string();
                 let hash = entry_hash(&prev, seq, &at, "k", "a", None, &data).unwrap();
-                let e = AuditEvent { seq, at, kind: "k".into(), actor: "a".into(), approval_id: None, data, prev_hash: prev, hash };
+                let e = AuditEvent {
+                    seq,
+                    at,
+                    kind: "k".into(),
+                    actor: "a".into(),
+                    approval_id: None,
+                    data,
+                    prev_hash: prev,
+                    hash,
+                };
                 prev = hash;
                 e
             })
@@ -180,14 +204,29 @@ mod tests {
         let head = (5, c[4].hash);
         let mut edited = c.clone();
         edited[2].data = json!({"n": 99});
-        assert!(matches!(verify(&edited, head), Err(ChainError::Hash { seq: 3 })));
+        assert!(matches!(
+            verify(&edited, head),
+            Err(ChainError::Hash { seq: 3 })
+        ));
         let mut deleted = c.clone();
         deleted.remove(1);
-        assert!(matches!(verify(&deleted, head), Err(ChainError::Gap { seq: 3, expected: 2 })));
+        assert!(matches!(
+            verify(&deleted, head),
+            Err(ChainError::Gap {
+                seq: 3,
+                expected: 2
+            })
+        ));
         let mut reordered = c.clone();
         reordered.swap(1, 2);
         assert!(verify(&reordered, head).is_err());
-        assert!(matches!(verify(&c[..4], head), Err(ChainError::Head { last: 4, head_seq: 5 })));
+        assert!(matches!(
+            verify(&c[..4], head),
+            Err(ChainError::Head {
+                last: 4,
+                head_seq: 5
+            })
+        ));
     }
 
     #[test]

@@ -20,7 +20,11 @@ use crate::store::{Store, StoreError};
 const OPERATOR: &str = "operator";
 
 #[derive(Debug, Parser)]
-#[command(name = "countersign", version, about = "Transaction-bound passkey approvals with signed one-time receipts")]
+#[command(
+    name = "countersign",
+    version,
+    about = "Transaction-bound passkey approvals with signed one-time receipts"
+)]
 pub struct Cli {
     /// Configuration file (TOML); COUNTERSIGN_<KEY> variables override it.
     #[arg(long, global = true, env = "COUNTERSIGN_CONFIG")]
@@ -113,7 +117,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Clients(cmd) => clients(&Store::open(&config.database_url).await?, cmd, &clock).await,
+        Command::Clients(cmd) => {
+            clients(&Store::open(&config.database_url).await?, cmd, &clock).await
+        }
         Command::Audit(cmd) => audit(&Store::open(&config.database_url).await?, cmd).await,
     }
 }
@@ -142,27 +148,55 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
 /// Database URLs may carry a password; never print it.
 fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://…@{}", url.get(..scheme).unwrap_or(""), url.get(at + 1..).unwrap_or("")),
+        (Some(scheme), Some(at)) if at > scheme => format!(
+            "{}://…@{}",
+            url.get(..scheme).unwrap_or(""),
+            url.get(at + 1..).unwrap_or("")
+        ),
         _ => url.to_string(),
     }
 }
 
-async fn clients(store: &Store, cmd: ClientsCommand, clock: &dyn Clock) -> anyhow::Result<ExitCode> {
+async fn clients(
+    store: &Store,
+    cmd: ClientsCommand,
+    clock: &dyn Clock,
+) -> anyhow::Result<ExitCode> {
     match cmd {
-        ClientsCommand::Create { name, create, redeem, audit, out } => {
+        ClientsCommand::Create {
+            name,
+            create,
+            redeem,
+            audit,
+            out,
+        } => {
             if !valid_name(&name) {
                 bail!("client names are 1-64 characters of letters, digits, '-', '_' and '.'");
             }
-            let rights = Rights { create, redeem, audit };
+            let rights = Rights {
+                create,
+                redeem,
+                audit,
+            };
             let key = NewKey::generate();
-            match store.create_client(&name, &key.hash, &rights, OPERATOR, clock.now()).await {
+            match store
+                .create_client(&name, &key.hash, &rights, OPERATOR, clock.now())
+                .await
+            {
                 Ok(_) => {}
                 Err(StoreError::Conflict(_)) => bail!("a client named {name:?} exists already"),
                 Err(e) => return Err(e.into()),
             }
-            emit(&out, json!({ "name": name, "api_key": key.text, "rights": rights }), || {
-                format!("created client {name}; its API key (shown only now):\n{}", key.text)
-            });
+            emit(
+                &out,
+                json!({ "name": name, "api_key": key.text, "rights": rights }),
+                || {
+                    format!(
+                        "created client {name}; its API key (shown only now):\n{}",
+                        key.text
+                    )
+                },
+            );
         }
         ClientsCommand::List { out } => {
             let list = store.list_clients().await?;
@@ -173,8 +207,15 @@ async fn clients(store: &Store, cmd: ClientsCommand, clock: &dyn Clock) -> anyho
             emit(&out, json!(rows), || {
                 list.iter()
                     .map(|c| {
-                        let state = if c.revoked_at.is_some() { "revoked" } else { "active" };
-                        format!("{}\t{state}\tcreate={:?} redeem={:?} audit={}", c.name, c.rights.create, c.rights.redeem, c.rights.audit)
+                        let state = if c.revoked_at.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        };
+                        format!(
+                            "{}\t{state}\tcreate={:?} redeem={:?} audit={}",
+                            c.name, c.rights.create, c.rights.redeem, c.rights.audit
+                        )
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
@@ -184,7 +225,9 @@ async fn clients(store: &Store, cmd: ClientsCommand, clock: &dyn Clock) -> anyho
             if !store.revoke_client(&name, OPERATOR, clock.now()).await? {
                 bail!("no active client named {name:?}");
             }
-            emit(&out, json!({ "name": name, "revoked": true }), || format!("revoked client {name}"));
+            emit(&out, json!({ "name": name, "revoked": true }), || {
+                format!("revoked client {name}")
+            });
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -201,9 +244,15 @@ async fn audit(store: &Store, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             let mut after = 0;
             let result = loop {
                 let page = store.audit_page(after, AUDIT_BATCH).await?;
-                let Some(last) = page.last() else { break verifier.finish(head_seq, &head_hash) };
+                let Some(last) = page.last() else {
+                    break verifier.finish(head_seq, &head_hash);
+                };
                 after = last.seq;
-                if let Err(e) = page.iter().filter(|e| e.seq <= head_seq).try_for_each(|e| verifier.push(e)) {
+                if let Err(e) = page
+                    .iter()
+                    .filter(|e| e.seq <= head_seq)
+                    .try_for_each(|e| verifier.push(e))
+                {
                     break Err(e);
                 }
                 if after >= head_seq {
@@ -212,11 +261,15 @@ async fn audit(store: &Store, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             };
             match result {
                 Ok(n) => {
-                    emit(&out, json!({ "ok": true, "entries": n }), || format!("audit chain intact: {n} entries"));
+                    emit(&out, json!({ "ok": true, "entries": n }), || {
+                        format!("audit chain intact: {n} entries")
+                    });
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
-                    emit(&out, json!({ "ok": false, "error": e.to_string() }), || format!("audit chain BROKEN: {e}"));
+                    emit(&out, json!({ "ok": false, "error": e.to_string() }), || {
+                        format!("audit chain BROKEN: {e}")
+                    });
                     Ok(ExitCode::from(2))
                 }
             }
@@ -228,7 +281,10 @@ async fn audit(store: &Store, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                 let Some(last) = page.last() else { break };
                 after = last.seq;
                 for e in &page {
-                    println!("{}", serde_json::to_string(e).context("serialising an audit event")?);
+                    println!(
+                        "{}",
+                        serde_json::to_string(e).context("serialising an audit event")?
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -240,7 +296,13 @@ async fn audit(store: &Store, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
 mod tests {
     #[test]
     fn database_passwords_are_not_printed() {
-        assert_eq!(super::redact_url("postgres://u:secret@db:5432/x"), "postgres://…@db:5432/x");
-        assert_eq!(super::redact_url("sqlite://countersign.db"), "sqlite://countersign.db");
+        assert_eq!(
+            super::redact_url("postgres://u:secret@db:5432/x"),
+            "postgres://…@db:5432/x"
+        );
+        assert_eq!(
+            super::redact_url("sqlite://countersign.db"),
+            "sqlite://countersign.db"
+        );
     }
 }

@@ -23,7 +23,11 @@ pub struct Rights {
 
 impl Rights {
     pub fn everything() -> Self {
-        Self { create: vec!["*".into()], redeem: vec!["*".into()], audit: true }
+        Self {
+            create: vec!["*".into()],
+            redeem: vec!["*".into()],
+            audit: true,
+        }
     }
     pub fn may_create(&self, action: &str) -> bool {
         self.create.iter().any(|g| glob_match(g, action))
@@ -74,8 +78,12 @@ pub fn valid_name(name: &str) -> bool {
 /// `*` matches any (possibly empty) run of characters; everything else matches itself.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
     let mut parts = pattern.split('*');
-    let Some(first) = parts.next() else { return false };
-    let Some(mut rest) = text.strip_prefix(first) else { return false };
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
     let parts: Vec<&str> = parts.collect();
     let Some((last, middle)) = parts.split_last() else {
         // No `*` at all: exact match.
@@ -118,7 +126,11 @@ mod tests {
 
     #[test]
     fn rights() {
-        let r = Rights { create: vec!["payment.*".into()], redeem: vec!["payments-service".into()], audit: false };
+        let r = Rights {
+            create: vec!["payment.*".into()],
+            redeem: vec!["payments-service".into()],
+            audit: false,
+        };
         assert!(r.may_create("payment.transfer"));
         assert!(!r.may_create("secret.export"));
         assert!(r.may_redeem("payments-service"));

@@ -98,7 +98,9 @@ impl Config {
         let rest = origin
             .strip_prefix("https://")
             .or_else(|| origin.strip_prefix("http://"))
-            .with_context(|| format!("public_origin {origin:?} must start with http:// or https://"))?;
+            .with_context(|| {
+                format!("public_origin {origin:?} must start with http:// or https://")
+            })?;
         if rest.is_empty() || rest.contains('/') || rest.contains('?') || rest.contains('#') {
             bail!("public_origin {origin:?} must be an origin: scheme://host[:port], no path");
         }
@@ -138,7 +140,11 @@ mod tests {
     #[test]
     fn env_overrides_file() {
         let mut f = tempfile();
-        writeln!(f.1, "listen = \"0.0.0.0:9000\"\npublic_origin = \"https://approve.example.com\"").unwrap();
+        writeln!(
+            f.1,
+            "listen = \"0.0.0.0:9000\"\npublic_origin = \"https://approve.example.com\""
+        )
+        .unwrap();
         let c = Config::load(Some(&f.0), env(&[("COUNTERSIGN_LISTEN", "127.0.0.1:1")])).unwrap();
         assert_eq!(c.listen, "127.0.0.1:1");
         assert!(c.is_https());
@@ -160,7 +166,10 @@ mod tests {
 
     #[test]
     fn origin_with_path_is_refused() {
-        let e = Config::load(None, env(&[("COUNTERSIGN_PUBLIC_ORIGIN", "https://a.example/x")]));
+        let e = Config::load(
+            None,
+            env(&[("COUNTERSIGN_PUBLIC_ORIGIN", "https://a.example/x")]),
+        );
         assert!(e.is_err());
     }
 

@@ -4,6 +4,8 @@
 //! transaction hash (and, later, verify receipts); the default `server` feature adds the
 //! server, its store and its CLI.
 
+pub mod assertion;
+pub mod challenge;
 pub mod jcs;
 pub mod tx_hash;
 

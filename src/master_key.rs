@@ -9,8 +9,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 
-pub struct MasterKey(#[allow(dead_code)] // read by receipt-key sealing
-    pub(crate) [u8; 32],
+pub struct MasterKey(
+    #[allow(dead_code)] // read by receipt-key sealing
+    pub(crate)  [u8; 32],
 );
 
 impl std::fmt::Debug for MasterKey {
@@ -23,7 +24,11 @@ impl MasterKey {
     /// Reads the key, creating it (mode 0600, never overwriting) when the file does not exist.
     pub fn load_or_create(path: &Path) -> anyhow::Result<(MasterKey, bool)> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Ok((Self::parse(&text).with_context(|| format!("master key file {}", path.display()))?, false)),
+            Ok(text) => Ok((
+                Self::parse(&text)
+                    .with_context(|| format!("master key file {}", path.display()))?,
+                false,
+            )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut key);
@@ -43,8 +48,12 @@ impl MasterKey {
     }
 
     fn parse(text: &str) -> anyhow::Result<MasterKey> {
-        let bytes = URL_SAFE_NO_PAD.decode(text.trim()).context("not base64url")?;
-        let Ok(key) = <[u8; 32]>::try_from(bytes) else { bail!("must hold 32 bytes") };
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text.trim())
+            .context("not base64url")?;
+        let Ok(key) = <[u8; 32]>::try_from(bytes) else {
+            bail!("must hold 32 bytes")
+        };
         Ok(MasterKey(key))
     }
 }

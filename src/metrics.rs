@@ -38,16 +38,45 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP countersign_http_responses_total HTTP responses by status class.\n");
         out.push_str("# TYPE countersign_http_responses_total counter\n");
-        for (class, c) in [("2xx", &self.http_2xx), ("3xx", &self.http_3xx), ("4xx", &self.http_4xx), ("5xx", &self.http_5xx)] {
-            let _ = writeln!(out, "countersign_http_responses_total{{class=\"{class}\"}} {}", get(c));
+        for (class, c) in [
+            ("2xx", &self.http_2xx),
+            ("3xx", &self.http_3xx),
+            ("4xx", &self.http_4xx),
+            ("5xx", &self.http_5xx),
+        ] {
+            let _ = writeln!(
+                out,
+                "countersign_http_responses_total{{class=\"{class}\"}} {}",
+                get(c)
+            );
         }
         for (name, help, c) in [
-            ("countersign_approvals_created_total", "Approval requests created.", &self.approvals_created),
-            ("countersign_approvals_cancelled_total", "Approval requests cancelled by their client.", &self.approvals_cancelled),
-            ("countersign_idempotent_replays_total", "Requests answered from an Idempotency-Key.", &self.idempotent_replays),
-            ("countersign_store_unavailable_total", "Responses refused because the store was unreachable.", &self.store_unavailable),
+            (
+                "countersign_approvals_created_total",
+                "Approval requests created.",
+                &self.approvals_created,
+            ),
+            (
+                "countersign_approvals_cancelled_total",
+                "Approval requests cancelled by their client.",
+                &self.approvals_cancelled,
+            ),
+            (
+                "countersign_idempotent_replays_total",
+                "Requests answered from an Idempotency-Key.",
+                &self.idempotent_replays,
+            ),
+            (
+                "countersign_store_unavailable_total",
+                "Responses refused because the store was unreachable.",
+                &self.store_unavailable,
+            ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", get(c));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                get(c)
+            );
         }
         out
     }

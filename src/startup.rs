@@ -62,7 +62,11 @@ impl Application {
         let server = HttpServer::new(move || http::app(app_state.clone()))
             .listen(listener)?
             .run();
-        Ok(Application { addr, server, state })
+        Ok(Application {
+            addr,
+            server,
+            state,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -94,7 +98,16 @@ pub async fn first_start(store: &Store, clock: &dyn Clock) -> anyhow::Result<Opt
         return Ok(None);
     }
     let key = NewKey::generate();
-    match store.create_client("demo", &key.hash, &Rights::everything(), "system", clock.now()).await {
+    match store
+        .create_client(
+            "demo",
+            &key.hash,
+            &Rights::everything(),
+            "system",
+            clock.now(),
+        )
+        .await
+    {
         Ok(_) => Ok(Some(FirstStart { demo_key: key.text })),
         Err(StoreError::Conflict(_)) => Ok(None),
         Err(e) => Err(e.into()),

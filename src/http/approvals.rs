@@ -51,12 +51,18 @@ fn plain_text(what: &str, s: &str, max: usize) -> Result<(), ApiError> {
 impl Risk {
     fn validate(&self) -> Result<(), ApiError> {
         if self.score > 100 {
-            return Err(ApiError::invalid_request("risk.score must be between 0 and 100"));
+            return Err(ApiError::invalid_request(
+                "risk.score must be between 0 and 100",
+            ));
         }
         if self.reasons.len() > 20 {
-            return Err(ApiError::invalid_request("risk.reasons holds at most 20 entries"));
+            return Err(ApiError::invalid_request(
+                "risk.reasons holds at most 20 entries",
+            ));
         }
-        self.reasons.iter().try_for_each(|r| plain_text("each risk reason", r, 200))
+        self.reasons
+            .iter()
+            .try_for_each(|r| plain_text("each risk reason", r, 200))
     }
 }
 
@@ -93,12 +99,16 @@ pub fn approval_json(rec: &ApprovalRecord, origin: &str) -> Value {
 }
 
 fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let Some(v) = req.headers().get("Idempotency-Key") else { return Ok(None) };
+    let Some(v) = req.headers().get("Idempotency-Key") else {
+        return Ok(None);
+    };
     let key = v
         .to_str()
         .ok()
         .filter(|k| !k.is_empty() && k.len() <= 255)
-        .ok_or_else(|| ApiError::invalid_request("Idempotency-Key must be 1 to 255 visible ASCII characters"))?;
+        .ok_or_else(|| {
+            ApiError::invalid_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
+        })?;
     Ok(Some(key.to_string()))
 }
 
@@ -117,12 +127,18 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let client = client.0;
     let body = body.0;
-    let action = state
-        .policy
-        .action(&body.action)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_action", format!("no action {:?} in the policy", body.action)))?;
+    let action = state.policy.action(&body.action).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_action",
+            format!("no action {:?} in the policy", body.action),
+        )
+    })?;
     if !client.rights.may_create(&action.id) {
-        return Err(ApiError::forbidden(format!("this client may not request {:?}", action.id)));
+        return Err(ApiError::forbidden(format!(
+            "this client may not request {:?}",
+            action.id
+        )));
     }
     let (tx_hash, tx) = TxHash::of_json(body.transaction.get().as_bytes())
         .map_err(|e| ApiError::invalid_transaction(e.to_string()))?;
@@ -132,9 +148,18 @@ pub async fn create(
     }
     let audience = match (&body.audience, action.audiences.as_slice()) {
         (Some(a), allowed) if allowed.contains(a) => a.clone(),
-        (Some(a), _) => return Err(ApiError::forbidden(format!("audience {a:?} is not allowed for {:?}", action.id))),
+        (Some(a), _) => {
+            return Err(ApiError::forbidden(format!(
+                "audience {a:?} is not allowed for {:?}",
+                action.id
+            )))
+        }
         (None, [only]) => only.clone(),
-        (None, _) => return Err(ApiError::invalid_request("audience is required: the action's policy names several")),
+        (None, _) => {
+            return Err(ApiError::invalid_request(
+                "audience is required: the action's policy names several",
+            ))
+        }
     };
     let required = action
         .evaluate(&tx, body.risk.as_ref().map(|r| r.score))
@@ -166,7 +191,11 @@ pub async fn create(
         request_hash: request_fingerprint(&rec, body.audience.as_deref()),
         response: response.clone(),
     });
-    match state.store.create_approval(&rec, idem.as_ref(), &format!("client:{}", client.name)).await? {
+    match state
+        .store
+        .create_approval(&rec, idem.as_ref(), &format!("client:{}", client.name))
+        .await?
+    {
         Created::New => {
             Metrics::inc(&state.metrics.approvals_created);
             Ok(created(response))
@@ -224,14 +253,17 @@ pub async fn get(
     let id = path.into_inner();
     let wait = query.wait.unwrap_or(0);
     if wait > MAX_WAIT_SECS {
-        return Err(ApiError::invalid_request(format!("wait is at most {MAX_WAIT_SECS} seconds")));
+        return Err(ApiError::invalid_request(format!(
+            "wait is at most {MAX_WAIT_SECS} seconds"
+        )));
     }
     // Subscribe before reading so a change between the read and the wait is not missed.
     let mut changes = state.store.subscribe();
     let mut rec = visible(&state, &client.0.id, &id).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     while rec.status == Status::Pending {
-        let until_expiry = Duration::from_secs(u64::try_from(rec.expires_at - state.clock.now()).unwrap_or(0));
+        let until_expiry =
+            Duration::from_secs(u64::try_from(rec.expires_at - state.clock.now()).unwrap_or(0));
         let wake = deadline.min(tokio::time::Instant::now() + until_expiry);
         if tokio::time::Instant::now() >= deadline {
             break;
@@ -261,7 +293,11 @@ pub async fn cancel(
         return Err(ApiError::not_found());
     }
     let actor = format!("client:{}", client.0.name);
-    match state.store.cancel_approval(&id, &client.0.id, &actor, state.clock.now()).await? {
+    match state
+        .store
+        .cancel_approval(&id, &client.0.id, &actor, state.clock.now())
+        .await?
+    {
         CancelOutcome::Cancelled(rec) => {
             Metrics::inc(&state.metrics.approvals_cancelled);
             Ok(HttpResponse::Ok().json(approval_json(&rec, &state.config.public_origin)))

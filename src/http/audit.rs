@@ -23,16 +23,24 @@ pub async fn export(
     page: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
     if !client.0.rights.audit {
-        return Err(ApiError::forbidden("this client may not read the audit log"));
+        return Err(ApiError::forbidden(
+            "this client may not read the audit log",
+        ));
     }
     let limit = page.limit.unwrap_or(100);
     if !(1..=MAX_LIMIT).contains(&limit) || page.after < 0 {
-        return Err(ApiError::invalid_request(format!("limit is 1 to {MAX_LIMIT}; after is a sequence number")));
+        return Err(ApiError::invalid_request(format!(
+            "limit is 1 to {MAX_LIMIT}; after is a sequence number"
+        )));
     }
     // One extra row tells whether there is a next page.
     let mut events = state.store.audit_page(page.after, limit + 1).await?;
     let more = events.len() as i64 > limit;
     events.truncate(limit as usize);
-    let next = if more { events.last().map(|e| e.seq) } else { None };
+    let next = if more {
+        events.last().map(|e| e.seq)
+    } else {
+        None
+    };
     Ok(HttpResponse::Ok().json(json!({ "events": events, "next": next })))
 }

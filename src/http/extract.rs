@@ -15,7 +15,11 @@ use crate::client::{key_hash, Client};
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 fn too_large() -> ApiError {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request bodies are limited to 64 KiB")
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "request bodies are limited to 64 KiB",
+    )
 }
 
 fn is_json(req: &HttpRequest) -> bool {
@@ -104,7 +108,11 @@ impl FromRequest for EmptyBody {
                 return Ok(EmptyBody);
             }
             if !json {
-                return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send Content-Type: application/json"));
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "send Content-Type: application/json",
+                ));
             }
             serde_json::from_slice::<Empty>(&body)
                 .map(|_| EmptyBody)

@@ -45,7 +45,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/approvals/{id}/cancel", web::post().to(approvals::cancel))
             .route("/audit", web::get().to(audit::export)),
     )
-    .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::not_found()) }));
+    .default_service(web::to(|| async {
+        Err::<HttpResponse, _>(ApiError::not_found())
+    }));
 }
 
 pub fn app(

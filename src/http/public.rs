@@ -12,7 +12,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
         Err(e) => {
             tracing::warn!(error = %e, "not ready: store unreachable");
-            HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "store_unavailable" }))
+            HttpResponse::ServiceUnavailable()
+                .json(serde_json::json!({ "status": "store_unavailable" }))
         }
     }
 }

@@ -187,7 +187,9 @@ impl Store {
             .execute(&mut *tx)
             .await;
             match inserted {
-                Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict("idempotency key")),
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::Conflict("idempotency key"))
+                }
                 other => other?,
             };
         }
@@ -212,17 +214,23 @@ impl Store {
 
     #[tracing::instrument(skip(self))]
     pub async fn approval(&self, id: &str) -> StoreResult<Option<ApprovalRecord>> {
-        let row = sqlx::query(&format!("SELECT {APPROVAL_COLS} FROM approvals WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {APPROVAL_COLS} FROM approvals WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?;
         row.as_ref().map(approval_from_row).transpose()
     }
 
     /// Marks a pending request expired once its time is up; returns it as it now stands.
     /// Reads do this lazily, so no background sweeper is needed for correctness.
     #[tracing::instrument(skip(self))]
-    pub async fn expire_if_due(&self, id: &str, now: UnixTime) -> StoreResult<Option<ApprovalRecord>> {
+    pub async fn expire_if_due(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<ApprovalRecord>> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(&format!(
             "UPDATE approvals SET status = 'expired', decided_at = expires_at \
@@ -237,7 +245,12 @@ impl Store {
             return self.approval(id).await;
         };
         let rec = approval_from_row(&row)?;
-        let ev = NewEvent { kind: "request_expired", actor: "system", approval_id: Some(id), data: json!({}) };
+        let ev = NewEvent {
+            kind: "request_expired",
+            actor: "system",
+            approval_id: Some(id),
+            data: json!({}),
+        };
         self.announce(&mut tx, id).await?;
         append(&mut tx, now, ev).await?;
         tx.commit().await?;
@@ -247,7 +260,13 @@ impl Store {
 
     /// The creating client withdraws a pending, unexpired request.
     #[tracing::instrument(skip(self))]
-    pub async fn cancel_approval(&self, id: &str, client_id: &str, actor: &str, now: UnixTime) -> StoreResult<CancelOutcome> {
+    pub async fn cancel_approval(
+        &self,
+        id: &str,
+        client_id: &str,
+        actor: &str,
+        now: UnixTime,
+    ) -> StoreResult<CancelOutcome> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(&format!(
             "UPDATE approvals SET status = 'cancelled', decided_at = $3 \
@@ -266,7 +285,12 @@ impl Store {
             });
         };
         let rec = approval_from_row(&row)?;
-        let ev = NewEvent { kind: "request_cancelled", actor, approval_id: Some(id), data: json!({}) };
+        let ev = NewEvent {
+            kind: "request_cancelled",
+            actor,
+            approval_id: Some(id),
+            data: json!({}),
+        };
         self.announce(&mut tx, id).await?;
         append(&mut tx, now, ev).await?;
         tx.commit().await?;

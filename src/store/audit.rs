@@ -59,7 +59,8 @@ fn event_from_row(row: &AnyRow) -> StoreResult<AuditEvent> {
         kind: get(row, "kind")?,
         actor: get(row, "actor")?,
         approval_id: get(row, "approval_id")?,
-        data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(format!("audit data: {e}")))?,
+        data: serde_json::from_str(&data)
+            .map_err(|e| StoreError::Corrupt(format!("audit data: {e}")))?,
         prev_hash: hash32(get(row, "prev_hash")?, "prev_hash")?,
         hash: hash32(get(row, "hash")?, "hash")?,
     })
@@ -85,7 +86,10 @@ impl Store {
         let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
             .fetch_one(&self.read)
             .await?;
-        Ok((get(&row, "seq")?, hash32(get(&row, "hash")?, "audit head hash")?))
+        Ok((
+            get(&row, "seq")?,
+            hash32(get(&row, "hash")?, "audit head hash")?,
+        ))
     }
 
     /// Records an event that goes with no other state change (e.g. a refused request).

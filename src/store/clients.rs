@@ -31,7 +31,8 @@ impl Store {
     ) -> StoreResult<Client> {
         let mut tx = self.begin_write().await?;
         let id = uuid::Uuid::new_v4().to_string();
-        let rights_json = serde_json::to_string(rights).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let rights_json =
+            serde_json::to_string(rights).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let inserted = sqlx::query(
             "INSERT INTO clients (id, name, key_hash, rights, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -43,7 +44,9 @@ impl Store {
         .execute(&mut *tx)
         .await;
         match inserted {
-            Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict("client name exists")),
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Conflict("client name exists"))
+            }
             other => other?,
         };
         let ev = NewEvent {
@@ -54,16 +57,24 @@ impl Store {
         };
         append(&mut tx, now, ev).await?;
         tx.commit().await?;
-        Ok(Client { id, name: name.to_string(), rights: rights.clone(), created_at: now, revoked_at: None })
+        Ok(Client {
+            id,
+            name: name.to_string(),
+            rights: rights.clone(),
+            created_at: now,
+            revoked_at: None,
+        })
     }
 
     /// The client holding this key, revoked or not.
     #[tracing::instrument(skip_all)]
     pub async fn client_by_key_hash(&self, key_hash: &[u8; 32]) -> StoreResult<Option<Client>> {
-        let row = sqlx::query(&format!("SELECT {CLIENT_COLS} FROM clients WHERE key_hash = $1"))
-            .bind(key_hash.to_vec())
-            .fetch_optional(&self.read)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {CLIENT_COLS} FROM clients WHERE key_hash = $1"
+        ))
+        .bind(key_hash.to_vec())
+        .fetch_optional(&self.read)
+        .await?;
         row.as_ref().map(client_from_row).transpose()
     }
 
@@ -78,15 +89,22 @@ impl Store {
     #[tracing::instrument(skip(self))]
     pub async fn revoke_client(&self, name: &str, actor: &str, now: UnixTime) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
-        let done = sqlx::query("UPDATE clients SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
+        let done = sqlx::query(
+            "UPDATE clients SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
             == 1;
         if done {
-            let ev = NewEvent { kind: "client_revoked", actor, approval_id: None, data: json!({ "client": name }) };
+            let ev = NewEvent {
+                kind: "client_revoked",
+                actor,
+                approval_id: None,
+                data: json!({ "client": name }),
+            };
             append(&mut tx, now, ev).await?;
         }
         tx.commit().await?;
@@ -95,7 +113,9 @@ impl Store {
 
     /// Whether any client was ever created: the first start creates the `demo` client.
     pub async fn has_clients(&self) -> StoreResult<bool> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM clients").fetch_one(&self.read).await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM clients")
+            .fetch_one(&self.read)
+            .await?;
         Ok(get::<i64>(&row, "n")? > 0)
     }
 }

@@ -53,9 +53,15 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
-            // PostgreSQL shutting down or refusing connections (class 57P, 08).
+            // PostgreSQL shutting down, refusing or out of connections (57P, 08, 53, and 55000
+            // "database is not accepting connections").
             sqlx::Error::Database(ref db)
-                if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) =>
+                if db.code().is_some_and(|c| {
+                    c.starts_with("57P")
+                        || c.starts_with("08")
+                        || c.starts_with("53")
+                        || c == "55000"
+                }) =>
             {
                 StoreError::Unavailable(e)
             }
@@ -83,7 +89,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("dialect", &self.dialect).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("dialect", &self.dialect)
+            .finish_non_exhaustive()
     }
 }
 
@@ -95,8 +103,14 @@ impl Store {
         sqlx::any::install_default_drivers();
         let (dialect, write, read) = if url.starts_with("sqlite:") {
             let url = sqlite_url(url);
-            let write = sqlite_pool(1).connect(&url).await.context("opening the SQLite database")?;
-            let read = sqlite_pool(8).connect(&url).await.context("opening the SQLite database")?;
+            let write = sqlite_pool(1)
+                .connect(&url)
+                .await
+                .context("opening the SQLite database")?;
+            let read = sqlite_pool(8)
+                .connect(&url)
+                .await
+                .context("opening the SQLite database")?;
             (Dialect::Sqlite, write, read)
         } else {
             let pool = AnyPoolOptions::new()
@@ -129,7 +143,10 @@ impl Store {
             Dialect::Sqlite => sqlx::migrate!("migrations/sqlite"),
             Dialect::Postgres => sqlx::migrate!("migrations/postgres"),
         };
-        migrator.run(&self.write).await.context("applying database migrations")
+        migrator
+            .run(&self.write)
+            .await
+            .context("applying database migrations")
     }
 
     /// `/readyz`: can the store answer a query right now?
@@ -150,7 +167,11 @@ impl Store {
     /// Tells waiters (here and, on PostgreSQL, on every replica) that an approval changed.
     /// On PostgreSQL the notification is part of the transaction, so it is delivered only on
     /// commit; on SQLite there are no other replicas and [`Store::committed`] sends it.
-    async fn announce(&self, tx: &mut Transaction<'static, Any>, approval_id: &str) -> StoreResult<()> {
+    async fn announce(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        approval_id: &str,
+    ) -> StoreResult<()> {
         if self.dialect == Dialect::Postgres {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(PG_CHANNEL)
@@ -235,7 +256,8 @@ where
     T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
 {
     use sqlx::Row;
-    row.try_get(col).map_err(|e| StoreError::Corrupt(format!("column {col}: {e}")))
+    row.try_get(col)
+        .map_err(|e| StoreError::Corrupt(format!("column {col}: {e}")))
 }
 
 fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> StoreResult<T> {

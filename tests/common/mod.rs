@@ -4,7 +4,13 @@
 //! PostgreSQL comes from `CS_TEST_PG_URL` (default: the local trust-auth server). When it is
 //! unreachable the PostgreSQL half of a test is skipped with a message, unless
 //! `CS_TEST_REQUIRE_PG=1` (set by CI), which turns that into a failure.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,7 +44,8 @@ pub struct TestApp {
 }
 
 fn pg_admin_url() -> String {
-    std::env::var("CS_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("CS_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 fn pg_required() -> bool {
@@ -58,11 +65,19 @@ pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> Option<S
                     eprintln!("SKIPPED the PostgreSQL half: cannot reach {admin} ({e}); set CS_TEST_REQUIRE_PG=1 to make this a failure");
                     return None;
                 }
-                Err(e) => panic!("PostgreSQL is required (CS_TEST_REQUIRE_PG=1) but {admin} is unreachable: {e}"),
+                Err(e) => panic!(
+                    "PostgreSQL is required (CS_TEST_REQUIRE_PG=1) but {admin} is unreachable: {e}"
+                ),
             };
             let name = format!("cs_test_{}", uuid::Uuid::new_v4().simple());
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
-            let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin.clone());
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            let base = admin
+                .rsplit_once('/')
+                .map(|(b, _)| b.to_string())
+                .unwrap_or(admin.clone());
             Some(format!("{base}/{name}"))
         }
     }
@@ -95,18 +110,36 @@ pub async fn spawn_app_with_policy(backend: Backend, policy: Policy) -> Option<T
 
 /// A server on an existing database (a second replica, or a restart).
 pub async fn spawn_on(database_url: &str, dir: PathBuf, policy: Policy) -> TestApp {
-    countersign::telemetry::init(countersign::config::LogFormat::Text);
+    if std::env::var_os("RUST_LOG").is_some() {
+        countersign::telemetry::init(countersign::config::LogFormat::Text);
+    }
     let clock = Arc::new(ManualClock::new(START));
     let store = Store::open(database_url).await.expect("open store");
-    let app = Application::build_with(test_config(database_url, &dir), store.clone(), policy, clock.clone())
-        .await
-        .expect("build app");
+    let app = Application::build_with(
+        test_config(database_url, &dir),
+        store.clone(),
+        policy,
+        clock.clone(),
+    )
+    .await
+    .expect("build app");
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     let key = NewKey::generate();
     let name = format!("all-{}", uuid::Uuid::new_v4().simple());
-    store.create_client(&name, &key.hash, &Rights::everything(), "test", START).await.expect("client");
-    TestApp { base, http: reqwest::Client::new(), store, clock, key: key.text, database_url: database_url.to_string(), dir }
+    store
+        .create_client(&name, &key.hash, &Rights::everything(), "test", START)
+        .await
+        .expect("client");
+    TestApp {
+        base,
+        http: reqwest::Client::new(),
+        store,
+        clock,
+        key: key.text,
+        database_url: database_url.to_string(),
+        dir,
+    }
 }
 
 pub fn payment(amount: &str) -> Value {
@@ -127,7 +160,10 @@ impl TestApp {
     pub async fn client(&self, rights: Rights) -> String {
         let key = NewKey::generate();
         let name = format!("c-{}", uuid::Uuid::new_v4().simple());
-        self.store.create_client(&name, &key.hash, &rights, "test", self.clock_now()).await.expect("client");
+        self.store
+            .create_client(&name, &key.hash, &rights, "test", self.clock_now())
+            .await
+            .expect("client");
         key.text
     }
 
@@ -137,35 +173,68 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
-        self.http.post(self.url(path)).bearer_auth(key).json(body).send().await.expect("request")
+        self.http
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn get(&self, path: &str, key: &str) -> reqwest::Response {
-        self.http.get(self.url(path)).bearer_auth(key).send().await.expect("request")
+        self.http
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// Creates an approval with the all-rights key and returns its JSON (asserting 201).
     pub async fn create(&self, body: &Value) -> Value {
         let res = self.post_json("/v1/approvals", &self.key, body).await;
-        assert_eq!(res.status(), 201, "create: {}", res.text().await.unwrap_or_default());
+        assert_eq!(
+            res.status(),
+            201,
+            "create: {}",
+            res.text().await.unwrap_or_default()
+        );
         res.json().await.expect("json")
     }
 
     /// Raw SQL on the test database, for tampering tests.
     pub async fn sql(&self, statement: &str) {
         sqlx::any::install_default_drivers();
-        let mut conn = sqlx::AnyConnection::connect(&self.database_url).await.expect("connect");
-        sqlx::query(statement).execute(&mut conn).await.expect("sql");
+        let mut conn = sqlx::AnyConnection::connect(&self.database_url)
+            .await
+            .expect("connect");
+        sqlx::query(statement)
+            .execute(&mut conn)
+            .await
+            .expect("sql");
     }
 }
 
 /// Status and problem `code` of an error response.
 pub async fn problem(res: reqwest::Response) -> (u16, String) {
     let status = res.status().as_u16();
-    let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let body: Value = res.json().await.unwrap_or(Value::Null);
-    assert_eq!(ct, "application/problem+json", "problem content type; body {body}");
-    assert_eq!(body["status"].as_u64(), Some(u64::from(status)), "problem status member: {body}");
+    assert_eq!(
+        ct, "application/problem+json",
+        "problem content type; body {body}"
+    );
+    assert_eq!(
+        body["status"].as_u64(),
+        Some(u64::from(status)),
+        "problem status member: {body}"
+    );
     (status, body["code"].as_str().unwrap_or("").to_string())
 }
 

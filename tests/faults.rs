@@ -1,0 +1,298 @@
+//! Faults: the database going away and coming back, replicas sharing PostgreSQL, and the
+//! process killed in the middle of writes.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{fresh_database, payment, problem, spawn_on, temp_dir, Backend};
+use countersign::policy::Policy;
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// A TCP proxy in front of PostgreSQL that can be cut (connections dropped, new ones refused)
+/// and restored on the same port: the database "goes away" without touching the real server.
+struct Proxy {
+    addr: SocketAddr,
+    up: watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (up, _) = watch::channel(true);
+        let proxy = Proxy { addr, up };
+        proxy.serve(listener, target);
+        proxy
+    }
+
+    fn serve(&self, listener: TcpListener, target: SocketAddr) {
+        let mut up = self.up.subscribe();
+        let conns = self.up.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((mut inbound, _)) = accepted else { continue };
+                        let mut cut = conns.subscribe();
+                        tokio::spawn(async move {
+                            let Ok(mut outbound) = TcpStream::connect(target).await else { return };
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                                _ = cut.wait_for(|up| !*up) => {}
+                            }
+                        });
+                    }
+                    _ = up.wait_for(|up| !*up) => break, // drops the listener: connections refused
+                }
+            }
+        });
+    }
+
+    async fn cut(&self) {
+        self.up.send_replace(false);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    async fn restore(&self, target: SocketAddr) {
+        self.up.send_replace(true);
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener, target);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_gives_503_and_recovers_without_restart() {
+    let dir = temp_dir();
+    let Some(url) = fresh_database(Backend::Postgres, &dir).await else {
+        return;
+    };
+    let target: SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    let proxy = Proxy::start(target).await;
+    let via_proxy = url.replace("127.0.0.1:5432", &proxy.addr.to_string());
+    assert_ne!(
+        via_proxy, url,
+        "the test database URL points at 127.0.0.1:5432"
+    );
+    let app = spawn_on(&via_proxy, dir, Policy::builtin().unwrap()).await;
+    let id = app.create(&payment("10.00")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    proxy.cut().await;
+    let res = app
+        .post_json("/v1/approvals", &app.key, &payment("11.00"))
+        .await;
+    assert_eq!(problem(res).await, (503, "store_unavailable".into()));
+    let res = app.get(&format!("/v1/approvals/{id}"), &app.key).await;
+    assert_eq!(res.status(), 503);
+    assert_eq!(
+        app.http
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    assert_eq!(
+        app.http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    proxy.restore(target).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let res = app
+            .post_json("/v1/approvals", &app.key, &payment("12.00"))
+            .await;
+        if res.status() == 201 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "did not recover: {}",
+            res.status()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        app.http
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Nothing half-written: two requests, each with its audit event, and the chain intact.
+    let audit: Value = app
+        .get("/v1/audit?limit=1000", &app.key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let created = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "request_created")
+        .count();
+    assert_eq!(created, 2);
+}
+
+/// Two server instances on one PostgreSQL database: a waiter on one is woken by a change made
+/// through the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_on_one_replica_is_woken_by_another() {
+    let dir = temp_dir();
+    let Some(url) = fresh_database(Backend::Postgres, &dir).await else {
+        return;
+    };
+    let a = spawn_on(&url, dir.clone(), Policy::builtin().unwrap()).await;
+    let b = spawn_on(&url, dir, Policy::builtin().unwrap()).await;
+    let id = a.create(&payment("10.00")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let waiter = {
+        let req = a
+            .http
+            .get(a.url(&format!("/v1/approvals/{id}?wait=25")))
+            .bearer_auth(&a.key);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let body: Value = req.send().await.unwrap().json().await.unwrap();
+            (started.elapsed(), body)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // b's key belongs to another client, so cancel with a's key through b.
+    let res = b
+        .post_json(&format!("/v1/approvals/{id}/cancel"), &a.key, &json!({}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let (elapsed, body) = waiter.await.unwrap();
+    assert_eq!(body["status"], "cancelled");
+    assert!(
+        elapsed < Duration::from_secs(20),
+        "woken by the other replica's notification, took {elapsed:?}"
+    );
+}
+
+/// SIGKILL during a storm of writes: after a restart every stored request has its audit event
+/// and the chain verifies.
+async fn killed_mid_write(backend: Backend) {
+    let dir = temp_dir();
+    let Some(url) = fresh_database(backend, &dir).await else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bin = env!("CARGO_BIN_EXE_countersign");
+    let mut child = tokio::process::Command::new(bin)
+        .current_dir(&dir)
+        .env("COUNTERSIGN_DATABASE_URL", &url)
+        .env("COUNTERSIGN_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut text = String::new();
+    {
+        use tokio::io::AsyncReadExt;
+        let out = child.stdout.as_mut().unwrap();
+        while !text.contains("More API clients") {
+            let mut buf = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(30), out.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0);
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    let key = Arc::new(
+        text.split_whitespace()
+            .find(|w| w.starts_with("cs_"))
+            .unwrap()
+            .to_string(),
+    );
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let storm: Vec<_> = (0..300)
+        .map(|i| {
+            let req = http
+                .post(format!("{base}/v1/approvals"))
+                .bearer_auth(key.as_str())
+                .json(&payment(&format!("{i}.00")));
+            tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()).unwrap_or(0) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let mut acknowledged = 0;
+    for t in storm {
+        if t.await.unwrap() == 201 {
+            acknowledged += 1;
+        }
+    }
+    let store = countersign::store::Store::open(&url).await.unwrap();
+    let mut verifier = countersign::audit::ChainVerifier::default();
+    let mut created = 0;
+    let mut after = 0;
+    loop {
+        let page = store.audit_page(after, 1000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in &page {
+            verifier.push(e).unwrap();
+            if e.kind == "request_created" {
+                created += 1;
+                let id = e.approval_id.as_deref().unwrap();
+                assert!(
+                    store.approval(id).await.unwrap().is_some(),
+                    "audited request {id} is stored"
+                );
+            }
+        }
+    }
+    let (head_seq, head_hash) = store.audit_head().await.unwrap();
+    verifier.finish(head_seq, &head_hash).unwrap();
+    assert!(
+        created >= acknowledged,
+        "every acknowledged request survived: {created} stored, {acknowledged} acknowledged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_write_sqlite() {
+    killed_mid_write(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_write_postgres() {
+    killed_mid_write(Backend::Postgres).await;
+}
