@@ -12,7 +12,6 @@ use crate::audit::ChainVerifier;
 use crate::client::{valid_name, NewKey, Rights};
 use crate::clock::{rfc3339, Clock, SystemClock};
 use crate::config::Config;
-use crate::master_key::MasterKey;
 use crate::startup::{first_start, first_start_message, Application};
 use crate::store::{Store, StoreError};
 
@@ -125,10 +124,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
-    let (_master, created) = MasterKey::load_or_create(&config.master_key_file)?;
-    if created {
-        tracing::info!(path = %config.master_key_file.display(), "created a new master key file (mode 0600); back it up");
-    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let app = Application::build(config.clone(), clock.clone()).await?;
     let first = first_start(app.store(), clock.as_ref()).await?;

@@ -12,7 +12,9 @@ use crate::client::{NewKey, Rights};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::master_key::MasterKey;
 use crate::metrics::Metrics;
+use crate::passkeys::RelyingParty;
 use crate::policy::Policy;
 use crate::store::{Store, StoreError};
 
@@ -47,6 +49,11 @@ impl Application {
         policy: Policy,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
+        let (master_key, created) = MasterKey::load_or_create(&config.master_key_file)?;
+        if created {
+            tracing::info!(path = %config.master_key_file.display(), "created a new master key file (mode 0600); back it up");
+        }
+        let rp = RelyingParty::new(&config.public_origin)?;
         store.start_change_listener().await?;
         let listener = TcpListener::bind(&config.listen)
             .with_context(|| format!("binding {}", config.listen))?;
@@ -57,6 +64,8 @@ impl Application {
             clock,
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
+            rp: Arc::new(rp),
+            master_key: Arc::new(master_key),
         });
         let app_state = state.clone();
         let server = HttpServer::new(move || http::app(app_state.clone()))

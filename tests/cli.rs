@@ -47,7 +47,7 @@ fn free_port() -> u16 {
 async fn first_start_prints_a_working_curl_line() {
     let dir = temp_dir();
     let port = free_port();
-    let origin = format!("http://127.0.0.1:{port}");
+    let origin = format!("http://localhost:{port}");
     let mut child = tokio::process::Command::new(BIN)
         .current_dir(&dir)
         .env_clear()

@@ -5,14 +5,15 @@ use std::time::Duration;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, value::RawValue, Value};
+use serde_json::{json, value::RawValue};
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::extract::{EmptyBody, ServiceClient, StrictJson};
 use super::problem::ApiError;
+use super::views::service_view;
 use super::AppState;
-use crate::clock::{rfc3339, secs};
+use crate::clock::secs;
 use crate::jcs;
 use crate::metrics::Metrics;
 use crate::store::{ApprovalRecord, CancelOutcome, Created, Idempotency, Status};
@@ -64,38 +65,6 @@ impl Risk {
             .iter()
             .try_for_each(|r| plain_text("each risk reason", r, 200))
     }
-}
-
-/// The approval as its creating client sees it.
-pub fn approval_json(rec: &ApprovalRecord, origin: &str) -> Value {
-    let transaction = jcs::parse(rec.transaction_jcs.as_bytes())
-        .map(|v| v.to_serde())
-        .unwrap_or(Value::Null);
-    let mut v = json!({
-        "id": rec.id,
-        "status": rec.status.as_str(),
-        "action": rec.action,
-        "tx_hash": rec.tx_hash,
-        "transaction": transaction,
-        "initiator": rec.initiator,
-        "audience": rec.audience,
-        "created_at": rfc3339(rec.created_at),
-        "expires_at": rfc3339(rec.expires_at),
-        "approval_url": format!("{origin}/approvals/{}", rec.id),
-        "required": { "approvals": rec.required_approvals, "groups": rec.required_groups, "rule": rec.rule },
-        "policy_rev": rec.policy_rev,
-        "approvals": [],
-        "rejections": [],
-    });
-    if let Some(obj) = v.as_object_mut() {
-        if let Some(risk) = &rec.risk {
-            obj.insert("risk".into(), risk.clone());
-        }
-        if let Some(at) = rec.decided_at {
-            obj.insert("decided_at".into(), rfc3339(at).into());
-        }
-    }
-    v
 }
 
 fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
@@ -183,9 +152,10 @@ pub async fn create(
         created_at: now,
         expires_at: now.saturating_add(secs(action.request_ttl)),
         decided_at: None,
+        self_approval: action.self_approval,
     };
     tracing::Span::current().record("approval_id", rec.id.as_str());
-    let response = approval_json(&rec, &state.config.public_origin).to_string();
+    let response = service_view(&rec, &[], &state.config.public_origin).to_string();
     let idem = idempotency_key(&req)?.map(|key| Idempotency {
         key,
         request_hash: request_fingerprint(&rec, body.audience.as_deref()),
@@ -278,7 +248,8 @@ pub async fn get(
         }
         rec = visible(&state, &client.0.id, &id).await?;
     }
-    Ok(HttpResponse::Ok().json(approval_json(&rec, &state.config.public_origin)))
+    let decisions = state.store.decisions(&rec.id).await?;
+    Ok(HttpResponse::Ok().json(service_view(&rec, &decisions, &state.config.public_origin)))
 }
 
 #[tracing::instrument(skip_all, fields(client = %client.0.name, approval_id = %path))]
@@ -300,7 +271,8 @@ pub async fn cancel(
     {
         CancelOutcome::Cancelled(rec) => {
             Metrics::inc(&state.metrics.approvals_cancelled);
-            Ok(HttpResponse::Ok().json(approval_json(&rec, &state.config.public_origin)))
+            let decisions = state.store.decisions(&rec.id).await?;
+            Ok(HttpResponse::Ok().json(service_view(&rec, &decisions, &state.config.public_origin)))
         }
         CancelOutcome::NotPending(rec) => Err(ApiError::new(
             StatusCode::CONFLICT,

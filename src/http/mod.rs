@@ -2,9 +2,13 @@
 
 mod approvals;
 mod audit;
+mod decide;
+mod enroll;
 mod extract;
 pub mod problem;
 mod public;
+mod session;
+mod views;
 
 use std::sync::Arc;
 
@@ -15,7 +19,9 @@ use actix_web::{web, App, HttpResponse};
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::master_key::MasterKey;
 use crate::metrics::Metrics;
+use crate::passkeys::RelyingParty;
 use crate::policy::Policy;
 use crate::store::Store;
 use problem::ApiError;
@@ -26,6 +32,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    pub rp: Arc<RelyingParty>,
+    pub master_key: Arc<MasterKey>,
 }
 
 /// Registers every route; used by the server and nowhere else, so tests exercise the real app.
@@ -43,7 +51,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/approvals", web::post().to(approvals::create))
             .route("/approvals/{id}", web::get().to(approvals::get))
             .route("/approvals/{id}/cancel", web::post().to(approvals::cancel))
-            .route("/audit", web::get().to(audit::export)),
+            .route("/audit", web::get().to(audit::export))
+            .route("/enroll/{token}/options", web::post().to(enroll::options))
+            .route("/enroll/{token}/finish", web::post().to(enroll::finish))
+            .route("/session/options", web::post().to(session::options))
+            .route("/session/finish", web::post().to(session::finish))
+            .route("/session/logout", web::post().to(session::logout))
+            .route("/me/approvals", web::get().to(decide::mine))
+            .route("/approvals/{id}/decision/options", web::post().to(decide::options))
+            .route("/approvals/{id}/decision/finish", web::post().to(decide::finish)),
     )
     .default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::not_found())

@@ -57,12 +57,19 @@ pub struct ApprovalRecord {
     pub created_at: UnixTime,
     pub expires_at: UnixTime,
     pub decided_at: Option<UnixTime>,
+    /// Whether the initiator may decide, as the policy said when the request was made.
+    pub self_approval: bool,
 }
 
-const APPROVAL_COLS: &str = "id, client_id, action, transaction_jcs, tx_hash, initiator, audience, risk, \
-     policy_rev, required_approvals, required_groups, rule, status, created_at, expires_at, decided_at";
+pub(super) const APPROVAL_COLS: &str = "id, client_id, action, transaction_jcs, tx_hash, initiator, audience, risk, \
+     policy_rev, required_approvals, required_groups, rule, status, created_at, expires_at, decided_at, self_approval";
 
-fn approval_from_row(row: &AnyRow) -> StoreResult<ApprovalRecord> {
+/// The columns qualified by a table alias, for joins.
+pub(super) fn prefixed_cols(alias: &str) -> String {
+    APPROVAL_COLS.split(", ").map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", ")
+}
+
+pub(super) fn approval_from_row(row: &AnyRow) -> StoreResult<ApprovalRecord> {
     let risk: Option<String> = get(row, "risk")?;
     let status: String = get(row, "status")?;
     Ok(ApprovalRecord {
@@ -85,6 +92,7 @@ fn approval_from_row(row: &AnyRow) -> StoreResult<ApprovalRecord> {
         created_at: get(row, "created_at")?,
         expires_at: get(row, "expires_at")?,
         decided_at: get(row, "decided_at")?,
+        self_approval: get::<i64>(row, "self_approval")? != 0,
     })
 }
 
@@ -153,7 +161,7 @@ impl Store {
             }
         }
         sqlx::query(&format!(
-            "INSERT INTO approvals ({APPROVAL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            "INSERT INTO approvals ({APPROVAL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
         ))
         .bind(&rec.id)
         .bind(&rec.client_id)
@@ -171,6 +179,7 @@ impl Store {
         .bind(rec.created_at)
         .bind(rec.expires_at)
         .bind(rec.decided_at)
+        .bind(i64::from(rec.self_approval))
         .execute(&mut *tx)
         .await?;
         if let Some(idem) = idem {

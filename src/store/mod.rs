@@ -8,7 +8,10 @@
 
 mod approvals;
 pub mod audit;
+mod ceremonies;
 mod clients;
+mod decisions;
+mod users;
 
 use std::time::Duration;
 
@@ -18,6 +21,9 @@ use tokio::sync::broadcast;
 
 pub use approvals::{ApprovalRecord, CancelOutcome, Created, Idempotency, Status};
 pub use audit::NewEvent;
+pub use ceremonies::{Ceremony, CeremonyKind, Taken};
+pub use decisions::{DecisionOutcome, DecisionRecord};
+pub use users::{Credential, EnrolOutcome, InvitationState, NewCredential, User};
 
 /// Channel on which PostgreSQL replicas tell each other that an approval changed.
 const PG_CHANNEL: &str = "countersign_approvals";
