@@ -305,6 +305,9 @@ struct Origin {
 impl Origin {
     fn parse(s: &str) -> Option<Origin> {
         let (scheme, authority) = s.split_once("://")?;
+        // An empty path ("https://a.example/") names the same origin; some clients serialise
+        // the origin as a URL and add it. Any other path is refused.
+        let authority = authority.strip_suffix('/').unwrap_or(authority);
         let (https, default_port) = if scheme.eq_ignore_ascii_case("https") {
             (true, 443)
         } else if scheme.eq_ignore_ascii_case("http") {
@@ -515,7 +518,7 @@ mod tests {
             "http://approve.example.com",
             "https://approve.example.com:8443",
             "https://approve.example.com.evil.test",
-            "https://approve.example.com/",
+            "https://approve.example.com/login",
         ] {
             assert_eq!(
                 Assertion::with_client(&client(origin)).verify(&expected(true)),
@@ -821,6 +824,8 @@ mod tests {
             ("https://[::1]:443", "https://[::1]"),
             ("https://[FE80::1]", "https://[fe80::1]"),
             ("https://a.example:0443", "https://a.example"),
+            ("https://a.example/", "https://a.example"),
+            ("http://localhost:8080/", "http://localhost:8080"),
         ];
         for (a, b) in equal {
             assert!(same_origin(a, b), "{a} == {b}");
@@ -832,7 +837,7 @@ mod tests {
             ("http://a.example:443", "https://a.example"),
             ("https://a.example.evil.com", "https://a.example"),
             ("https://evil.com.a.example", "https://a.example"),
-            ("https://a.example/", "https://a.example"),
+            ("https://a.example//", "https://a.example"),
             ("https://a.example/path", "https://a.example/path"),
             ("https://user@a.example", "https://user@a.example"),
             ("https://a.example?q", "https://a.example?q"),

@@ -41,9 +41,63 @@ pub enum Command {
     /// API clients of backend services.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Approvers: invitations, passkeys, groups.
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// The hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create (or re-invite) an approver and print a one-time enrolment link.
+    Invite {
+        username: String,
+        /// Display name shown to other approvers and in receipts.
+        #[arg(long)]
+        name: Option<String>,
+        /// Groups, comma-separated (e.g. finance,finance-senior).
+        #[arg(long, value_delimiter = ',', required = true)]
+        groups: Vec<String>,
+        /// How long the link stays valid (e.g. 30m, 24h, 7d).
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// List approvers.
+    List {
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Disable an approver (ends their sessions; they can no longer sign in or decide).
+    Disable {
+        username: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Replace an approver's groups.
+    Groups {
+        username: String,
+        #[arg(value_delimiter = ',')]
+        groups: Vec<String>,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// List an approver's passkeys.
+    Credentials {
+        username: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Revoke one passkey.
+    RevokeCredential {
+        username: String,
+        credential_id: String,
+        #[command(flatten)]
+        out: Output,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +173,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Clients(cmd) => {
             clients(&Store::open(&config.database_url).await?, cmd, &clock).await
         }
+        Command::Users(cmd) => {
+            users(
+                &Store::open(&config.database_url).await?,
+                &config,
+                cmd,
+                &clock,
+            )
+            .await
+        }
         Command::Audit(cmd) => audit(&Store::open(&config.database_url).await?, cmd).await,
     }
 }
@@ -126,16 +189,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let app = Application::build(config.clone(), clock.clone()).await?;
-    let first = first_start(app.store(), clock.as_ref()).await?;
+    let first = first_start(app.store(), &config, app.policy(), clock.as_ref()).await?;
     println!(
         "countersign listening on {} (public origin {}, database {})",
         app.address(),
         config.public_origin,
         redact_url(&config.database_url)
     );
-    if let Some(first) = first {
-        println!("{}", first_start_message(&config, &first));
-    }
+    println!("{}", first_start_message(&config, &first));
     app.run_until_stopped().await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -226,6 +287,182 @@ async fn clients(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Usernames: what people type and what receipts carry, so short and plain.
+fn valid_username(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+}
+
+async fn users(
+    store: &Store,
+    config: &Config,
+    cmd: UsersCommand,
+    clock: &dyn Clock,
+) -> anyhow::Result<ExitCode> {
+    let now = clock.now();
+    match cmd {
+        UsersCommand::Invite {
+            username,
+            name,
+            groups,
+            ttl,
+            out,
+        } => {
+            if !valid_username(&username) {
+                bail!("usernames are 1-64 characters of letters, digits, '-', '_', '.' and '@'");
+            }
+            let ttl = humantime::parse_duration(&ttl).with_context(|| format!("--ttl {ttl:?}"))?;
+            let invite = invite(
+                store,
+                config,
+                &username,
+                name.as_deref().unwrap_or(&username),
+                &groups,
+                crate::clock::secs(ttl),
+                now,
+            )
+            .await?;
+            emit(
+                &out,
+                json!({ "user": username, "enroll_url": invite.url, "expires_at": rfc3339(invite.expires_at) }),
+                || {
+                    format!(
+                        "enrolment link for {username} (one use, until {}):\n{}",
+                        rfc3339(invite.expires_at),
+                        invite.url
+                    )
+                },
+            );
+        }
+        UsersCommand::List { out } => {
+            let list = store.list_users().await?;
+            let rows: Vec<_> = list
+                .iter()
+                .map(|u| json!({ "user": u.username, "name": u.display_name, "groups": u.groups, "disabled": u.disabled_at.is_some() }))
+                .collect();
+            emit(&out, json!(rows), || {
+                list.iter()
+                    .map(|u| {
+                        format!(
+                            "{}\t{}\t{}\t{}",
+                            u.username,
+                            u.display_name,
+                            u.groups.join(","),
+                            if u.disabled_at.is_some() {
+                                "disabled"
+                            } else {
+                                "active"
+                            }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        UsersCommand::Disable { username, out } => {
+            if !store.disable_user(&username, OPERATOR, now).await? {
+                bail!("no active user named {username:?}");
+            }
+            emit(&out, json!({ "user": username, "disabled": true }), || {
+                format!("disabled {username}")
+            });
+        }
+        UsersCommand::Groups {
+            username,
+            groups,
+            out,
+        } => {
+            if !store.set_groups(&username, &groups, OPERATOR, now).await? {
+                bail!("no user named {username:?}");
+            }
+            emit(&out, json!({ "user": username, "groups": groups }), || {
+                format!("{username}: {}", groups.join(","))
+            });
+        }
+        UsersCommand::Credentials { username, out } => {
+            let user = store
+                .user_by_username(&username)
+                .await?
+                .with_context(|| format!("no user named {username:?}"))?;
+            let creds = store.user_credentials(&user.id).await?;
+            let rows: Vec<_> = creds
+                .iter()
+                .map(|c| {
+                    let state = if c.revoked_at.is_some() { "revoked" } else if c.flagged_at.is_some() { "flagged" } else { "active" };
+                    json!({ "credential_id": c.id, "label": c.label, "state": state, "created_at": rfc3339(c.created_at), "last_used_at": c.last_used_at.map(rfc3339) })
+                })
+                .collect();
+            emit(&out, json!(rows), || {
+                rows.iter()
+                    .map(|r| {
+                        format!(
+                            "{}\t{}\t{}",
+                            r["credential_id"].as_str().unwrap_or(""),
+                            r["label"].as_str().unwrap_or(""),
+                            r["state"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        UsersCommand::RevokeCredential {
+            username,
+            credential_id,
+            out,
+        } => {
+            if !store
+                .revoke_credential(&username, &credential_id, OPERATOR, now)
+                .await?
+            {
+                bail!("{username} has no active passkey {credential_id:?}");
+            }
+            emit(
+                &out,
+                json!({ "user": username, "credential_id": credential_id, "revoked": true }),
+                || format!("revoked {credential_id}"),
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub struct Invitation {
+    pub url: String,
+    pub expires_at: i64,
+}
+
+/// Creates (or re-invites) a user and returns the one-time link; only its hash is stored.
+pub async fn invite(
+    store: &Store,
+    config: &Config,
+    username: &str,
+    name: &str,
+    groups: &[String],
+    ttl: i64,
+    now: i64,
+) -> anyhow::Result<Invitation> {
+    let token = NewKey::generate();
+    let token_text = token.text.trim_start_matches("cs_").to_string();
+    let hash = crate::client::key_hash(&token_text);
+    let expires_at = now.saturating_add(ttl);
+    match store
+        .invite_user(username, name, groups, &hash, expires_at, OPERATOR, now)
+        .await
+    {
+        Ok(_) => {}
+        Err(StoreError::Conflict(why)) => bail!("cannot invite {username}: {why}"),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Invitation {
+        url: format!("{}/enroll/{token_text}", config.public_origin),
+        expires_at,
+    })
 }
 
 const AUDIT_BATCH: i64 = 1000;

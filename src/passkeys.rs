@@ -13,7 +13,8 @@ use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde_json::{json, Value};
 use webauthn_rs::prelude::{
-    COSEAlgorithm, COSEKeyType, ECDSACurve, PasskeyRegistration, RegisterPublicKeyCredential, Url, Uuid,
+    COSEAlgorithm, COSEKeyType, ECDSACurve, PasskeyRegistration, RegisterPublicKeyCredential, Url,
+    Uuid,
 };
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 
@@ -43,20 +44,30 @@ pub fn b64(bytes: &[u8]) -> String {
 
 /// base64url as browsers and libraries send it: padding optional.
 pub fn unb64(text: &str) -> Option<Vec<u8>> {
-    URL_SAFE_NO_PAD.decode(text).or_else(|_| URL_SAFE.decode(text)).ok()
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .or_else(|_| URL_SAFE.decode(text))
+        .ok()
 }
 
 impl RelyingParty {
     pub fn new(public_origin: &str) -> anyhow::Result<Self> {
         use anyhow::Context;
         let url = Url::parse(public_origin).context("public_origin is not a URL")?;
-        let rp_id = url.host_str().context("public_origin has no host")?.to_string();
+        let rp_id = url
+            .host_str()
+            .context("public_origin has no host")?
+            .to_string();
         let webauthn = WebauthnBuilder::new(&rp_id, &url)
             .context("public_origin cannot be a WebAuthn relying party")?
             .rp_name("countersign")
             .build()
             .context("building the WebAuthn relying party")?;
-        Ok(Self { webauthn, origin: public_origin.to_string(), rp_id })
+        Ok(Self {
+            webauthn,
+            origin: public_origin.to_string(),
+            rp_id,
+        })
     }
 
     pub fn rp_id(&self) -> &str {
@@ -64,12 +75,15 @@ impl RelyingParty {
     }
 
     /// Creation options (W3C JSON form, the `publicKey` member) and the state to keep.
-    pub fn start_registration(&self, user: &User, existing: &[Credential]) -> anyhow::Result<(Value, Value)> {
+    pub fn start_registration(
+        &self,
+        user: &User,
+        existing: &[Credential],
+    ) -> anyhow::Result<(Value, Value)> {
         let handle = Uuid::parse_str(&user.id)?;
         let exclude = existing
             .iter()
             .filter_map(|c| unb64(&c.id))
-            .map(Into::into)
             .collect::<Vec<_>>();
         let (ccr, state) = self.webauthn.start_passkey_registration(
             handle,
@@ -78,26 +92,49 @@ impl RelyingParty {
             (!exclude.is_empty()).then_some(exclude),
         )?;
         let mut options = serde_json::to_value(ccr.public_key)?;
-        // Ask only for what we accept (ES256) and for a discoverable credential, so that sign-in
-        // can start without a username. Both are requests to the authenticator; the key type
-        // is checked again after registration.
-        options["pubKeyCredParams"] = json!([{ "type": "public-key", "alg": -7 }]);
-        if let Some(sel) = options.get_mut("authenticatorSelection").and_then(Value::as_object_mut) {
-            sel.insert("residentKey".into(), json!("required"));
-            sel.insert("requireResidentKey".into(), json!(true));
+        // Ask only for what we accept (ES256), and prefer a discoverable credential so that
+        // sign-in can start without a username (security keys without resident-key slots still
+        // enrol). Both are requests to the authenticator; the key type is checked again after
+        // registration.
+        if let Some(obj) = options.as_object_mut() {
+            obj.insert(
+                "pubKeyCredParams".into(),
+                json!([{ "type": "public-key", "alg": -7 }]),
+            );
+        }
+        if let Some(sel) = options
+            .get_mut("authenticatorSelection")
+            .and_then(Value::as_object_mut)
+        {
+            sel.insert("residentKey".into(), json!("preferred"));
+            sel.insert("requireResidentKey".into(), json!(false));
             sel.insert("userVerification".into(), json!("required"));
         }
         Ok((options, serde_json::to_value(state)?))
     }
 
-    pub fn finish_registration(&self, response: &Value, state: &Value, label: &str) -> Result<NewCredential, RegistrationError> {
+    pub fn finish_registration(
+        &self,
+        response: &Value,
+        state: &Value,
+        label: &str,
+    ) -> Result<NewCredential, RegistrationError> {
         let invalid = |e: String| RegistrationError::Invalid(e);
-        let reg: RegisterPublicKeyCredential = serde_json::from_value(response.clone()).map_err(|e| invalid(e.to_string()))?;
-        let state: PasskeyRegistration = serde_json::from_value(state.clone()).map_err(|e| invalid(e.to_string()))?;
-        let passkey = self.webauthn.finish_passkey_registration(&reg, &state).map_err(|e| invalid(e.to_string()))?;
+        let reg: RegisterPublicKeyCredential =
+            serde_json::from_value(response.clone()).map_err(|e| invalid(e.to_string()))?;
+        let state: PasskeyRegistration =
+            serde_json::from_value(state.clone()).map_err(|e| invalid(e.to_string()))?;
+        let passkey = self
+            .webauthn
+            .finish_passkey_registration(&reg, &state)
+            .map_err(|e| invalid(e.to_string()))?;
         let key = passkey.get_public_key();
         let (x, y) = match (&key.type_, &key.key) {
-            (COSEAlgorithm::ES256, COSEKeyType::EC_EC2(ec)) if ec.curve == ECDSACurve::SECP256R1 => (ec.x.clone(), ec.y.clone()),
+            (COSEAlgorithm::ES256, COSEKeyType::EC_EC2(ec))
+                if ec.curve == ECDSACurve::SECP256R1 =>
+            {
+                (ec.x.clone(), ec.y.clone())
+            }
             _ => return Err(RegistrationError::NotEs256),
         };
         Es256Key::from_xy(&x, &y).map_err(|_| RegistrationError::NotEs256)?;
@@ -113,7 +150,10 @@ impl RelyingParty {
 
     /// Request options (W3C JSON form, the `publicKey` member) for our own challenge.
     pub fn request_options(&self, challenge: &[u8], allow: &[String]) -> Value {
-        let allow: Vec<Value> = allow.iter().map(|id| json!({ "type": "public-key", "id": id })).collect();
+        let allow: Vec<Value> = allow
+            .iter()
+            .map(|id| json!({ "type": "public-key", "id": id }))
+            .collect();
         json!({
             "challenge": b64(challenge),
             "timeout": CEREMONY_SECS * 1000,
@@ -124,10 +164,26 @@ impl RelyingParty {
     }
 
     /// WebAuthn L3 §7.2 for a known credential, with UV required.
-    pub fn verify(&self, cred: &Credential, a: &AssertionResponse, challenge: &[u8]) -> Result<Verified, AssertionError> {
+    pub fn verify(
+        &self,
+        cred: &Credential,
+        a: &AssertionResponse,
+        challenge: &[u8],
+    ) -> Result<Verified, AssertionError> {
         let key = Es256Key::from_xy(&cred.public_x, &cred.public_y)?;
-        let expected = Expected { challenge, origin: &self.origin, rp_id: &self.rp_id, require_user_verification: true };
-        verify_assertion(&key, &a.authenticator_data, &a.client_data_json, &a.signature, &expected)
+        let expected = Expected {
+            challenge,
+            origin: &self.origin,
+            rp_id: &self.rp_id,
+            require_user_verification: true,
+        };
+        verify_assertion(
+            &key,
+            &a.authenticator_data,
+            &a.client_data_json,
+            &a.signature,
+            &expected,
+        )
     }
 }
 

@@ -90,6 +90,10 @@ impl Application {
         &self.state.store
     }
 
+    pub fn policy(&self) -> &Policy {
+        &self.state.policy
+    }
+
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
@@ -97,36 +101,76 @@ impl Application {
 
 /// What the first start created, for the operator to read once.
 pub struct FirstStart {
-    pub demo_key: String,
+    pub demo_key: Option<String>,
+    pub admin_link: Option<crate::cli::Invitation>,
 }
 
 /// On a database that never had a client, creates `demo` with every right. Two replicas
 /// starting together cannot both do it: the client name is unique.
-pub async fn first_start(store: &Store, clock: &dyn Clock) -> anyhow::Result<Option<FirstStart>> {
-    if store.has_clients().await? {
-        return Ok(None);
-    }
-    let key = NewKey::generate();
-    match store
-        .create_client(
-            "demo",
-            &key.hash,
-            &Rights::everything(),
-            "system",
-            clock.now(),
+/// Likewise, on a database without approvers, invites `admin` into every group of the policy.
+pub async fn first_start(
+    store: &Store,
+    config: &Config,
+    policy: &Policy,
+    clock: &dyn Clock,
+) -> anyhow::Result<FirstStart> {
+    let now = clock.now();
+    let demo_key = if store.has_clients().await? {
+        None
+    } else {
+        let key = NewKey::generate();
+        match store
+            .create_client("demo", &key.hash, &Rights::everything(), "system", now)
+            .await
+        {
+            Ok(_) => Some(key.text),
+            Err(StoreError::Conflict(_)) => None,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let admin_link = if store.has_users().await? {
+        None
+    } else {
+        let groups: Vec<String> = policy.groups().into_iter().collect();
+        Some(
+            crate::cli::invite(
+                store,
+                config,
+                "admin",
+                "Administrator",
+                &groups,
+                24 * 3600,
+                now,
+            )
+            .await?,
         )
-        .await
-    {
-        Ok(_) => Ok(Some(FirstStart { demo_key: key.text })),
-        Err(StoreError::Conflict(_)) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    };
+    Ok(FirstStart {
+        demo_key,
+        admin_link,
+    })
 }
 
 /// The operator's first-start instructions.
 pub fn first_start_message(config: &Config, first: &FirstStart) -> String {
+    let mut out = String::new();
+    if let Some(link) = &first.admin_link {
+        out.push_str(&format!(
+            "\nFirst start: invited the approver \"admin\" into every group of the policy. Open this one-time link\n\
+             in a browser to enrol a passkey (valid until {}):\n\n    {}\n\n\
+             More approvers: countersign users invite USERNAME --name 'Full Name' --groups finance --json\n",
+            crate::clock::rfc3339(link.expires_at),
+            link.url
+        ));
+    }
+    if let Some(key) = &first.demo_key {
+        out.push_str(&demo_message(config, key));
+    }
+    out
+}
+
+fn demo_message(config: &Config, key: &str) -> String {
     let origin = &config.public_origin;
-    let key = &first.demo_key;
     format!(
         "\nFirst start: created the API client \"demo\" (every action, every audience, the audit log).\n\
          Its API key is shown only now:\n\n    {key}\n\n\

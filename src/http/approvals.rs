@@ -272,7 +272,13 @@ pub async fn cancel(
         CancelOutcome::Cancelled(rec) => {
             Metrics::inc(&state.metrics.approvals_cancelled);
             let decisions = state.store.decisions(&rec.id).await?;
-            Ok(HttpResponse::Ok().json(service_view(&rec, &decisions, &state.config.public_origin)))
+            Ok(
+                HttpResponse::Ok().json(service_view(
+                    &rec,
+                    &decisions,
+                    &state.config.public_origin,
+                )),
+            )
         }
         CancelOutcome::NotPending(rec) => Err(ApiError::new(
             StatusCode::CONFLICT,

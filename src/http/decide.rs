@@ -14,7 +14,10 @@ use super::AppState;
 use crate::assertion::AssertionError;
 use crate::challenge::{decision_challenge, Decision};
 use crate::passkeys::{b64, unb64, AssertionResponse, CEREMONY_SECS};
-use crate::store::{ApprovalRecord, Ceremony, CeremonyKind, DecisionOutcome, DecisionRecord, NewEvent, Status, Taken, User};
+use crate::store::{
+    ApprovalRecord, Ceremony, CeremonyKind, DecisionOutcome, DecisionRecord, NewEvent, Status,
+    Taken, User,
+};
 use crate::tx_hash::TxHash;
 
 #[derive(Debug, Deserialize)]
@@ -31,7 +34,12 @@ fn refused(status: StatusCode, code: &'static str, detail: &str) -> ApiError {
 /// still refused.
 async fn audited(state: &AppState, user: &User, approval_id: &str, err: ApiError) -> ApiError {
     let actor = format!("user:{}", user.username);
-    let ev = NewEvent { kind: "decision_refused", actor: &actor, approval_id: Some(approval_id), data: json!({ "reason": err.code }) };
+    let ev = NewEvent {
+        kind: "decision_refused",
+        actor: &actor,
+        approval_id: Some(approval_id),
+        data: json!({ "reason": err.code }),
+    };
     if let Err(e) = state.store.record(state.clock.now(), ev).await {
         tracing::error!(error = %e, "could not audit a refused decision");
     }
@@ -43,10 +51,18 @@ async fn audited(state: &AppState, user: &User, approval_id: &str, err: ApiError
 /// initiator unless the policy allowed self-approval when the request was made.
 fn eligibility(user: &User, approval: &ApprovalRecord) -> Result<(), ApiError> {
     if user.username == approval.initiator && !approval.self_approval {
-        return Err(refused(StatusCode::FORBIDDEN, "self_approval_forbidden", "you initiated this request, so someone else must decide it"));
+        return Err(refused(
+            StatusCode::FORBIDDEN,
+            "self_approval_forbidden",
+            "you initiated this request, so someone else must decide it",
+        ));
     }
     if !user.in_any(&approval.required_groups) {
-        return Err(refused(StatusCode::FORBIDDEN, "not_eligible", "you are not in a group that may decide this request"));
+        return Err(refused(
+            StatusCode::FORBIDDEN,
+            "not_eligible",
+            "you are not in a group that may decide this request",
+        ));
     }
     Ok(())
 }
@@ -55,7 +71,11 @@ async fn pending_approval(state: &AppState, id: &str) -> Result<ApprovalRecord, 
     if uuid::Uuid::parse_str(id).is_err() {
         return Err(ApiError::not_found());
     }
-    let approval = state.store.expire_if_due(id, state.clock.now()).await?.ok_or_else(ApiError::not_found)?;
+    let approval = state
+        .store
+        .expire_if_due(id, state.clock.now())
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     if approval.status != Status::Pending {
         return Err(not_pending(approval.status));
     }
@@ -63,15 +83,28 @@ async fn pending_approval(state: &AppState, id: &str) -> Result<ApprovalRecord, 
 }
 
 fn not_pending(status: Status) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, "not_pending", format!("the request is {}", status.as_str())).with("approval_status", status.as_str())
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "not_pending",
+        format!("the request is {}", status.as_str()),
+    )
+    .with("approval_status", status.as_str())
 }
 
 fn already_decided() -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, "already_decided", "you have already decided this request")
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "already_decided",
+        "you have already decided this request",
+    )
 }
 
 fn credential_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "credential_not_allowed", "this passkey may not be used for this decision")
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "credential_not_allowed",
+        "this passkey may not be used for this decision",
+    )
 }
 
 #[tracing::instrument(skip_all, fields(user = %approver.0.username, approval_id = %path))]
@@ -89,10 +122,23 @@ pub async fn options(
     if let Err(e) = eligibility(&user, &approval) {
         return Err(audited(&state, &user, &approval.id, e).await);
     }
-    if state.store.decisions(&approval.id).await?.iter().any(|d| d.user_id == user.id) {
+    if state
+        .store
+        .decisions(&approval.id)
+        .await?
+        .iter()
+        .any(|d| d.user_id == user.id)
+    {
         return Err(already_decided());
     }
-    let allow: Vec<String> = state.store.user_credentials(&user.id).await?.into_iter().filter(|c| c.usable()).map(|c| c.id).collect();
+    let allow: Vec<String> = state
+        .store
+        .user_credentials(&user.id)
+        .await?
+        .into_iter()
+        .filter(|c| c.usable())
+        .map(|c| c.id)
+        .collect();
     if allow.is_empty() {
         return Err(credential_not_allowed());
     }
@@ -119,7 +165,8 @@ pub async fn options(
     };
     state.store.create_ceremony(&ceremony, Some(ev)).await?;
     let public_key = state.rp.request_options(&challenge, &allow);
-    Ok(HttpResponse::Ok().json(json!({ "ceremony": ceremony.id, "publicKey": public_key, "nonce": b64(&nonce) })))
+    Ok(HttpResponse::Ok()
+        .json(json!({ "ceremony": ceremony.id, "publicKey": public_key, "nonce": b64(&nonce) })))
 }
 
 /// The request id and transaction hash as the challenge binds them.
@@ -143,17 +190,33 @@ pub async fn finish(
     match decide(&state, &user, &id, &body.0).await {
         Ok(approval) => {
             let decisions = state.store.decisions(&approval.id).await?;
-            Ok(HttpResponse::Ok().json(super::views::approver_view(&state, &approval, &decisions, &user)))
+            Ok(HttpResponse::Ok().json(super::views::approver_view(
+                &state, &approval, &decisions, &user,
+            )))
         }
         Err(e) => Err(audited(&state, &user, &id, e).await),
     }
 }
 
-async fn decide(state: &AppState, user: &User, id: &str, finish: &Finish) -> Result<ApprovalRecord, ApiError> {
+async fn decide(
+    state: &AppState,
+    user: &User,
+    id: &str,
+    finish: &Finish,
+) -> Result<ApprovalRecord, ApiError> {
     if uuid::Uuid::parse_str(id).is_err() {
         return Err(ApiError::not_found());
     }
-    let ceremony = match state.store.take_ceremony(&finish.ceremony, CeremonyKind::Decision, Some(&user.id), Some(id)).await? {
+    let ceremony = match state
+        .store
+        .take_ceremony(
+            &finish.ceremony,
+            CeremonyKind::Decision,
+            Some(&user.id),
+            Some(id),
+        )
+        .await?
+    {
         Taken::Ceremony(c) => c,
         Taken::Mismatch => return Err(ceremony_mismatch()),
         Taken::Gone => return Err(ceremony_consumed()),
@@ -162,10 +225,27 @@ async fn decide(state: &AppState, user: &User, id: &str, finish: &Finish) -> Res
     if ceremony.expires_at <= now {
         return Err(ceremony_expired());
     }
-    let decision: Decision = ceremony.decision.as_deref().and_then(|d| d.parse().ok()).ok_or_else(ApiError::internal)?;
-    let assertion_invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "assertion_invalid", "the passkey assertion did not verify");
+    let decision: Decision = ceremony
+        .decision
+        .as_deref()
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(ApiError::internal)?;
+    let assertion_invalid = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "assertion_invalid",
+            "the passkey assertion did not verify",
+        )
+    };
     let assertion = AssertionResponse::parse(&finish.credential).ok_or_else(assertion_invalid)?;
-    let allowed = ceremony.scope.get("allow").and_then(Value::as_array).is_some_and(|a| a.iter().any(|c| c.as_str() == Some(&assertion.credential_id)));
+    let allowed = ceremony
+        .scope
+        .get("allow")
+        .and_then(Value::as_array)
+        .is_some_and(|a| {
+            a.iter()
+                .any(|c| c.as_str() == Some(&assertion.credential_id))
+        });
     let cred = state.store.credential(&assertion.credential_id).await?;
     // Re-read now, not at options time: a revoked passkey, a disabled user or a removal from
     // the group in between is honoured.
@@ -173,7 +253,12 @@ async fn decide(state: &AppState, user: &User, id: &str, finish: &Finish) -> Res
         Some(c) if allowed && c.user_id == user.id && c.usable() => c,
         _ => return Err(credential_not_allowed()),
     };
-    let user = state.store.user_by_id(&user.id).await?.filter(|u| u.disabled_at.is_none()).ok_or_else(credential_not_allowed)?;
+    let user = state
+        .store
+        .user_by_id(&user.id)
+        .await?
+        .filter(|u| u.disabled_at.is_none())
+        .ok_or_else(credential_not_allowed)?;
     let approval = pending_approval(state, id).await?;
     eligibility(&user, &approval)?;
 
@@ -195,10 +280,19 @@ async fn decide(state: &AppState, user: &User, id: &str, finish: &Finish) -> Res
             assertion_invalid()
         }
     })?;
-    if !state.store.advance_counter(&cred.id, &user.username, i64::from(verified.counter), now).await? {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "possible_clone", "this passkey's signature counter went backwards; it has been blocked"));
+    if !state
+        .store
+        .advance_counter(&cred.id, &user.username, i64::from(verified.counter), now)
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "possible_clone",
+            "this passkey's signature counter went backwards; it has been blocked",
+        ));
     }
-    let key = crate::assertion::Es256Key::from_xy(&cred.public_x, &cred.public_y).map_err(|_| ApiError::internal())?;
+    let key = crate::assertion::Es256Key::from_xy(&cred.public_x, &cred.public_y)
+        .map_err(|_| ApiError::internal())?;
     let record = DecisionRecord {
         approval_id: approval.id.clone(),
         user_id: user.id.clone(),
@@ -215,7 +309,7 @@ async fn decide(state: &AppState, user: &User, id: &str, finish: &Finish) -> Res
         user_verified: verified.user_verified,
     };
     match state.store.record_decision(&record, now).await? {
-        DecisionOutcome::Recorded(approval) => Ok(approval),
+        DecisionOutcome::Recorded(approval) => Ok(*approval),
         DecisionOutcome::AlreadyDecided => Err(already_decided()),
         DecisionOutcome::NotPending(status) => Err(not_pending(status)),
     }
@@ -229,7 +323,11 @@ pub struct MineQuery {
 
 /// `GET /v1/me/approvals?status=pending` (the inbox) or `?status=decided` (history).
 #[tracing::instrument(skip_all, fields(user = %approver.0.username))]
-pub async fn mine(state: web::Data<AppState>, approver: Approver, query: web::Query<MineQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn mine(
+    state: web::Data<AppState>,
+    approver: Approver,
+    query: web::Query<MineQuery>,
+) -> Result<HttpResponse, ApiError> {
     let user = approver.0;
     let now = state.clock.now();
     let mut out = Vec::new();
@@ -238,15 +336,23 @@ pub async fn mine(state: web::Data<AppState>, approver: Approver, query: web::Qu
             for approval in state.store.undecided_pending(&user, now, 500).await? {
                 if eligibility(&user, &approval).is_ok() {
                     let decisions = state.store.decisions(&approval.id).await?;
-                    out.push(super::views::approver_view(&state, &approval, &decisions, &user));
+                    out.push(super::views::approver_view(
+                        &state, &approval, &decisions, &user,
+                    ));
                 }
             }
         }
         "decided" => {
             for (approval, _, _) in state.store.decided_by(&user, 200).await? {
-                let approval = state.store.expire_if_due(&approval.id, now).await?.unwrap_or(approval);
+                let approval = state
+                    .store
+                    .expire_if_due(&approval.id, now)
+                    .await?
+                    .unwrap_or(approval);
                 let decisions = state.store.decisions(&approval.id).await?;
-                out.push(super::views::approver_view(&state, &approval, &decisions, &user));
+                out.push(super::views::approver_view(
+                    &state, &approval, &decisions, &user,
+                ));
             }
         }
         _ => return Err(ApiError::invalid_request("status is pending or decided")),

@@ -14,15 +14,26 @@ use crate::passkeys::{b64, RegistrationError, CEREMONY_SECS};
 use crate::store::{Ceremony, CeremonyKind, EnrolOutcome, InvitationState, Taken, User};
 
 fn invitation_used() -> ApiError {
-    ApiError::new(StatusCode::GONE, "invitation_used", "this enrolment link was used already")
+    ApiError::new(
+        StatusCode::GONE,
+        "invitation_used",
+        "this enrolment link was used already",
+    )
 }
 
 fn invitation_expired() -> ApiError {
-    ApiError::new(StatusCode::GONE, "invitation_expired", "this enrolment link has expired; ask for a new one")
+    ApiError::new(
+        StatusCode::GONE,
+        "invitation_expired",
+        "this enrolment link has expired; ask for a new one",
+    )
 }
 
 /// The invitation's user, if the link can still be used.
-pub async fn usable_invitation(state: &AppState, token: &str) -> Result<(User, [u8; 32]), ApiError> {
+pub async fn usable_invitation(
+    state: &AppState,
+    token: &str,
+) -> Result<(User, [u8; 32]), ApiError> {
     let hash = key_hash(token);
     match state.store.invitation(&hash, state.clock.now()).await? {
         None => Err(ApiError::not_found()),
@@ -33,7 +44,12 @@ pub async fn usable_invitation(state: &AppState, token: &str) -> Result<(User, [
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn options(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>, _body: EmptyBody) -> Result<HttpResponse, ApiError> {
+pub async fn options(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    _body: EmptyBody,
+) -> Result<HttpResponse, ApiError> {
     check_origin(&req, &state)?;
     let (user, hash) = usable_invitation(&state, &path).await?;
     let existing = state.store.user_credentials(&user.id).await?;
@@ -77,10 +93,16 @@ pub async fn finish(
     let label = body.label.unwrap_or_else(|| "Passkey".into());
     let label = label.trim();
     if label.is_empty() || label.chars().count() > 64 || label.chars().any(char::is_control) {
-        return Err(ApiError::invalid_request("label must be 1 to 64 characters"));
+        return Err(ApiError::invalid_request(
+            "label must be 1 to 64 characters",
+        ));
     }
     let (user, hash) = usable_invitation(&state, &path).await?;
-    let ceremony = match state.store.take_ceremony(&body.ceremony, CeremonyKind::Enroll, Some(&user.id), None).await? {
+    let ceremony = match state
+        .store
+        .take_ceremony(&body.ceremony, CeremonyKind::Enroll, Some(&user.id), None)
+        .await?
+    {
         Taken::Ceremony(c) => c,
         Taken::Mismatch => return Err(ceremony_mismatch()),
         Taken::Gone => return Err(ceremony_consumed()),
@@ -99,22 +121,43 @@ pub async fn finish(
             RegistrationError::Invalid(_) => ApiError::new(StatusCode::BAD_REQUEST, "registration_invalid", "the passkey registration did not verify"),
         }
     })?;
-    match state.store.enrol(&hash, &user, &cred, state.clock.now()).await? {
-        EnrolOutcome::Enrolled => Ok(HttpResponse::Created().json(json!({ "user": user.username, "credential_id": cred.id }))),
+    match state
+        .store
+        .enrol(&hash, &user, &cred, state.clock.now())
+        .await?
+    {
+        EnrolOutcome::Enrolled => Ok(HttpResponse::Created()
+            .json(json!({ "user": user.username, "credential_id": cred.id }))),
         EnrolOutcome::InvitationUsed => Err(invitation_used()),
         EnrolOutcome::InvitationExpired => Err(invitation_expired()),
-        EnrolOutcome::CredentialExists => Err(ApiError::new(StatusCode::CONFLICT, "credential_exists", "this passkey is enrolled already")),
+        EnrolOutcome::CredentialExists => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "credential_exists",
+            "this passkey is enrolled already",
+        )),
     }
 }
 
 pub fn ceremony_mismatch() -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "ceremony_mismatch", "the ceremony belongs to another request or decision")
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "ceremony_mismatch",
+        "the ceremony belongs to another request or decision",
+    )
 }
 
 pub fn ceremony_consumed() -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, "ceremony_consumed", "the ceremony was used already; start again")
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "ceremony_consumed",
+        "the ceremony was used already; start again",
+    )
 }
 
 pub fn ceremony_expired() -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "ceremony_expired", "the ceremony expired; start again")
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "ceremony_expired",
+        "the ceremony expired; start again",
+    )
 }

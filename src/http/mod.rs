@@ -58,8 +58,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/session/finish", web::post().to(session::finish))
             .route("/session/logout", web::post().to(session::logout))
             .route("/me/approvals", web::get().to(decide::mine))
-            .route("/approvals/{id}/decision/options", web::post().to(decide::options))
-            .route("/approvals/{id}/decision/finish", web::post().to(decide::finish)),
+            .route(
+                "/approvals/{id}/decision/options",
+                web::post().to(decide::options),
+            )
+            .route(
+                "/approvals/{id}/decision/finish",
+                web::post().to(decide::finish),
+            ),
     )
     .default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::not_found())

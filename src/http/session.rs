@@ -35,7 +35,8 @@ fn session_hash(value: &str) -> [u8; 32] {
 }
 
 fn presented_session(req: &HttpRequest, state: &AppState) -> Option<[u8; 32]> {
-    req.cookie(cookie_name(state)).map(|c| session_hash(c.value()))
+    req.cookie(cookie_name(state))
+        .map(|c| session_hash(c.value()))
 }
 
 /// State-changing approver calls must come from our own pages (or a client that says so):
@@ -46,7 +47,11 @@ pub fn check_origin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError>
         Some(o) if same_origin(o, &state.config.public_origin) => Ok(()),
         other => {
             tracing::warn!(target: "countersign::security", origin = ?other, path = %req.path(), "refused: bad Origin");
-            Err(ApiError::new(StatusCode::FORBIDDEN, "bad_origin", "the Origin header is not this server's origin"))
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "bad_origin",
+                "the Origin header is not this server's origin",
+            ))
         }
     }
 }
@@ -64,7 +69,11 @@ impl FromRequest for Approver {
         Box::pin(async move {
             let state = state.ok_or_else(ApiError::internal)?;
             let hash = presented_session(&req, &state).ok_or_else(not_signed_in)?;
-            match state.store.session_user(&hash, state.clock.now(), IDLE_SECS).await? {
+            match state
+                .store
+                .session_user(&hash, state.clock.now(), IDLE_SECS)
+                .await?
+            {
                 Some(user) => Ok(Approver(user)),
                 None => Err(not_signed_in()),
             }
@@ -73,11 +82,19 @@ impl FromRequest for Approver {
 }
 
 fn not_signed_in() -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "sign in with your passkey first")
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "sign in with your passkey first",
+    )
 }
 
 fn authentication_failed() -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "authentication_failed", "sign-in failed")
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "authentication_failed",
+        "sign-in failed",
+    )
 }
 
 pub fn random32() -> [u8; 32] {
@@ -110,7 +127,11 @@ fn decoy_credential(state: &AppState, username: &str) -> String {
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn options(state: web::Data<AppState>, req: HttpRequest, body: StrictJson<SignInOptions>) -> Result<HttpResponse, ApiError> {
+pub async fn options(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: StrictJson<SignInOptions>,
+) -> Result<HttpResponse, ApiError> {
     check_origin(&req, &state)?;
     let challenge = random32();
     let allow = match &body.0.username {
@@ -127,7 +148,11 @@ pub async fn options(state: web::Data<AppState>, req: HttpRequest, body: StrictJ
                     .collect(),
                 _ => Vec::new(),
             };
-            Some(if usable.is_empty() { vec![decoy_credential(&state, name)] } else { usable })
+            Some(if usable.is_empty() {
+                vec![decoy_credential(&state, name)]
+            } else {
+                usable
+            })
         }
     };
     let now = state.clock.now();
@@ -142,14 +167,20 @@ pub async fn options(state: web::Data<AppState>, req: HttpRequest, body: StrictJ
         expires_at: now + CEREMONY_SECS,
     };
     state.store.create_ceremony(&ceremony, None).await?;
-    let public_key = state.rp.request_options(&challenge, allow.as_deref().unwrap_or_default());
+    let public_key = state
+        .rp
+        .request_options(&challenge, allow.as_deref().unwrap_or_default());
     Ok(HttpResponse::Ok().json(json!({ "ceremony": ceremony.id, "publicKey": public_key })))
 }
 
 /// Why a sign-in failed, for the log only: the caller always sees `authentication_failed`.
 async fn sign_in(state: &AppState, finish: &Finish) -> Result<User, String> {
     let now = state.clock.now();
-    let ceremony = match state.store.take_ceremony(&finish.ceremony, CeremonyKind::SignIn, None, None).await {
+    let ceremony = match state
+        .store
+        .take_ceremony(&finish.ceremony, CeremonyKind::SignIn, None, None)
+        .await
+    {
         Ok(Taken::Ceremony(c)) => c,
         Ok(other) => return Err(format!("ceremony: {other:?}")),
         Err(e) => return Err(format!("store: {e}")),
@@ -159,15 +190,28 @@ async fn sign_in(state: &AppState, finish: &Finish) -> Result<User, String> {
     }
     let assertion = AssertionResponse::parse(&finish.credential).ok_or("malformed credential")?;
     if let Some(allow) = ceremony.scope.get("allow").and_then(Value::as_array) {
-        if !allow.iter().any(|id| id.as_str() == Some(assertion.credential_id.as_str())) {
+        if !allow
+            .iter()
+            .any(|id| id.as_str() == Some(assertion.credential_id.as_str()))
+        {
             return Err("credential not in allowCredentials".into());
         }
     }
-    let cred = state.store.credential(&assertion.credential_id).await.map_err(|e| e.to_string())?.ok_or("unknown credential")?;
+    let cred = state
+        .store
+        .credential(&assertion.credential_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("unknown credential")?;
     if !cred.usable() {
         return Err("credential revoked or flagged".into());
     }
-    let user = state.store.user_by_id(&cred.user_id).await.map_err(|e| e.to_string())?.ok_or("no user")?;
+    let user = state
+        .store
+        .user_by_id(&cred.user_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("no user")?;
     if user.disabled_at.is_some() {
         return Err("user disabled".into());
     }
@@ -177,16 +221,33 @@ async fn sign_in(state: &AppState, finish: &Finish) -> Result<User, String> {
             return Err("userHandle does not match the credential's user".into());
         }
     }
-    let challenge = ceremony.scope.get("challenge").and_then(Value::as_str).and_then(unb64).ok_or("ceremony without challenge")?;
-    let verified = state.rp.verify(&cred, &assertion, &challenge).map_err(|e| format!("assertion: {e}"))?;
-    if !state.store.advance_counter(&cred.id, &user.username, i64::from(verified.counter), now).await.map_err(|e| e.to_string())? {
+    let challenge = ceremony
+        .scope
+        .get("challenge")
+        .and_then(Value::as_str)
+        .and_then(unb64)
+        .ok_or("ceremony without challenge")?;
+    let verified = state
+        .rp
+        .verify(&cred, &assertion, &challenge)
+        .map_err(|e| format!("assertion: {e}"))?;
+    if !state
+        .store
+        .advance_counter(&cred.id, &user.username, i64::from(verified.counter), now)
+        .await
+        .map_err(|e| e.to_string())?
+    {
         return Err("signature counter did not advance (possible clone)".into());
     }
     Ok(user)
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn finish(state: web::Data<AppState>, req: HttpRequest, body: StrictJson<Finish>) -> Result<HttpResponse, ApiError> {
+pub async fn finish(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: StrictJson<Finish>,
+) -> Result<HttpResponse, ApiError> {
     check_origin(&req, &state)?;
     let user = match sign_in(&state, &body.0).await {
         Ok(user) => user,
@@ -199,9 +260,20 @@ pub async fn finish(state: web::Data<AppState>, req: HttpRequest, body: StrictJs
     let value = b64(&random32());
     let now = state.clock.now();
     let old = presented_session(&req, &state);
-    state.store.create_session(&session_hash(&value), &user.id, old.as_ref(), now, now + ABSOLUTE_SECS).await?;
+    state
+        .store
+        .create_session(
+            &session_hash(&value),
+            &user.id,
+            old.as_ref(),
+            now,
+            now + ABSOLUTE_SECS,
+        )
+        .await?;
     tracing::info!(target: "countersign::security", user = %user.username, "signed in");
-    Ok(HttpResponse::Ok().cookie(session_cookie(&state, value)).json(json!({ "user": user.username, "name": user.display_name })))
+    Ok(HttpResponse::Ok()
+        .cookie(session_cookie(&state, value))
+        .json(json!({ "user": user.username, "name": user.display_name })))
 }
 
 fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
@@ -215,7 +287,11 @@ fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn logout(state: web::Data<AppState>, req: HttpRequest, _body: EmptyBody) -> Result<HttpResponse, ApiError> {
+pub async fn logout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    _body: EmptyBody,
+) -> Result<HttpResponse, ApiError> {
     check_origin(&req, &state)?;
     if let Some(hash) = presented_session(&req, &state) {
         state.store.delete_session(&hash).await?;

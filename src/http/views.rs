@@ -20,7 +20,9 @@ fn decided(decisions: &[DecisionRecord], which: Decision) -> Vec<Value> {
 
 /// The request as its creating client sees it (`GET /v1/approvals/{id}`).
 pub fn service_view(rec: &ApprovalRecord, decisions: &[DecisionRecord], origin: &str) -> Value {
-    let transaction = jcs::parse(rec.transaction_jcs.as_bytes()).map(|v| v.to_serde()).unwrap_or(Value::Null);
+    let transaction = jcs::parse(rec.transaction_jcs.as_bytes())
+        .map(|v| v.to_serde())
+        .unwrap_or(Value::Null);
     let mut v = json!({
         "id": rec.id,
         "status": rec.status.as_str(),
@@ -49,7 +51,12 @@ pub fn service_view(rec: &ApprovalRecord, decisions: &[DecisionRecord], origin: 
 }
 
 /// The request as an approver sees it: the service view plus what the page shows.
-pub fn approver_view(state: &AppState, rec: &ApprovalRecord, decisions: &[DecisionRecord], user: &User) -> Value {
+pub fn approver_view(
+    state: &AppState,
+    rec: &ApprovalRecord,
+    decisions: &[DecisionRecord],
+    user: &User,
+) -> Value {
     let mut v = service_view(rec, decisions, &state.config.public_origin);
     let tx = jcs::parse(rec.transaction_jcs.as_bytes()).ok();
     let action = state.policy.action(&rec.action);
@@ -57,11 +64,22 @@ pub fn approver_view(state: &AppState, rec: &ApprovalRecord, decisions: &[Decisi
         (Some(a), Some(tx)) => json!(a.display_values(tx)),
         _ => json!([]),
     };
-    let mine = decisions.iter().find(|d| d.user_id == user.id).map(|d| d.decision.as_str());
+    let mine = decisions
+        .iter()
+        .find(|d| d.user_id == user.id)
+        .map(|d| d.decision.as_str());
     if let Some(obj) = v.as_object_mut() {
         obj.remove("approval_url");
-        obj.insert("title".into(), json!(action.map_or(rec.action.as_str(), |a| a.title.as_str())));
-        obj.insert("fingerprint".into(), json!(TxHash::parse(&rec.tx_hash).map(|h| h.fingerprint()).unwrap_or_default()));
+        obj.insert(
+            "title".into(),
+            json!(action.map_or(rec.action.as_str(), |a| a.title.as_str())),
+        );
+        obj.insert(
+            "fingerprint".into(),
+            json!(TxHash::parse(&rec.tx_hash)
+                .map(|h| h.fingerprint())
+                .unwrap_or_default()),
+        );
         obj.insert("transaction_canonical".into(), json!(rec.transaction_jcs));
         obj.insert("display".into(), display);
         obj.insert("your_decision".into(), json!(mine));

@@ -66,7 +66,11 @@ pub(super) const APPROVAL_COLS: &str = "id, client_id, action, transaction_jcs, 
 
 /// The columns qualified by a table alias, for joins.
 pub(super) fn prefixed_cols(alias: &str) -> String {
-    APPROVAL_COLS.split(", ").map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", ")
+    APPROVAL_COLS
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub(super) fn approval_from_row(row: &AnyRow) -> StoreResult<ApprovalRecord> {

@@ -52,7 +52,11 @@ pub enum Taken {
 impl Store {
     /// Stores a ceremony, with the audit event that goes with starting it, if any.
     #[tracing::instrument(skip(self, c, event), fields(ceremony = %c.id, kind = c.kind.as_str()))]
-    pub async fn create_ceremony(&self, c: &Ceremony, event: Option<NewEvent<'_>>) -> StoreResult<()> {
+    pub async fn create_ceremony(
+        &self,
+        c: &Ceremony,
+        event: Option<NewEvent<'_>>,
+    ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         // Expired ceremonies are garbage; sweeping them here keeps the table small without a timer.
         sqlx::query("DELETE FROM ceremonies WHERE expires_at < $1")
@@ -134,9 +138,15 @@ impl Store {
     ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         if let Some(old) = replaces {
-            sqlx::query("DELETE FROM sessions WHERE id_hash = $1").bind(old.to_vec()).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+                .bind(old.to_vec())
+                .execute(&mut *tx)
+                .await?;
         }
-        sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(now).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $3, $4)")
             .bind(id_hash.to_vec())
             .bind(user_id)
@@ -151,7 +161,12 @@ impl Store {
     /// The signed-in, enabled user of a live session (within both the idle and the absolute
     /// limit), marking it seen.
     #[tracing::instrument(skip_all)]
-    pub async fn session_user(&self, id_hash: &[u8; 32], now: UnixTime, idle: i64) -> StoreResult<Option<User>> {
+    pub async fn session_user(
+        &self,
+        id_hash: &[u8; 32],
+        now: UnixTime,
+        idle: i64,
+    ) -> StoreResult<Option<User>> {
         let row = sqlx::query(
             "SELECT s.last_seen_at, u.id, u.username, u.display_name, u.groups, u.created_at, u.disabled_at \
              FROM sessions s JOIN users u ON u.id = s.user_id \
@@ -179,7 +194,10 @@ impl Store {
 
     pub async fn delete_session(&self, id_hash: &[u8; 32]) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM sessions WHERE id_hash = $1").bind(id_hash.to_vec()).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+            .bind(id_hash.to_vec())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -193,7 +211,8 @@ fn ceremony_from_row(row: &AnyRow, kind: CeremonyKind) -> StoreResult<Ceremony> 
         user_id: get(row, "user_id")?,
         approval_id: get(row, "approval_id")?,
         decision: get(row, "decision")?,
-        scope: serde_json::from_str(&scope).map_err(|e| StoreError::Corrupt(format!("ceremony scope: {e}")))?,
+        scope: serde_json::from_str(&scope)
+            .map_err(|e| StoreError::Corrupt(format!("ceremony scope: {e}")))?,
         created_at: get(row, "created_at")?,
         expires_at: get(row, "expires_at")?,
     })

@@ -31,12 +31,13 @@ pub struct DecisionRecord {
 #[derive(Debug, PartialEq)]
 pub enum DecisionOutcome {
     /// Recorded; the request as it now stands (approved or rejected if this decided it).
-    Recorded(ApprovalRecord),
+    Recorded(Box<ApprovalRecord>),
     AlreadyDecided,
     NotPending(Status),
 }
 
-const DECISION_COLS: &str = "approval_id, user_id, decision, username, display_name, credential_id, at, nonce, \
+const DECISION_COLS: &str =
+    "approval_id, user_id, decision, username, display_name, credential_id, at, nonce, \
      authenticator_data, client_data_json, signature, public_jwk, user_verified";
 
 fn decision_from_row(row: &AnyRow) -> StoreResult<DecisionRecord> {
@@ -56,7 +57,8 @@ fn decision_from_row(row: &AnyRow) -> StoreResult<DecisionRecord> {
         authenticator_data: get(row, "authenticator_data")?,
         client_data_json: get(row, "client_data_json")?,
         signature: get(row, "signature")?,
-        public_jwk: serde_json::from_str(&jwk).map_err(|e| super::StoreError::Corrupt(format!("public_jwk: {e}")))?,
+        public_jwk: serde_json::from_str(&jwk)
+            .map_err(|e| super::StoreError::Corrupt(format!("public_jwk: {e}")))?,
         user_verified: get::<i64>(row, "user_verified")? != 0,
     })
 }
@@ -66,7 +68,11 @@ impl Store {
     /// approvals arrive together (on any number of replicas) exactly one of them sees the quorum
     /// and flips the request; a rejection decides it at once.
     #[tracing::instrument(skip(self, d), fields(approval_id = %d.approval_id, user = %d.username, decision = d.decision.as_str()))]
-    pub async fn record_decision(&self, d: &DecisionRecord, now: UnixTime) -> StoreResult<DecisionOutcome> {
+    pub async fn record_decision(
+        &self,
+        d: &DecisionRecord,
+        now: UnixTime,
+    ) -> StoreResult<DecisionOutcome> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(&format!(
             "UPDATE approvals SET status = status WHERE id = $1 AND status = 'pending' AND expires_at > $2 RETURNING {APPROVAL_COLS}"
@@ -77,7 +83,10 @@ impl Store {
         .await?;
         let Some(row) = row else {
             tx.rollback().await?;
-            let status = self.expire_if_due(&d.approval_id, now).await?.map_or(Status::Cancelled, |a| a.status);
+            let status = self
+                .expire_if_due(&d.approval_id, now)
+                .await?
+                .map_or(Status::Cancelled, |a| a.status);
             return Ok(DecisionOutcome::NotPending(status));
         };
         let mut approval = approval_from_row(&row)?;
@@ -139,27 +148,43 @@ impl Store {
         };
         append(&mut tx, now, ev).await?;
         if let Some(status) = decided {
-            let kind = if status == Status::Approved { "request_approved" } else { "request_rejected" };
-            let ev = NewEvent { kind, actor: "system", approval_id: Some(&d.approval_id), data: json!({ "rule": approval.rule }) };
+            let kind = if status == Status::Approved {
+                "request_approved"
+            } else {
+                "request_rejected"
+            };
+            let ev = NewEvent {
+                kind,
+                actor: "system",
+                approval_id: Some(&d.approval_id),
+                data: json!({ "rule": approval.rule }),
+            };
             append(&mut tx, now, ev).await?;
         }
         self.announce(&mut tx, &d.approval_id).await?;
         tx.commit().await?;
         self.committed(&d.approval_id);
-        Ok(DecisionOutcome::Recorded(approval))
+        Ok(DecisionOutcome::Recorded(Box::new(approval)))
     }
 
     pub async fn decisions(&self, approval_id: &str) -> StoreResult<Vec<DecisionRecord>> {
-        let rows = sqlx::query(&format!("SELECT {DECISION_COLS} FROM decisions WHERE approval_id = $1 ORDER BY at, username"))
-            .bind(approval_id)
-            .fetch_all(&self.read)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {DECISION_COLS} FROM decisions WHERE approval_id = $1 ORDER BY at, username"
+        ))
+        .bind(approval_id)
+        .fetch_all(&self.read)
+        .await?;
         rows.iter().map(decision_from_row).collect()
     }
 
     /// Pending, unexpired requests this user has not decided yet, newest first. Eligibility
     /// (groups, initiator) is the caller's to filter: it needs the user and the policy.
-    pub async fn undecided_pending(&self, user: &User, now: UnixTime, limit: i64) -> StoreResult<Vec<ApprovalRecord>> {
+    pub async fn undecided_pending(
+        &self,
+        user: &User,
+        now: UnixTime,
+        limit: i64,
+    ) -> StoreResult<Vec<ApprovalRecord>> {
         let rows = sqlx::query(&format!(
             "SELECT {} FROM approvals a WHERE a.status = 'pending' AND a.expires_at > $1 \
              AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.approval_id = a.id AND d.user_id = $2) \
@@ -175,7 +200,11 @@ impl Store {
     }
 
     /// Requests this user decided, newest decision first.
-    pub async fn decided_by(&self, user: &User, limit: i64) -> StoreResult<Vec<(ApprovalRecord, Decision, UnixTime)>> {
+    pub async fn decided_by(
+        &self,
+        user: &User,
+        limit: i64,
+    ) -> StoreResult<Vec<(ApprovalRecord, Decision, UnixTime)>> {
         let rows = sqlx::query(&format!(
             "SELECT {}, d.decision AS my_decision, d.at AS my_at FROM approvals a JOIN decisions d ON d.approval_id = a.id \
              WHERE d.user_id = $1 ORDER BY d.at DESC, a.id LIMIT $2",
@@ -188,7 +217,9 @@ impl Store {
         rows.iter()
             .map(|row| {
                 let decision: String = get(row, "my_decision")?;
-                let decision = decision.parse().map_err(|_| super::StoreError::Corrupt("decision".into()))?;
+                let decision = decision
+                    .parse()
+                    .map_err(|_| super::StoreError::Corrupt("decision".into()))?;
                 Ok((approval_from_row(row)?, decision, get(row, "my_at")?))
             })
             .collect()

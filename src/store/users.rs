@@ -116,10 +116,12 @@ impl Store {
     ) -> StoreResult<User> {
         let mut tx = self.begin_write().await?;
         let groups_json = json!(groups).to_string();
-        let existing = sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE username = $1"))
-            .bind(username)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let existing = sqlx::query(&format!(
+            "SELECT {USER_COLS} FROM users WHERE username = $1"
+        ))
+        .bind(username)
+        .fetch_optional(&mut *tx)
+        .await?;
         let user = match existing {
             Some(row) => {
                 let mut user = user_from_row(&row)?;
@@ -145,14 +147,16 @@ impl Store {
                     created_at: now,
                     disabled_at: None,
                 };
-                sqlx::query(&format!("INSERT INTO users ({USER_COLS}) VALUES ($1, $2, $3, $4, $5, NULL)"))
-                    .bind(&user.id)
-                    .bind(username)
-                    .bind(display_name)
-                    .bind(&groups_json)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(&format!(
+                    "INSERT INTO users ({USER_COLS}) VALUES ($1, $2, $3, $4, $5, NULL)"
+                ))
+                .bind(&user.id)
+                .bind(username)
+                .bind(display_name)
+                .bind(&groups_json)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
                 user
             }
         };
@@ -175,7 +179,11 @@ impl Store {
     }
 
     /// The invitation's user and whether it can still be used.
-    pub async fn invitation(&self, token_hash: &[u8; 32], now: UnixTime) -> StoreResult<Option<(User, InvitationState)>> {
+    pub async fn invitation(
+        &self,
+        token_hash: &[u8; 32],
+        now: UnixTime,
+    ) -> StoreResult<Option<(User, InvitationState)>> {
         let row = sqlx::query(&format!(
             "SELECT i.used_at, i.expires_at, {} FROM invitations i JOIN users u ON u.id = i.user_id WHERE i.token_hash = $1",
             USER_COLS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
@@ -226,7 +234,11 @@ impl Store {
                 Some(r) => get::<Option<i64>>(&r, "used_at")?.is_some(),
                 None => false,
             };
-            return Ok(if used { EnrolOutcome::InvitationUsed } else { EnrolOutcome::InvitationExpired });
+            return Ok(if used {
+                EnrolOutcome::InvitationUsed
+            } else {
+                EnrolOutcome::InvitationExpired
+            });
         }
         let inserted = sqlx::query(&format!(
             "INSERT INTO credentials ({CRED_COLS}, passkey) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, NULL, $8)"
@@ -265,10 +277,12 @@ impl Store {
     }
 
     pub async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE username = $1"))
-            .bind(username)
-            .fetch_optional(&self.read)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLS} FROM users WHERE username = $1"
+        ))
+        .bind(username)
+        .fetch_optional(&self.read)
+        .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -280,13 +294,20 @@ impl Store {
     }
 
     pub async fn has_users(&self) -> StoreResult<bool> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(&self.read).await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM users")
+            .fetch_one(&self.read)
+            .await?;
         Ok(get::<i64>(&row, "n")? > 0)
     }
 
     /// Disables a user and ends their sessions; false when no active user has that name.
     #[tracing::instrument(skip(self))]
-    pub async fn disable_user(&self, username: &str, actor: &str, now: UnixTime) -> StoreResult<bool> {
+    pub async fn disable_user(
+        &self,
+        username: &str,
+        actor: &str,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query("UPDATE users SET disabled_at = $1 WHERE username = $2 AND disabled_at IS NULL RETURNING id")
             .bind(now)
@@ -295,8 +316,16 @@ impl Store {
             .await?;
         let Some(row) = row else { return Ok(false) };
         let id: String = get(&row, "id")?;
-        sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(&id).execute(&mut *tx).await?;
-        let ev = NewEvent { kind: "user_disabled", actor, approval_id: None, data: json!({ "user": username }) };
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        let ev = NewEvent {
+            kind: "user_disabled",
+            actor,
+            approval_id: None,
+            data: json!({ "user": username }),
+        };
         append(&mut tx, now, ev).await?;
         tx.commit().await?;
         Ok(true)
@@ -304,7 +333,13 @@ impl Store {
 
     /// Replaces a user's groups (taking effect on their next decision, even one in flight).
     #[tracing::instrument(skip(self))]
-    pub async fn set_groups(&self, username: &str, groups: &[String], actor: &str, now: UnixTime) -> StoreResult<bool> {
+    pub async fn set_groups(
+        &self,
+        username: &str,
+        groups: &[String],
+        actor: &str,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query("UPDATE users SET groups = $1 WHERE username = $2")
             .bind(json!(groups).to_string())
@@ -314,7 +349,12 @@ impl Store {
             .rows_affected()
             == 1;
         if done {
-            let ev = NewEvent { kind: "user_groups_changed", actor, approval_id: None, data: json!({ "user": username, "groups": groups }) };
+            let ev = NewEvent {
+                kind: "user_groups_changed",
+                actor,
+                approval_id: None,
+                data: json!({ "user": username, "groups": groups }),
+            };
             append(&mut tx, now, ev).await?;
         }
         tx.commit().await?;
@@ -322,23 +362,33 @@ impl Store {
     }
 
     pub async fn credential(&self, id: &str) -> StoreResult<Option<Credential>> {
-        let row = sqlx::query(&format!("SELECT {CRED_COLS} FROM credentials WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {CRED_COLS} FROM credentials WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?;
         row.as_ref().map(credential_from_row).transpose()
     }
 
     pub async fn user_credentials(&self, user_id: &str) -> StoreResult<Vec<Credential>> {
-        let rows = sqlx::query(&format!("SELECT {CRED_COLS} FROM credentials WHERE user_id = $1 ORDER BY created_at, id"))
-            .bind(user_id)
-            .fetch_all(&self.read)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {CRED_COLS} FROM credentials WHERE user_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.read)
+        .await?;
         rows.iter().map(credential_from_row).collect()
     }
 
     #[tracing::instrument(skip(self))]
-    pub async fn revoke_credential(&self, username: &str, credential_id: &str, actor: &str, now: UnixTime) -> StoreResult<bool> {
+    pub async fn revoke_credential(
+        &self,
+        username: &str,
+        credential_id: &str,
+        actor: &str,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE credentials SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
@@ -368,7 +418,13 @@ impl Store {
     /// False when the stored counter is not below `counter` (both non-zero): a possible clone,
     /// which flags the credential and is audited.
     #[tracing::instrument(skip(self))]
-    pub async fn advance_counter(&self, credential_id: &str, username: &str, counter: i64, now: UnixTime) -> StoreResult<bool> {
+    pub async fn advance_counter(
+        &self,
+        credential_id: &str,
+        username: &str,
+        counter: i64,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let moved = sqlx::query(
             "UPDATE credentials SET counter = $1, last_used_at = $2 \
@@ -382,11 +438,13 @@ impl Store {
         .rows_affected()
             == 1;
         if !moved {
-            sqlx::query("UPDATE credentials SET flagged_at = $1 WHERE id = $2 AND flagged_at IS NULL")
-                .bind(now)
-                .bind(credential_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE credentials SET flagged_at = $1 WHERE id = $2 AND flagged_at IS NULL",
+            )
+            .bind(now)
+            .bind(credential_id)
+            .execute(&mut *tx)
+            .await?;
             let ev = NewEvent {
                 kind: "clone_suspected",
                 actor: &format!("user:{username}"),

@@ -24,6 +24,8 @@ use countersign::store::Store;
 use serde_json::{json, Value};
 use sqlx::Connection;
 
+pub mod webauthn;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
