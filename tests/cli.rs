@@ -308,6 +308,61 @@ async fn audit_verify_catches_swapped_entries(backend: Backend) {
     assert!(stdout(&o).contains("entry 2"), "{}", stdout(&o));
 }
 
+async fn users_commands(backend: Backend) {
+    let dir = temp_dir();
+    let Some(db) = fresh_database(backend, &dir).await else {
+        return;
+    };
+    let o = countersign(
+        &dir,
+        &db,
+        &[
+            "users",
+            "invite",
+            "bob",
+            "--name",
+            "Bob Builder",
+            "--groups",
+            "finance,finance-senior",
+            "--ttl",
+            "2h",
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["user"], "bob");
+    assert!(v["enroll_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("http://localhost:8080/enroll/"));
+    assert!(v["expires_at"].as_str().unwrap().ends_with('Z'));
+    let o = countersign(&dir, &db, &["users", "list", "--json"]);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        v[0]["groups"],
+        serde_json::json!(["finance", "finance-senior"])
+    );
+    assert_eq!(v[0]["name"], "Bob Builder");
+    let o = countersign(&dir, &db, &["users", "groups", "bob", "finance", "--json"]);
+    assert!(o.status.success());
+    let o = countersign(&dir, &db, &["users", "credentials", "bob", "--json"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout(&o)).unwrap(),
+        serde_json::json!([])
+    );
+    let o = countersign(&dir, &db, &["users", "revoke-credential", "bob", "nope"]);
+    assert!(!o.status.success());
+    let o = countersign(&dir, &db, &["users", "disable", "bob", "--json"]);
+    assert!(o.status.success());
+    let o = countersign(&dir, &db, &["users", "disable", "bob"]);
+    assert!(!o.status.success(), "already disabled");
+    let o = countersign(&dir, &db, &["users", "invite", "bad name", "--groups", "x"]);
+    assert!(!o.status.success());
+    let o = countersign(&dir, &db, &["audit", "verify", "--json"]);
+    assert!(o.status.success());
+}
+
 macro_rules! on_both {
     ($($name:ident),*) => {
         mod sqlite { $( #[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
@@ -315,6 +370,7 @@ macro_rules! on_both {
     };
 }
 on_both!(
+    users_commands,
     clients_commands,
     audit_verify_catches_tampering,
     audit_verify_catches_deletion_and_reordering,
