@@ -12,6 +12,7 @@ use crate::audit::ChainVerifier;
 use crate::client::{valid_name, NewKey, Rights};
 use crate::clock::{rfc3339, Clock, SystemClock};
 use crate::config::Config;
+use crate::master_key::MasterKey;
 use crate::startup::{first_start, first_start_message, Application};
 use crate::store::{Store, StoreError};
 
@@ -47,6 +48,58 @@ pub enum Command {
     /// The hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Receipt signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Verify a receipt offline against a JWKS, a transaction and an audience.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List signing keys: the one signing new receipts, those still published, retired ones.
+    List {
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Add a new signing key; it signs new receipts, older keys stay published until retired.
+    Rotate {
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Retire a key: it leaves the JWKS and its receipts stop verifying.
+    Retire {
+        kid: String,
+        #[command(flatten)]
+        out: Output,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// JWKS file, or an http:// URL to fetch it from.
+    #[arg(long)]
+    jwks: String,
+    /// File holding the compact receipt.
+    #[arg(long)]
+    receipt: PathBuf,
+    /// File holding the transaction JSON about to be executed.
+    #[arg(long)]
+    tx: PathBuf,
+    /// The audience (service) that is about to redeem it.
+    #[arg(long)]
+    aud: String,
+    /// Expected issuer (the server's public origin).
+    #[arg(long)]
+    iss: Option<String>,
+    /// Also re-verify every approver's passkey assertion.
+    #[arg(long)]
+    evidence: bool,
+    /// Check validity at this unix time instead of now (e.g. when investigating afterwards).
+    #[arg(long)]
+    now: Option<i64>,
+    #[command(flatten)]
+    out: Output,
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,6 +236,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Audit(cmd) => audit(&Store::open(&config.database_url).await?, cmd).await,
+        Command::Keys(cmd) => {
+            keys(
+                &Store::open(&config.database_url).await?,
+                &config,
+                cmd,
+                &clock,
+            )
+            .await
+        }
+        Command::Verify(args) => verify(args, &clock).await,
     }
 }
 
@@ -463,6 +526,149 @@ pub async fn invite(
         url: format!("{}/enroll/{token_text}", config.public_origin),
         expires_at,
     })
+}
+
+async fn keys(
+    store: &Store,
+    config: &Config,
+    cmd: KeysCommand,
+    clock: &dyn Clock,
+) -> anyhow::Result<ExitCode> {
+    let now = clock.now();
+    match cmd {
+        KeysCommand::List { out } => {
+            let keys = store.signing_keys().await?;
+            let signing = keys
+                .iter()
+                .rev()
+                .find(|k| k.retired_at.is_none())
+                .map(|k| k.kid.clone());
+            let rows: Vec<_> = keys
+                .iter()
+                .map(|k| {
+                    let state = if k.retired_at.is_some() {
+                        "retired"
+                    } else if Some(&k.kid) == signing.as_ref() {
+                        "signing"
+                    } else {
+                        "published"
+                    };
+                    json!({ "kid": k.kid, "state": state, "created_at": rfc3339(k.created_at), "retired_at": k.retired_at.map(rfc3339) })
+                })
+                .collect();
+            emit(&out, json!(rows), || {
+                rows.iter()
+                    .map(|r| {
+                        format!(
+                            "{}\t{}\t{}",
+                            r["kid"].as_str().unwrap_or(""),
+                            r["state"].as_str().unwrap_or(""),
+                            r["created_at"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        KeysCommand::Rotate { out } => {
+            let master = MasterKey::load(&config.master_key_file)?;
+            let key = crate::signing::generate(&crate::signing::Sealer::new(&master))?;
+            store.add_signing_key(&key, false, OPERATOR, now).await?;
+            emit(&out, json!({ "kid": key.kid, "state": "signing" }), || {
+                format!("new signing key {}", key.kid)
+            });
+        }
+        KeysCommand::Retire { kid, out } => match store.retire_key(&kid, OPERATOR, now).await? {
+            crate::store::RetireOutcome::Retired => {
+                emit(&out, json!({ "kid": kid, "state": "retired" }), || {
+                    format!("retired {kid}")
+                })
+            }
+            crate::store::RetireOutcome::NotFound => bail!("no published key {kid:?}"),
+            crate::store::RetireOutcome::InUse => bail!("{kid} signs new receipts; rotate first"),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Offline verification: nothing is contacted except an http:// JWKS URL when given one.
+async fn verify(args: VerifyArgs, clock: &dyn Clock) -> anyhow::Result<ExitCode> {
+    use crate::receipt::{verify_evidence, Expect, Verifier, DEFAULT_LEEWAY};
+    let jwks_text = if args.jwks.starts_with("http://") || args.jwks.starts_with("https://") {
+        fetch_jwks(&args.jwks).await?
+    } else {
+        std::fs::read_to_string(&args.jwks).with_context(|| format!("reading {}", args.jwks))?
+    };
+    let jwks: serde_json::Value =
+        serde_json::from_str(&jwks_text).context("the JWKS is not JSON")?;
+    let receipt = std::fs::read_to_string(&args.receipt)
+        .with_context(|| format!("reading {}", args.receipt.display()))?;
+    let tx = std::fs::read(&args.tx).with_context(|| format!("reading {}", args.tx.display()))?;
+    let result = (|| {
+        let (tx_hash, _) =
+            crate::tx_hash::TxHash::of_json(&tx).map_err(|e| format!("the transaction: {e}"))?;
+        let verifier = Verifier::from_jwks(&jwks).map_err(|e| e.to_string())?;
+        let tx_hash = tx_hash.to_string();
+        let expect = Expect {
+            issuer: args.iss.as_deref(),
+            audience: Some(&args.aud),
+            tx_hash: Some(&tx_hash),
+            now: args.now.unwrap_or_else(|| clock.now()),
+            leeway: DEFAULT_LEEWAY,
+        };
+        let claims = verifier
+            .verify(receipt.trim(), &expect)
+            .map_err(|e| format!("{}: {e}", e.code()))?;
+        let checked = if args.evidence {
+            Some(verify_evidence(&claims).map_err(|e| format!("{}: {e}", e.code()))?)
+        } else {
+            None
+        };
+        Ok::<_, String>((claims, checked))
+    })();
+    match result {
+        Ok((claims, checked)) => {
+            emit(
+                &args.out,
+                json!({ "ok": true, "approval_id": claims.sub, "action": claims.act, "approvers": claims.apv.len(), "evidence_checked": checked }),
+                || {
+                    format!(
+                        "valid: {} approval {} by {} approver(s){}",
+                        claims.act,
+                        claims.sub,
+                        claims.apv.len(),
+                        if checked.is_some() {
+                            ", evidence re-verified"
+                        } else {
+                            ""
+                        }
+                    )
+                },
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(reason) => {
+            emit(&args.out, json!({ "ok": false, "error": reason }), || {
+                format!("INVALID: {reason}")
+            });
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+async fn fetch_jwks(url: &str) -> anyhow::Result<String> {
+    // No TLS stack is built in (it would dominate build time); fetch https JWKS with curl and
+    // pass the file.
+    if !url.starts_with("http://") {
+        bail!("only http:// JWKS URLs are fetched; save an https JWKS to a file (curl -o jwks.json URL) and pass the file");
+    }
+    let res = reqwest::get(url)
+        .await
+        .with_context(|| format!("fetching {url}"))?;
+    if !res.status().is_success() {
+        bail!("fetching {url}: HTTP {}", res.status());
+    }
+    Ok(res.text().await?)
 }
 
 const AUDIT_BATCH: i64 = 1000;

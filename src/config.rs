@@ -22,6 +22,10 @@ pub struct Config {
     pub master_key_file: PathBuf,
     /// `text` (default) or `json` log lines.
     pub log_format: LogFormat,
+    /// Requests a minute each API client may make (bursts up to the same number).
+    pub client_requests_per_minute: u32,
+    /// WebAuthn ceremonies a minute each approver (or, before sign-in, each address) may start.
+    pub ceremonies_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -41,6 +45,8 @@ impl Default for Config {
             policy: None,
             master_key_file: "countersign.key".into(),
             log_format: LogFormat::Text,
+            client_requests_per_minute: 6000,
+            ceremonies_per_minute: 30,
         }
     }
 }
@@ -75,11 +81,17 @@ impl Config {
                     Self::KEYS.join(", ")
                 );
             }
-            table.insert(key, toml::Value::String(value));
+            // Numbers arrive as text from the environment; TOML types them for the file.
+            let value = match value.parse::<i64>() {
+                Ok(n) if key.ends_with("_per_minute") => toml::Value::Integer(n),
+                _ => toml::Value::String(value),
+            };
+            table.insert(key, value);
         }
-        let config: Config = table
+        let mut config: Config = table
             .try_into()
             .context("invalid configuration (unknown keys are refused)")?;
+        config.public_origin = normalise_origin(&config.public_origin);
         config.validate()?;
         Ok(config)
     }
@@ -91,6 +103,8 @@ impl Config {
         "policy",
         "master_key_file",
         "log_format",
+        "client_requests_per_minute",
+        "ceremonies_per_minute",
     ];
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -115,6 +129,18 @@ impl Config {
     pub fn is_https(&self) -> bool {
         self.public_origin.starts_with("https://")
     }
+}
+
+/// The origin exactly as a browser serialises it (lower case, no default port), because it is
+/// compared as a string by downstream verifiers of receipt evidence (`iss`).
+fn normalise_origin(origin: &str) -> String {
+    let lower = origin.to_ascii_lowercase();
+    for (scheme, port) in [("https://", ":443"), ("http://", ":80")] {
+        if let Some(rest) = lower.strip_prefix(scheme) {
+            return format!("{scheme}{}", rest.strip_suffix(port).unwrap_or(rest));
+        }
+    }
+    lower
 }
 
 #[cfg(test)]
@@ -162,6 +188,25 @@ mod tests {
     fn unknown_env_key_is_named() {
         let err = Config::load(None, env(&[("COUNTERSIGN_DATABASE", "x")])).unwrap_err();
         assert!(err.to_string().contains("COUNTERSIGN_DATABASE"), "{err}");
+    }
+
+    #[test]
+    fn origin_is_normalised_as_browsers_send_it() {
+        let c = Config::load(
+            None,
+            env(&[(
+                "COUNTERSIGN_PUBLIC_ORIGIN",
+                "HTTPS://Approve.Example.com:443",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(c.public_origin, "https://approve.example.com");
+        let c = Config::load(
+            None,
+            env(&[("COUNTERSIGN_PUBLIC_ORIGIN", "http://localhost:8080")]),
+        )
+        .unwrap();
+        assert_eq!(c.public_origin, "http://localhost:8080");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod assertion;
 pub mod challenge;
 pub mod jcs;
+pub mod receipt;
 pub mod tx_hash;
 
 #[cfg(feature = "server")]
@@ -22,6 +23,8 @@ pub mod config;
 #[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]
+pub mod issuer;
+#[cfg(feature = "server")]
 pub mod master_key;
 #[cfg(feature = "server")]
 pub mod metrics;
@@ -29,6 +32,10 @@ pub mod metrics;
 pub mod passkeys;
 #[cfg(feature = "server")]
 pub mod policy;
+#[cfg(feature = "server")]
+pub mod ratelimit;
+#[cfg(feature = "server")]
+pub mod signing;
 #[cfg(feature = "server")]
 pub mod startup;
 #[cfg(feature = "server")]

@@ -47,6 +47,14 @@ impl MasterKey {
         }
     }
 
+    /// Reads an existing key; admin commands never create one, since a new master key cannot
+    /// open the keys the server sealed under the old one.
+    pub fn load(path: &Path) -> anyhow::Result<MasterKey> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading master key file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("master key file {}", path.display()))
+    }
+
     fn parse(text: &str) -> anyhow::Result<MasterKey> {
         let bytes = URL_SAFE_NO_PAD
             .decode(text.trim())

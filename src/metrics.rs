@@ -12,6 +12,8 @@ pub struct Metrics {
     pub approvals_created: AtomicU64,
     pub approvals_cancelled: AtomicU64,
     pub idempotent_replays: AtomicU64,
+    pub receipts_issued: AtomicU64,
+    pub receipts_redeemed: AtomicU64,
     pub store_unavailable: AtomicU64,
 }
 

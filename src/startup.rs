@@ -12,10 +12,13 @@ use crate::client::{NewKey, Rights};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::issuer::Issuer;
 use crate::master_key::MasterKey;
 use crate::metrics::Metrics;
 use crate::passkeys::RelyingParty;
 use crate::policy::Policy;
+use crate::ratelimit::RateLimiter;
+use crate::signing::{generate, Sealer};
 use crate::store::{Store, StoreError};
 
 pub struct Application {
@@ -54,10 +57,21 @@ impl Application {
             tracing::info!(path = %config.master_key_file.display(), "created a new master key file (mode 0600); back it up");
         }
         let rp = RelyingParty::new(&config.public_origin)?;
+        let sealer = Sealer::new(&master_key);
+        // Every replica starts with the same keys; the first start makes one.
+        store
+            .add_signing_key(&generate(&sealer)?, true, "system", clock.now())
+            .await?;
+        let issuer = Issuer {
+            sealer,
+            origin: config.public_origin.clone(),
+        };
         store.start_change_listener().await?;
         let listener = TcpListener::bind(&config.listen)
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let client_limit = RateLimiter::per_minute(config.client_requests_per_minute);
+        let ceremony_limit = RateLimiter::per_minute(config.ceremonies_per_minute);
         let state = web::Data::new(AppState {
             store,
             policy: Arc::new(policy),
@@ -66,6 +80,9 @@ impl Application {
             metrics: Arc::new(Metrics::default()),
             rp: Arc::new(rp),
             master_key: Arc::new(master_key),
+            issuer: Arc::new(issuer),
+            client_limit,
+            ceremony_limit,
         });
         let app_state = state.clone();
         let server = HttpServer::new(move || http::app(app_state.clone()))

@@ -736,17 +736,18 @@ async fn audit_export_and_chain(app: TestApp) {
             None => break,
         }
     }
-    // Client creation (the test key) plus five requests.
-    assert_eq!(all.len(), 6);
+    // The first signing key, the test client, and five requests.
+    assert_eq!(all.len(), 7);
     let mut verifier = countersign::audit::ChainVerifier::default();
     for e in &all {
         let event: countersign::audit::AuditEvent = serde_json::from_value(e.clone()).unwrap();
         verifier.push(&event).unwrap();
     }
     let (head_seq, head_hash) = app.store.audit_head().await.unwrap();
-    assert_eq!(verifier.finish(head_seq, &head_hash).unwrap(), 6);
-    assert_eq!(all[1]["kind"], "request_created");
-    assert!(all[1]["actor"].as_str().unwrap().starts_with("client:"));
+    assert_eq!(verifier.finish(head_seq, &head_hash).unwrap(), 7);
+    assert_eq!(all[0]["kind"], "key_rotated");
+    assert_eq!(all[2]["kind"], "request_created");
+    assert!(all[2]["actor"].as_str().unwrap().starts_with("client:"));
     assert_eq!(
         problem(app.get("/v1/audit?limit=0", &app.key).await).await,
         (400, "invalid_request".into())
@@ -806,5 +807,5 @@ async fn many_concurrent_writers(app: TestApp) {
         );
     }
     let (seq, _) = app.store.audit_head().await.unwrap();
-    assert_eq!(seq, 61);
+    assert_eq!(seq, 62, "the first key, the test client, 60 requests");
 }

@@ -35,6 +35,7 @@ both!(
     origin_is_checked,
     inbox_lists_what_i_may_decide,
     concurrent_last_approvals_flip_once,
+    floods_are_rate_limited,
 );
 
 async fn pending(app: &TestApp, amount: &str, initiator: &str) -> String {
@@ -941,4 +942,52 @@ async fn concurrent_last_approvals_flip_once(app: TestApp) {
             .count();
         assert_eq!(flips, 1, "trial {trial}");
     }
+}
+
+async fn floods_are_rate_limited(app: TestApp) {
+    let limited = common::spawn_configured(
+        &app.database_url,
+        app.dir.clone(),
+        countersign::policy::Policy::builtin().unwrap(),
+        |c| {
+            c.client_requests_per_minute = 20;
+            c.ceremonies_per_minute = 5;
+        },
+    )
+    .await;
+    // API calls per client.
+    let mut statuses = Vec::new();
+    for _ in 0..25 {
+        statuses.push(
+            limited
+                .get("/v1/audit?limit=1", &limited.key)
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert!(statuses[..19].iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| **s == 429).count() >= 4,
+        "{statuses:?}"
+    );
+    let res = limited.get("/v1/audit?limit=1", &limited.key).await;
+    assert_eq!(res.headers()["retry-after"], "1");
+    assert_eq!(problem(res).await, (429, "rate_limited".into()));
+    // Another client is not affected.
+    assert_eq!(
+        limited.get("/v1/audit?limit=1", &app.key).await.status(),
+        200
+    );
+    // Ceremony starts per approver.
+    let bob = app.person("bob", &["finance"], None).await;
+    let mut body = payment("1.00");
+    body["initiator"] = json!("carol");
+    let id = app.create(&body).await["id"].as_str().unwrap().to_string();
+    let mut codes = Vec::new();
+    for _ in 0..8 {
+        codes.push(limited.decision_options(&bob, &id, "approve").await.0);
+    }
+    assert_eq!(codes[..5], [200; 5], "{codes:?}");
+    assert!(codes[5..].iter().all(|c| *c == 429), "{codes:?}");
 }

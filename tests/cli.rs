@@ -249,13 +249,13 @@ async fn audit_verify_catches_tampering(backend: Backend) {
         stdout(&o),
         String::from_utf8_lossy(&o.stderr)
     );
-    assert!(stdout(&o).contains("5 entries"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("6 entries"), "{}", stdout(&o));
     let export = countersign(
         &app.dir,
         &app.database_url,
         &["audit", "export", "--after", "3"],
     );
-    assert_eq!(stdout(&export).lines().count(), 2);
+    assert_eq!(stdout(&export).lines().count(), 3);
 
     // Edited data.
     app.sql("UPDATE audit_events SET data = '{\"action\":\"payment.transfer\"}' WHERE seq = 3")
@@ -274,7 +274,7 @@ async fn audit_verify_catches_deletion_and_reordering(backend: Backend) {
     }
     let verify = || countersign(&app.dir, &app.database_url, &["audit", "verify"]);
     // The tail removed: only the head row knows.
-    app.sql("DELETE FROM audit_events WHERE seq = 5").await;
+    app.sql("DELETE FROM audit_events WHERE seq = 6").await;
     let o = verify();
     assert_eq!(o.status.code(), Some(2));
     assert!(

@@ -117,6 +117,7 @@ pub async fn options(
 ) -> Result<HttpResponse, ApiError> {
     check_origin(&req, &state)?;
     let user = approver.0;
+    state.ceremony_allowed(&format!("user:{}", user.id))?;
     let decision = body.0.decision;
     let approval = pending_approval(&state, &path).await?;
     if let Err(e) = eligibility(&user, &approval) {
@@ -308,8 +309,17 @@ async fn decide(
         public_jwk: key.to_jwk(),
         user_verified: verified.user_verified,
     };
-    match state.store.record_decision(&record, now).await? {
-        DecisionOutcome::Recorded(approval) => Ok(*approval),
+    match state
+        .store
+        .record_decision(&record, state.issuer.as_ref(), now)
+        .await?
+    {
+        DecisionOutcome::Recorded(approval) => {
+            if approval.status == Status::Approved {
+                crate::metrics::Metrics::inc(&state.metrics.receipts_issued);
+            }
+            Ok(*approval)
+        }
         DecisionOutcome::AlreadyDecided => Err(already_decided()),
         DecisionOutcome::NotPending(status) => Err(not_pending(status)),
     }

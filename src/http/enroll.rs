@@ -51,6 +51,7 @@ pub async fn options(
     _body: EmptyBody,
 ) -> Result<HttpResponse, ApiError> {
     check_origin(&req, &state)?;
+    state.ceremony_allowed(&super::session::peer_key(&req))?;
     let (user, hash) = usable_invitation(&state, &path).await?;
     let existing = state.store.user_credentials(&user.id).await?;
     let (public_key, reg_state) = state.rp.start_registration(&user, &existing).map_err(|e| {

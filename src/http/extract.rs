@@ -142,7 +142,10 @@ impl FromRequest for ServiceClient {
             };
             match state.store.client_by_key_hash(&hash).await? {
                 Some(client) if client.revoked_at.is_none() => {
-                    tracing::Span::current().record("client", client.name.as_str());
+                    if !state.client_limit.allow(&client.id) {
+                        tracing::warn!(target: "countersign::security", client = %client.name, "API client rate-limited");
+                        return Err(ApiError::rate_limited());
+                    }
                     Ok(ServiceClient(client))
                 }
                 Some(client) => {

@@ -7,6 +7,7 @@ mod enroll;
 mod extract;
 pub mod problem;
 mod public;
+mod receipts;
 mod session;
 mod views;
 
@@ -34,6 +35,21 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub rp: Arc<RelyingParty>,
     pub master_key: Arc<MasterKey>,
+    pub issuer: Arc<crate::issuer::Issuer>,
+    pub client_limit: crate::ratelimit::RateLimiter,
+    pub ceremony_limit: crate::ratelimit::RateLimiter,
+}
+
+impl AppState {
+    /// 429 when `key` has started too many ceremonies lately.
+    pub fn ceremony_allowed(&self, key: &str) -> Result<(), ApiError> {
+        if self.ceremony_limit.allow(key) {
+            Ok(())
+        } else {
+            tracing::warn!(target: "countersign::security", key, "ceremony starts rate-limited");
+            Err(ApiError::rate_limited())
+        }
+    }
 }
 
 /// Registers every route; used by the server and nowhere else, so tests exercise the real app.
@@ -46,12 +62,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/healthz", web::get().to(public::healthz))
     .route("/readyz", web::get().to(public::readyz))
     .route("/metrics", web::get().to(public::metrics))
+    .route("/.well-known/jwks.json", web::get().to(receipts::jwks))
     .service(
         web::scope("/v1")
             .route("/approvals", web::post().to(approvals::create))
             .route("/approvals/{id}", web::get().to(approvals::get))
             .route("/approvals/{id}/cancel", web::post().to(approvals::cancel))
             .route("/audit", web::get().to(audit::export))
+            .route("/receipts/redeem", web::post().to(receipts::redeem))
             .route("/enroll/{token}/options", web::post().to(enroll::options))
             .route("/enroll/{token}/finish", web::post().to(enroll::finish))
             .route("/session/options", web::post().to(session::options))

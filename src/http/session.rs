@@ -97,6 +97,16 @@ fn authentication_failed() -> ApiError {
     )
 }
 
+/// Rate-limit key for calls made before sign-in: the peer address.
+pub fn peer_key(req: &HttpRequest) -> String {
+    format!(
+        "addr:{}",
+        req.peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default()
+    )
+}
+
 pub fn random32() -> [u8; 32] {
     let mut b = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut b);

@@ -19,7 +19,12 @@ fn decided(decisions: &[DecisionRecord], which: Decision) -> Vec<Value> {
 }
 
 /// The request as its creating client sees it (`GET /v1/approvals/{id}`).
-pub fn service_view(rec: &ApprovalRecord, decisions: &[DecisionRecord], origin: &str) -> Value {
+pub fn service_view(
+    rec: &ApprovalRecord,
+    decisions: &[DecisionRecord],
+    receipt: Option<&str>,
+    origin: &str,
+) -> Value {
     let transaction = jcs::parse(rec.transaction_jcs.as_bytes())
         .map(|v| v.to_serde())
         .unwrap_or(Value::Null);
@@ -46,6 +51,9 @@ pub fn service_view(rec: &ApprovalRecord, decisions: &[DecisionRecord], origin: 
         if let Some(at) = rec.decided_at {
             obj.insert("decided_at".into(), rfc3339(at).into());
         }
+        if let Some(receipt) = receipt {
+            obj.insert("receipt".into(), receipt.into());
+        }
     }
     v
 }
@@ -57,7 +65,7 @@ pub fn approver_view(
     decisions: &[DecisionRecord],
     user: &User,
 ) -> Value {
-    let mut v = service_view(rec, decisions, &state.config.public_origin);
+    let mut v = service_view(rec, decisions, None, &state.config.public_origin);
     let tx = jcs::parse(rec.transaction_jcs.as_bytes()).ok();
     let action = state.policy.action(&rec.action);
     let display = match (action, &tx) {

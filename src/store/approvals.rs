@@ -59,10 +59,12 @@ pub struct ApprovalRecord {
     pub decided_at: Option<UnixTime>,
     /// Whether the initiator may decide, as the policy said when the request was made.
     pub self_approval: bool,
+    /// Receipt lifetime in seconds, as the policy said when the request was made.
+    pub receipt_ttl: i64,
 }
 
 pub(super) const APPROVAL_COLS: &str = "id, client_id, action, transaction_jcs, tx_hash, initiator, audience, risk, \
-     policy_rev, required_approvals, required_groups, rule, status, created_at, expires_at, decided_at, self_approval";
+     policy_rev, required_approvals, required_groups, rule, status, created_at, expires_at, decided_at, self_approval, receipt_ttl";
 
 /// The columns qualified by a table alias, for joins.
 pub(super) fn prefixed_cols(alias: &str) -> String {
@@ -97,6 +99,7 @@ pub(super) fn approval_from_row(row: &AnyRow) -> StoreResult<ApprovalRecord> {
         expires_at: get(row, "expires_at")?,
         decided_at: get(row, "decided_at")?,
         self_approval: get::<i64>(row, "self_approval")? != 0,
+        receipt_ttl: get(row, "receipt_ttl")?,
     })
 }
 
@@ -165,7 +168,7 @@ impl Store {
             }
         }
         sqlx::query(&format!(
-            "INSERT INTO approvals ({APPROVAL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+            "INSERT INTO approvals ({APPROVAL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
         ))
         .bind(&rec.id)
         .bind(&rec.client_id)
@@ -184,6 +187,7 @@ impl Store {
         .bind(rec.expires_at)
         .bind(rec.decided_at)
         .bind(i64::from(rec.self_approval))
+        .bind(rec.receipt_ttl)
         .execute(&mut *tx)
         .await?;
         if let Some(idem) = idem {

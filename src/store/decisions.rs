@@ -5,8 +5,9 @@ use sqlx::any::AnyRow;
 
 use super::approvals::{approval_from_row, prefixed_cols, APPROVAL_COLS};
 use super::audit::{append, NewEvent};
+use super::receipts::{active_key, ReceiptSigner};
 use super::users::User;
-use super::{get, is_unique_violation, ApprovalRecord, Status, Store, StoreResult};
+use super::{get, is_unique_violation, ApprovalRecord, Status, Store, StoreError, StoreResult};
 use crate::challenge::Decision;
 use crate::clock::UnixTime;
 
@@ -50,7 +51,7 @@ fn decision_from_row(row: &AnyRow) -> StoreResult<DecisionRecord> {
         display_name: get(row, "display_name")?,
         decision: decision
             .parse()
-            .map_err(|_| super::StoreError::Corrupt(format!("decision {decision:?}")))?,
+            .map_err(|_| StoreError::Corrupt(format!("decision {decision:?}")))?,
         credential_id: get(row, "credential_id")?,
         at: get(row, "at")?,
         nonce: get(row, "nonce")?,
@@ -67,10 +68,11 @@ impl Store {
     /// Records one verified decision. The request row is locked first, so when the last
     /// approvals arrive together (on any number of replicas) exactly one of them sees the quorum
     /// and flips the request; a rejection decides it at once.
-    #[tracing::instrument(skip(self, d), fields(approval_id = %d.approval_id, user = %d.username, decision = d.decision.as_str()))]
+    #[tracing::instrument(skip(self, d, signer), fields(approval_id = %d.approval_id, user = %d.username, decision = d.decision.as_str()))]
     pub async fn record_decision(
         &self,
         d: &DecisionRecord,
+        signer: &dyn ReceiptSigner,
         now: UnixTime,
     ) -> StoreResult<DecisionOutcome> {
         let mut tx = self.begin_write().await?;
@@ -135,6 +137,36 @@ impl Store {
             approval.status = status;
             approval.decided_at = Some(now);
         }
+        // The receipt is signed and stored with the approval itself: after any crash there is
+        // either an approved request with its receipt, or neither.
+        let receipt = if decided == Some(Status::Approved) {
+            let rows = sqlx::query(&format!("SELECT {DECISION_COLS} FROM decisions WHERE approval_id = $1 AND decision = 'approve' ORDER BY at, username"))
+                .bind(&d.approval_id)
+                .fetch_all(&mut *tx)
+                .await?;
+            let approvals = rows
+                .iter()
+                .map(decision_from_row)
+                .collect::<StoreResult<Vec<_>>>()?;
+            let (kid, sealed) = active_key(&mut tx).await?;
+            let (jti, token, expires_at) =
+                signer
+                    .sign(&approval, &approvals, &kid, &sealed, now)
+                    .map_err(|e| StoreError::Corrupt(format!("signing a receipt: {e}")))?;
+            sqlx::query("INSERT INTO receipts (jti, approval_id, kid, audience, token, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(&jti)
+                .bind(&d.approval_id)
+                .bind(&kid)
+                .bind(&approval.audience)
+                .bind(&token)
+                .bind(now)
+                .bind(expires_at)
+                .execute(&mut *tx)
+                .await?;
+            Some((jti, kid, expires_at))
+        } else {
+            None
+        };
         let actor = format!("user:{}", d.username);
         let kind = match d.decision {
             Decision::Approve => "approval_recorded",
@@ -158,6 +190,15 @@ impl Store {
                 actor: "system",
                 approval_id: Some(&d.approval_id),
                 data: json!({ "rule": approval.rule }),
+            };
+            append(&mut tx, now, ev).await?;
+        }
+        if let Some((jti, kid, expires_at)) = receipt {
+            let ev = NewEvent {
+                kind: "receipt_issued",
+                actor: "system",
+                approval_id: Some(&d.approval_id),
+                data: json!({ "jti": jti, "kid": kid, "audience": approval.audience, "expires_at": expires_at }),
             };
             append(&mut tx, now, ev).await?;
         }

@@ -11,6 +11,7 @@ pub mod audit;
 mod ceremonies;
 mod clients;
 mod decisions;
+mod receipts;
 mod users;
 
 use std::time::Duration;
@@ -23,6 +24,7 @@ pub use approvals::{ApprovalRecord, CancelOutcome, Created, Idempotency, Status}
 pub use audit::NewEvent;
 pub use ceremonies::{Ceremony, CeremonyKind, Taken};
 pub use decisions::{DecisionOutcome, DecisionRecord};
+pub use receipts::{ReceiptRow, ReceiptSigner, RedeemOutcome, RetireOutcome, SigningKeyRow};
 pub use users::{Credential, EnrolOutcome, InvitationState, NewCredential, User};
 
 /// Channel on which PostgreSQL replicas tell each other that an approval changed.

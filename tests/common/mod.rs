@@ -97,6 +97,9 @@ pub fn test_config(database_url: &str, dir: &std::path::Path) -> Config {
     c.public_origin = "http://localhost:8080".into();
     c.database_url = database_url.to_string();
     c.master_key_file = dir.join("master.key");
+    // Generous limits so that ordinary tests never meet them; the rate-limit tests lower them.
+    c.client_requests_per_minute = 1_000_000;
+    c.ceremonies_per_minute = 100_000;
     c
 }
 
@@ -112,19 +115,26 @@ pub async fn spawn_app_with_policy(backend: Backend, policy: Policy) -> Option<T
 
 /// A server on an existing database (a second replica, or a restart).
 pub async fn spawn_on(database_url: &str, dir: PathBuf, policy: Policy) -> TestApp {
+    spawn_configured(database_url, dir, policy, |_| {}).await
+}
+
+/// Like [`spawn_on`], with changes to the test configuration.
+pub async fn spawn_configured(
+    database_url: &str,
+    dir: PathBuf,
+    policy: Policy,
+    change: impl FnOnce(&mut Config),
+) -> TestApp {
     if std::env::var_os("RUST_LOG").is_some() {
         countersign::telemetry::init(countersign::config::LogFormat::Text);
     }
     let clock = Arc::new(ManualClock::new(START));
     let store = Store::open(database_url).await.expect("open store");
-    let app = Application::build_with(
-        test_config(database_url, &dir),
-        store.clone(),
-        policy,
-        clock.clone(),
-    )
-    .await
-    .expect("build app");
+    let mut config = test_config(database_url, &dir);
+    change(&mut config);
+    let app = Application::build_with(config, store.clone(), policy, clock.clone())
+        .await
+        .expect("build app");
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     let key = NewKey::generate();

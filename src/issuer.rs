@@ -1,0 +1,68 @@
+//! Issuing receipts: the claims of `crate::receipt` filled from server state, signed with the
+//! active key, inside the transaction that approves the request.
+
+use crate::passkeys::b64;
+use crate::receipt::{sign, Approver, Claims, Evidence, PolicyRef};
+use crate::signing::Sealer;
+use crate::store::{ApprovalRecord, DecisionRecord, ReceiptSigner};
+
+pub struct Issuer {
+    pub sealer: Sealer,
+    /// `iss`: the server's public origin.
+    pub origin: String,
+}
+
+impl ReceiptSigner for Issuer {
+    fn sign(
+        &self,
+        approval: &ApprovalRecord,
+        approvals: &[DecisionRecord],
+        kid: &str,
+        sealed: &[u8],
+        now: i64,
+    ) -> Result<(String, String, i64), String> {
+        let key = self
+            .sealer
+            .open_key(kid, sealed)
+            .map_err(|e| e.to_string())?;
+        let jti = uuid::Uuid::new_v4().to_string();
+        let exp = now.saturating_add(approval.receipt_ttl);
+        let claims = Claims {
+            iss: self.origin.clone(),
+            aud: approval.audience.clone(),
+            sub: approval.id.clone(),
+            jti: jti.clone(),
+            iat: now,
+            nbf: now,
+            exp,
+            act: approval.action.clone(),
+            txh: approval.tx_hash.clone(),
+            ini: approval.initiator.clone(),
+            pol: PolicyRef {
+                id: approval.action.clone(),
+                rev: approval.policy_rev.clone(),
+                rule: approval.rule.clone(),
+            },
+            risk: approval.risk.clone(),
+            apv: approvals
+                .iter()
+                .map(|d| Approver {
+                    sub: d.user_id.clone(),
+                    name: d.display_name.clone(),
+                    at: d.at,
+                    cred: d.credential_id.clone(),
+                    uv: d.user_verified,
+                    ev: Evidence {
+                        n: b64(&d.nonce),
+                        ad: b64(&d.authenticator_data),
+                        cd: b64(&d.client_data_json),
+                        sig: b64(&d.signature),
+                        jwk: d.public_jwk.clone(),
+                    },
+                })
+                .collect(),
+        };
+        let token = sign(&claims, &key, kid).map_err(|e| e.to_string())?;
+        Ok((jti, token, exp))
+    }
+}
