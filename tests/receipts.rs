@@ -9,6 +9,11 @@
 
 mod common;
 
+/// The README's Rust snippet, compiled and run here.
+#[path = "../examples/verify_receipt.rs"]
+#[allow(dead_code)]
+mod snippet;
+
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -557,6 +562,12 @@ async fn verify_cli(app: TestApp) {
             serde_json::from_slice::<Value>(&o.stdout).unwrap_or(Value::Null),
         )
     };
+    // The README's Rust snippet accepts it, and refuses another transaction.
+    let jwks_text = jwks(&app).await.to_string();
+    let claims = snippet::verify_receipt(&jwks_text, &receipt, TX.as_bytes(), "payments-service", app.clock_now()).unwrap();
+    assert_eq!(claims.act, "payment.transfer");
+    let other = TX.replace("1250.00", "1250.01");
+    assert!(snippet::verify_receipt(&jwks_text, &receipt, other.as_bytes(), "payments-service", app.clock_now()).is_err());
     let jwks_path = jwks_file.to_str().unwrap();
     let (code, out) = run(
         jwks_path,
@@ -657,5 +668,16 @@ async fn independent_verifiers(app: TestApp) {
             !bad.status.success(),
             "{script} refuses another transaction"
         );
+    }
+}
+
+/// The downstream examples in the README are the files the tests run, verbatim.
+#[test]
+fn readme_shows_the_tested_snippets() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for file in ["examples/verify_receipt.rs", "examples/verify/verify_receipt.py", "examples/verify/verify_receipt.mjs"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        assert!(readme.contains(text.trim_end()), "README.md must show {file} exactly as tested");
     }
 }
