@@ -11,6 +11,9 @@ mod common;
 
 use std::time::Duration;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
 use common::webauthn::{challenge_of, Device, Person, Tweak, ORIGIN};
 use common::{payment, problem, TestApp};
 use countersign::challenge::{decision_challenge, Decision};
@@ -36,6 +39,7 @@ both!(
     inbox_lists_what_i_may_decide,
     concurrent_last_approvals_flip_once,
     floods_are_rate_limited,
+    discoverable_sign_in,
 );
 
 async fn pending(app: &TestApp, amount: &str, initiator: &str) -> String {
@@ -990,4 +994,50 @@ async fn floods_are_rate_limited(app: TestApp) {
     }
     assert_eq!(codes[..5], [200; 5], "{codes:?}");
     assert!(codes[5..].iter().all(|c| *c == 429), "{codes:?}");
+}
+
+/// A discoverable passkey signs in without a username: the credential names the person.
+async fn discoverable_sign_in(app: TestApp) {
+    let mut bob = app
+        .person(
+            "bob",
+            &["finance"],
+            Some(Device::Crafted(common::webauthn::Crafted::new())),
+        )
+        .await;
+    let res = app
+        .approver_post("/v1/session/options", None, &json!({}))
+        .await;
+    let opts: Value = res.json().await.unwrap();
+    let credential = bob.devices[0]
+        .crafted()
+        .assert(&opts["publicKey"], &Tweak::default());
+    let res = app
+        .approver_post(
+            "/v1/session/finish",
+            None,
+            &json!({ "ceremony": opts["ceremony"], "credential": credential }),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["user"], "bob");
+    // A userHandle that names someone else is refused.
+    let res = app
+        .approver_post("/v1/session/options", None, &json!({}))
+        .await;
+    let opts: Value = res.json().await.unwrap();
+    let mut credential = bob.devices[0]
+        .crafted()
+        .assert(&opts["publicKey"], &Tweak::default());
+    credential["response"]["userHandle"] =
+        json!(URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes()));
+    let res = app
+        .approver_post(
+            "/v1/session/finish",
+            None,
+            &json!({ "ceremony": opts["ceremony"], "credential": credential }),
+        )
+        .await;
+    assert_eq!(problem(res).await, (401, "authentication_failed".into()));
 }

@@ -564,10 +564,24 @@ async fn verify_cli(app: TestApp) {
     };
     // The README's Rust snippet accepts it, and refuses another transaction.
     let jwks_text = jwks(&app).await.to_string();
-    let claims = snippet::verify_receipt(&jwks_text, &receipt, TX.as_bytes(), "payments-service", app.clock_now()).unwrap();
+    let claims = snippet::verify_receipt(
+        &jwks_text,
+        &receipt,
+        TX.as_bytes(),
+        "payments-service",
+        app.clock_now(),
+    )
+    .unwrap();
     assert_eq!(claims.act, "payment.transfer");
     let other = TX.replace("1250.00", "1250.01");
-    assert!(snippet::verify_receipt(&jwks_text, &receipt, other.as_bytes(), "payments-service", app.clock_now()).is_err());
+    assert!(snippet::verify_receipt(
+        &jwks_text,
+        &receipt,
+        other.as_bytes(),
+        "payments-service",
+        app.clock_now()
+    )
+    .is_err());
     let jwks_path = jwks_file.to_str().unwrap();
     let (code, out) = run(
         jwks_path,
@@ -676,8 +690,15 @@ async fn independent_verifiers(app: TestApp) {
 fn readme_shows_the_tested_snippets() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    for file in ["examples/verify_receipt.rs", "examples/verify/verify_receipt.py", "examples/verify/verify_receipt.mjs"] {
+    for file in [
+        "examples/verify_receipt.rs",
+        "examples/verify/verify_receipt.py",
+        "examples/verify/verify_receipt.mjs",
+    ] {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
-        assert!(readme.contains(text.trim_end()), "README.md must show {file} exactly as tested");
+        assert!(
+            readme.contains(text.trim_end()),
+            "README.md must show {file} exactly as tested"
+        );
     }
 }
