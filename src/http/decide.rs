@@ -208,9 +208,11 @@ async fn decide(
     if uuid::Uuid::parse_str(id).is_err() {
         return Err(ApiError::not_found());
     }
+    // Read, verify, then consume inside the one transaction that records the decision: a
+    // successful decision costs one commit. Every refusal below ends the ceremony too.
     let ceremony = match state
         .store
-        .take_ceremony(
+        .peek_ceremony(
             &finish.ceremony,
             CeremonyKind::Decision,
             Some(&user.id),
@@ -222,6 +224,46 @@ async fn decide(
         Taken::Mismatch => return Err(ceremony_mismatch()),
         Taken::Gone => return Err(ceremony_consumed()),
     };
+    match check(state, user, id, finish, &ceremony).await {
+        Ok((record, counter)) => {
+            let now = state.clock.now();
+            match state
+                .store
+                .record_decision(&record, &ceremony.id, counter, state.issuer.as_ref(), now)
+                .await?
+            {
+                DecisionOutcome::Recorded(approval) => {
+                    if approval.status == Status::Approved {
+                        crate::metrics::Metrics::inc(&state.metrics.receipts_issued);
+                    }
+                    Ok(*approval)
+                }
+                DecisionOutcome::AlreadyDecided => Err(already_decided()),
+                DecisionOutcome::NotPending(status) => Err(not_pending(status)),
+                DecisionOutcome::CeremonyConsumed => Err(ceremony_consumed()),
+                DecisionOutcome::PossibleClone => Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "possible_clone",
+                    "this passkey's signature counter went backwards; it has been blocked",
+                )),
+            }
+        }
+        Err(e) => {
+            state.store.discard_ceremony(&ceremony.id).await?;
+            Err(e)
+        }
+    }
+}
+
+/// Every check of a decision finish that needs no write: the ceremony's lifetime, the
+/// credential, the person and the request as they stand now, and WebAuthn L3 §7.2.
+async fn check(
+    state: &AppState,
+    user: &User,
+    id: &str,
+    finish: &Finish,
+    ceremony: &Ceremony,
+) -> Result<(DecisionRecord, i64), ApiError> {
     let now = state.clock.now();
     if ceremony.expires_at <= now {
         return Err(ceremony_expired());
@@ -247,10 +289,9 @@ async fn decide(
             a.iter()
                 .any(|c| c.as_str() == Some(&assertion.credential_id))
         });
-    let cred = state.store.credential(&assertion.credential_id).await?;
     // Re-read now, not at options time: a revoked passkey, a disabled user or a removal from
     // the group in between is honoured.
-    let cred = match cred {
+    let cred = match state.store.credential(&assertion.credential_id).await? {
         Some(c) if allowed && c.user_id == user.id && c.usable() => c,
         _ => return Err(credential_not_allowed()),
     };
@@ -275,23 +316,16 @@ async fn decide(
         .ok_or_else(ApiError::internal)?;
     let challenge = decision_challenge(&id_bytes, decision, tx_hash.as_bytes(), &nonce);
     let verified = state.rp.verify(&cred, &assertion, &challenge).map_err(|e| match e {
-        AssertionError::UserNotVerified => ApiError::new(StatusCode::UNAUTHORIZED, "user_verification_required", "the passkey did not verify who you are (PIN or biometric)"),
+        AssertionError::UserNotVerified => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "user_verification_required",
+            "the passkey did not verify who you are (PIN or biometric)",
+        ),
         other => {
             tracing::warn!(target: "countersign::security", error = %other, "assertion refused");
             assertion_invalid()
         }
     })?;
-    if !state
-        .store
-        .advance_counter(&cred.id, &user.username, i64::from(verified.counter), now)
-        .await?
-    {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "possible_clone",
-            "this passkey's signature counter went backwards; it has been blocked",
-        ));
-    }
     let key = crate::assertion::Es256Key::from_xy(&cred.public_x, &cred.public_y)
         .map_err(|_| ApiError::internal())?;
     let record = DecisionRecord {
@@ -309,20 +343,7 @@ async fn decide(
         public_jwk: key.to_jwk(),
         user_verified: verified.user_verified,
     };
-    match state
-        .store
-        .record_decision(&record, state.issuer.as_ref(), now)
-        .await?
-    {
-        DecisionOutcome::Recorded(approval) => {
-            if approval.status == Status::Approved {
-                crate::metrics::Metrics::inc(&state.metrics.receipts_issued);
-            }
-            Ok(*approval)
-        }
-        DecisionOutcome::AlreadyDecided => Err(already_decided()),
-        DecisionOutcome::NotPending(status) => Err(not_pending(status)),
-    }
+    Ok((record, i64::from(verified.counter)))
 }
 
 #[derive(Debug, Deserialize)]

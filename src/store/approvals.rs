@@ -248,6 +248,11 @@ impl Store {
         id: &str,
         now: UnixTime,
     ) -> StoreResult<Option<ApprovalRecord>> {
+        // Most reads find nothing to expire: look before taking the write lock.
+        match self.approval(id).await? {
+            Some(rec) if rec.status == Status::Pending && rec.expires_at <= now => {}
+            other => return Ok(other),
+        }
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(&format!(
             "UPDATE approvals SET status = 'expired', decided_at = expires_at \

@@ -84,6 +84,48 @@ impl Store {
         Ok(())
     }
 
+    /// Reads a ceremony without consuming it, classified like [`Store::take_ceremony`]. The
+    /// decision path verifies first and consumes inside the transaction that records the
+    /// decision, so a successful decision costs one commit.
+    pub async fn peek_ceremony(
+        &self,
+        id: &str,
+        kind: CeremonyKind,
+        user_id: Option<&str>,
+        approval_id: Option<&str>,
+    ) -> StoreResult<Taken> {
+        let row = sqlx::query(
+            "SELECT id, kind, user_id, approval_id, decision, scope, created_at, expires_at FROM ceremonies WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Taken::Gone);
+        };
+        let stored_kind: String = get(&row, "kind")?;
+        let c = ceremony_from_row(&row, kind)?;
+        let matches = stored_kind == kind.as_str()
+            && c.user_id.as_deref() == user_id
+            && c.approval_id.as_deref() == approval_id;
+        Ok(if matches {
+            Taken::Ceremony(c)
+        } else {
+            Taken::Mismatch
+        })
+    }
+
+    /// Ends a ceremony whatever became of it (a refused finish must not be retried).
+    pub async fn discard_ceremony(&self, id: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM ceremonies WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Consumes a ceremony in one statement if it matches what the caller is finishing; of any
     /// number of concurrent finishes exactly one gets it. `None` matches only NULL.
     #[tracing::instrument(skip(self))]

@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use super::approvals::{approval_from_row, prefixed_cols, APPROVAL_COLS};
 use super::audit::{append, NewEvent};
 use super::receipts::{active_key, ReceiptSigner};
+use super::users::advance_counter_in;
 use super::users::User;
 use super::{get, is_unique_violation, ApprovalRecord, Status, Store, StoreError, StoreResult};
 use crate::challenge::Decision;
@@ -35,6 +36,10 @@ pub enum DecisionOutcome {
     Recorded(Box<ApprovalRecord>),
     AlreadyDecided,
     NotPending(Status),
+    /// Another finish consumed the ceremony first.
+    CeremonyConsumed,
+    /// The signature counter did not advance; the credential is now flagged.
+    PossibleClone,
 }
 
 const DECISION_COLS: &str =
@@ -72,10 +77,59 @@ impl Store {
     pub async fn record_decision(
         &self,
         d: &DecisionRecord,
+        ceremony_id: &str,
+        counter: i64,
+        signer: &dyn ReceiptSigner,
+        now: UnixTime,
+    ) -> StoreResult<DecisionOutcome> {
+        let outcome = self
+            .try_record_decision(d, ceremony_id, counter, signer, now)
+            .await?;
+        match &outcome {
+            DecisionOutcome::Recorded(_) | DecisionOutcome::CeremonyConsumed => {}
+            // Refused after verifying: the ceremony still ends, so it cannot be tried again.
+            DecisionOutcome::PossibleClone => {
+                self.flag_clone(
+                    &d.credential_id,
+                    &d.username,
+                    counter,
+                    Some(ceremony_id),
+                    now,
+                )
+                .await?
+            }
+            DecisionOutcome::AlreadyDecided | DecisionOutcome::NotPending(_) => {
+                self.discard_ceremony(ceremony_id).await?
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// One transaction: consume the ceremony, lock the request, advance the signature counter,
+    /// record the decision, and on reaching the quorum approve and issue the receipt.
+    async fn try_record_decision(
+        &self,
+        d: &DecisionRecord,
+        ceremony_id: &str,
+        counter: i64,
         signer: &dyn ReceiptSigner,
         now: UnixTime,
     ) -> StoreResult<DecisionOutcome> {
         let mut tx = self.begin_write().await?;
+        // Of any number of concurrent finishes with this ceremony (on any replica), one deletes it.
+        let consumed = sqlx::query(
+            "DELETE FROM ceremonies WHERE id = $1 AND approval_id = $2 AND user_id = $3",
+        )
+        .bind(ceremony_id)
+        .bind(&d.approval_id)
+        .bind(&d.user_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if consumed != 1 {
+            tx.rollback().await?;
+            return Ok(DecisionOutcome::CeremonyConsumed);
+        }
         let row = sqlx::query(&format!(
             "UPDATE approvals SET status = status WHERE id = $1 AND status = 'pending' AND expires_at > $2 RETURNING {APPROVAL_COLS}"
         ))
@@ -92,6 +146,10 @@ impl Store {
             return Ok(DecisionOutcome::NotPending(status));
         };
         let mut approval = approval_from_row(&row)?;
+        if !advance_counter_in(&mut tx, &d.credential_id, counter, now).await? {
+            tx.rollback().await?;
+            return Ok(DecisionOutcome::PossibleClone);
+        }
         let inserted = sqlx::query(&format!(
             "INSERT INTO decisions ({DECISION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         ))

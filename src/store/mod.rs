@@ -163,6 +163,20 @@ impl Store {
         Ok(())
     }
 
+    /// Mean time of a minimal write transaction (one row updated, committed) on this store:
+    /// the load generator's baseline for what commits allow.
+    pub async fn bench_commit(&self, n: u32) -> StoreResult<Duration> {
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            let mut tx = self.begin_write().await?;
+            sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(started.elapsed() / n.max(1))
+    }
+
     /// A write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so a
     /// transaction that reads before it writes cannot fail to upgrade under WAL.
     async fn begin_write(&self) -> StoreResult<Transaction<'static, Any>> {

@@ -2,6 +2,7 @@
 
 use serde_json::json;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Transaction};
 
 use super::audit::{append, NewEvent};
 use super::{get, json_col, Store, StoreError, StoreResult};
@@ -414,6 +415,40 @@ impl Store {
         Ok(done)
     }
 
+    /// Flags a credential whose signature counter did not advance (a possible clone), ends the
+    /// ceremony it was used in, and audits it.
+    pub async fn flag_clone(
+        &self,
+        credential_id: &str,
+        username: &str,
+        counter: i64,
+        ceremony: Option<&str>,
+        now: UnixTime,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE credentials SET flagged_at = $1 WHERE id = $2 AND flagged_at IS NULL")
+            .bind(now)
+            .bind(credential_id)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(c) = ceremony {
+            sqlx::query("DELETE FROM ceremonies WHERE id = $1")
+                .bind(c)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let ev = NewEvent {
+            kind: "clone_suspected",
+            actor: &format!("user:{username}"),
+            approval_id: None,
+            data: json!({ "credential_id": credential_id, "presented_counter": counter }),
+        };
+        append(&mut tx, now, ev).await?;
+        tx.commit().await?;
+        tracing::warn!(target: "countersign::security", credential_id, username, counter, "signature counter did not advance: possible cloned authenticator; credential flagged");
+        Ok(())
+    }
+
     /// Records a verified use of a passkey: the counter only moves forward, in one statement.
     /// False when the stored counter is not below `counter` (both non-zero): a possible clone,
     /// which flags the credential and is audited.
@@ -426,35 +461,33 @@ impl Store {
         now: UnixTime,
     ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
-        let moved = sqlx::query(
-            "UPDATE credentials SET counter = $1, last_used_at = $2 \
-             WHERE id = $3 AND flagged_at IS NULL AND (counter < $1 OR ($1 = 0 AND counter = 0))",
-        )
-        .bind(counter)
-        .bind(now)
-        .bind(credential_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !moved {
-            sqlx::query(
-                "UPDATE credentials SET flagged_at = $1 WHERE id = $2 AND flagged_at IS NULL",
-            )
-            .bind(now)
-            .bind(credential_id)
-            .execute(&mut *tx)
-            .await?;
-            let ev = NewEvent {
-                kind: "clone_suspected",
-                actor: &format!("user:{username}"),
-                approval_id: None,
-                data: json!({ "credential_id": credential_id, "presented_counter": counter }),
-            };
-            append(&mut tx, now, ev).await?;
-            tracing::warn!(target: "countersign::security", credential_id, username, counter, "signature counter did not advance: possible cloned authenticator; credential flagged");
-        }
+        let moved = advance_counter_in(&mut tx, credential_id, counter, now).await?;
         tx.commit().await?;
+        if !moved {
+            self.flag_clone(credential_id, username, counter, None, now)
+                .await?;
+        }
         Ok(moved)
     }
+}
+
+/// WebAuthn L3 §7.2 step 21 as one conditional statement: true when the counter advanced (or
+/// both it and the stored one are zero, for authenticators that do not count).
+pub(super) async fn advance_counter_in(
+    tx: &mut Transaction<'static, Any>,
+    credential_id: &str,
+    counter: i64,
+    now: UnixTime,
+) -> StoreResult<bool> {
+    Ok(sqlx::query(
+        "UPDATE credentials SET counter = $1, last_used_at = $2 \
+         WHERE id = $3 AND flagged_at IS NULL AND (counter < $1 OR ($1 = 0 AND counter = 0))",
+    )
+    .bind(counter)
+    .bind(now)
+    .bind(credential_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1)
 }

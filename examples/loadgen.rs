@@ -1,0 +1,279 @@
+//! Load generator for the decision path: how many `decision/finish` calls a second the server
+//! completes (each verifies a passkey assertion, commits the decision, and — quorum 1 — signs
+//! and stores a receipt), next to what its signatures and commits allow, measured in the same
+//! run on the same machine and database.
+//!
+//! `cargo run --release --example loadgen -- [--decisions N] [--concurrency C] [--database-url URL]`
+//!
+//! The server runs in this process on 127.0.0.1 (port 0) with a fresh SQLite file unless a
+//! database URL is given; approvers are software P-256 authenticators whose keys we hold.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use countersign::client::{NewKey, Rights};
+use countersign::clock::SystemClock;
+use countersign::config::Config;
+use countersign::policy::Policy;
+use countersign::startup::Application;
+use countersign::store::{NewCredential, Store};
+use p256::ecdsa::signature::{Signer, Verifier};
+use p256::ecdsa::{DerSignature, Signature, SigningKey};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const ORIGIN: &str = "http://localhost:8080";
+
+fn b64(b: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+struct Authenticator {
+    key: SigningKey,
+    cred_id: Vec<u8>,
+    counter: u32,
+}
+
+impl Authenticator {
+    fn assert(&mut self, options: &Value) -> Value {
+        self.counter += 1;
+        let cd =
+            json!({ "type": "webauthn.get", "challenge": options["challenge"], "origin": ORIGIN })
+                .to_string();
+        let mut ad = Sha256::digest(b"localhost").to_vec();
+        ad.push(0x05);
+        ad.extend_from_slice(&self.counter.to_be_bytes());
+        let msg = [ad.as_slice(), &Sha256::digest(cd.as_bytes())].concat();
+        let sig: DerSignature = self.key.sign(&msg);
+        json!({ "id": b64(&self.cred_id), "rawId": b64(&self.cred_id), "type": "public-key",
+                "response": { "authenticatorData": b64(&ad), "clientDataJSON": b64(cd.as_bytes()), "signature": b64(sig.as_bytes()) } })
+    }
+}
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+#[tokio::main]
+async fn main() {
+    let decisions: usize = arg("--decisions").map_or(400, |v| v.parse().unwrap());
+    let concurrency: usize = arg("--concurrency").map_or(8, |v| v.parse().unwrap());
+    let dir = std::env::temp_dir().join(format!("cs-loadgen-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = arg("--database-url")
+        .unwrap_or_else(|| format!("sqlite://{}", dir.join("load.db").display()));
+    let mut config = Config::load(None, Vec::new()).unwrap();
+    config.listen = "127.0.0.1:0".into();
+    config.public_origin = ORIGIN.into();
+    config.database_url = url.clone();
+    config.master_key_file = dir.join("master.key");
+    config.client_requests_per_minute = u32::MAX;
+    config.ceremonies_per_minute = u32::MAX;
+    let store = Store::open(&url).await.unwrap();
+    let app = Application::build_with(
+        config,
+        store.clone(),
+        Policy::builtin().unwrap(),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let now = countersign::clock::Clock::now(&SystemClock);
+    let api_key = NewKey::generate();
+    store
+        .create_client(
+            "loadgen",
+            &api_key.hash,
+            &Rights::everything(),
+            "loadgen",
+            now,
+        )
+        .await
+        .unwrap();
+
+    // One approver per worker, so that counters and sessions do not contend.
+    let http = reqwest::Client::new();
+    let mut workers = Vec::new();
+    for w in 0..concurrency {
+        let name = format!("approver{w}");
+        let token = NewKey::generate();
+        let user = store
+            .invite_user(
+                &name,
+                &name,
+                &["finance".to_string()],
+                &token.hash,
+                now + 3600,
+                "loadgen",
+                now,
+            )
+            .await
+            .unwrap();
+        let key = SigningKey::random(&mut rand::rngs::OsRng);
+        let point = key.verifying_key().to_encoded_point(false);
+        let cred_id: Vec<u8> = (0..16).map(|_| rand::random()).collect();
+        let cred = NewCredential {
+            id: b64(&cred_id),
+            label: "load".into(),
+            public_x: point.x().unwrap().to_vec(),
+            public_y: point.y().unwrap().to_vec(),
+            counter: 0,
+            passkey: "{}".into(),
+        };
+        store.enrol(&token.hash, &user, &cred, now).await.unwrap();
+        let mut auth = Authenticator {
+            key,
+            cred_id,
+            counter: 0,
+        };
+        let opts: Value = http
+            .post(format!("{base}/v1/session/options"))
+            .header("Origin", ORIGIN)
+            .json(&json!({ "username": name }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let res = http.post(format!("{base}/v1/session/finish")).header("Origin", ORIGIN)
+            .json(&json!({ "ceremony": opts["ceremony"], "credential": auth.assert(&opts["publicKey"]) })).send().await.unwrap();
+        assert_eq!(res.status(), 200, "sign-in");
+        let cookie = res.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        workers.push((auth, cookie));
+    }
+
+    // Prepare every decision up to the finish: requests, ceremonies and signed assertions.
+    eprintln!("preparing {decisions} decisions…");
+    let per = decisions.div_ceil(concurrency);
+    let mut prepared: Vec<Vec<(String, Value)>> = Vec::new();
+    for (auth, cookie) in workers.iter_mut() {
+        let mut mine = Vec::new();
+        for i in 0..per {
+            let body = json!({ "action": "payment.transfer", "initiator": "requester",
+                "transaction": { "amount": format!("{i}.00"), "currency": "EUR", "payee": { "name": "ACME GmbH", "iban": "DE89370400440532013000" } } });
+            let created: Value = http
+                .post(format!("{base}/v1/approvals"))
+                .bearer_auth(&api_key.text)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let id = created["id"].as_str().unwrap().to_string();
+            let opts: Value = http
+                .post(format!("{base}/v1/approvals/{id}/decision/options"))
+                .header("Origin", ORIGIN)
+                .header("Cookie", cookie.as_str())
+                .json(&json!({ "decision": "approve" }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let credential = auth.assert(&opts["publicKey"]);
+            mine.push((
+                id,
+                json!({ "ceremony": opts["ceremony"], "credential": credential }),
+            ));
+        }
+        prepared.push(mine);
+    }
+
+    // The measured part: every finish, C at a time.
+    let started = Instant::now();
+    let tasks: Vec<_> = prepared
+        .into_iter()
+        .zip(workers.iter().map(|(_, c)| c.clone()))
+        .map(|(mine, cookie)| {
+            let http = http.clone();
+            let base = base.clone();
+            tokio::spawn(async move {
+                let mut ok = 0;
+                for (id, body) in mine {
+                    let res = http
+                        .post(format!("{base}/v1/approvals/{id}/decision/finish"))
+                        .header("Origin", ORIGIN)
+                        .header("Cookie", cookie.as_str())
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap();
+                    if res.status() == 200 {
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        ok += t.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let measured = ok as f64 / elapsed.as_secs_f64();
+
+    // What the work itself allows, on the same machine and database, right after.
+    let key = SigningKey::random(&mut rand::rngs::OsRng);
+    let msg = [0x42u8; 300];
+    let sig: Signature = key.sign(&msg);
+    let reps = 300;
+    let t = Instant::now();
+    for _ in 0..reps {
+        let s: Signature = key.sign(&msg);
+        std::hint::black_box(s);
+    }
+    let sign = t.elapsed() / reps;
+    let t = Instant::now();
+    for _ in 0..reps {
+        key.verifying_key().verify(&msg, &sig).unwrap();
+    }
+    let verify = t.elapsed() / reps;
+    let commit = store.bench_commit(200).await.unwrap();
+    // A finish verifies one assertion and signs one receipt (in parallel on every core) and
+    // commits one write transaction (ceremony, counter, decision and receipt together; one at a
+    // time on SQLite).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let by_crypto = cores / (sign + verify).as_secs_f64();
+    let by_commits = 1.0 / commit.as_secs_f64();
+    let allowed = by_crypto.min(by_commits);
+    println!(
+        "{}",
+        json!({
+            "decisions": ok,
+            "concurrency": concurrency,
+            "database": if url.starts_with("sqlite") { "sqlite" } else { "postgres" },
+            "finish_per_second": (measured * 10.0).round() / 10.0,
+            "p256_sign_us": sign.as_micros(),
+            "p256_verify_us": verify.as_micros(),
+            "write_commit_us": commit.as_micros(),
+            "allowed_by_signatures_per_second": by_crypto.round(),
+            "allowed_by_commits_per_second": by_commits.round(),
+            "ratio_to_allowed": (measured / allowed * 100.0).round() / 100.0,
+        })
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
