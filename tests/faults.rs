@@ -296,3 +296,253 @@ async fn killed_mid_write_sqlite() {
 async fn killed_mid_write_postgres() {
     killed_mid_write(Backend::Postgres).await;
 }
+
+/// SIGKILL in the middle of decisions and redemptions: after a restart no receipt exists
+/// without its quorum of recorded approvals, every acknowledged decision and redemption is
+/// stored, a consumed ceremony stays consumed, and the audit chain verifies.
+async fn killed_mid_decision(backend: Backend) {
+    use common::webauthn::{Crafted, Tweak, ORIGIN};
+    let dir = temp_dir();
+    let Some(url) = fresh_database(backend, &dir).await else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bin = env!("CARGO_BIN_EXE_countersign");
+    let mut child = tokio::process::Command::new(bin)
+        .current_dir(&dir)
+        .env("COUNTERSIGN_DATABASE_URL", &url)
+        .env("COUNTERSIGN_LISTEN", format!("127.0.0.1:{port}"))
+        .env("COUNTERSIGN_PUBLIC_ORIGIN", ORIGIN)
+        .env("COUNTERSIGN_CEREMONIES_PER_MINUTE", "100000")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let text = read_until(child.stdout.as_mut().unwrap(), "More API clients").await;
+    let key = text
+        .split_whitespace()
+        .find(|w| w.starts_with("cs_"))
+        .unwrap()
+        .to_string();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let store = countersign::store::Store::open(&url).await.unwrap();
+    // Two approvers with crafted passkeys, enrolled straight into the store, signed in over HTTP.
+    let mut people = Vec::new();
+    for name in ["bob", "erin"] {
+        let token = countersign::client::NewKey::generate();
+        let now = START_NOW();
+        let user = store
+            .invite_user(
+                name,
+                name,
+                &["finance".into(), "finance-senior".into()],
+                &token.hash,
+                now + 3600,
+                "test",
+                now,
+            )
+            .await
+            .unwrap();
+        let mut device = Crafted::new();
+        let (x, y) = device.public_xy();
+        let cred = countersign::store::NewCredential {
+            id: device.cred_id_b64(),
+            label: "k".into(),
+            public_x: x,
+            public_y: y,
+            counter: 0,
+            passkey: "{}".into(),
+        };
+        store.enrol(&token.hash, &user, &cred, now).await.unwrap();
+        let opts: Value = http
+            .post(format!("{base}/v1/session/options"))
+            .header("Origin", ORIGIN)
+            .json(&json!({ "username": name }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let res = http.post(format!("{base}/v1/session/finish")).header("Origin", ORIGIN)
+            .json(&json!({ "ceremony": opts["ceremony"], "credential": device.assert(&opts["publicKey"], &Tweak::default()) })).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let cookie = res.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        people.push((device, cookie));
+    }
+    // Forty requests needing both approvers (quorum 2), every finish prepared in advance.
+    let mut finishes = Vec::new();
+    for i in 0..40 {
+        let mut body = payment(&format!("{}.00", 10_000 + i));
+        body["initiator"] = json!("carol");
+        let created: Value = http
+            .post(format!("{base}/v1/approvals"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = created["id"].as_str().unwrap().to_string();
+        for (device, cookie) in people.iter_mut() {
+            let opts: Value = http
+                .post(format!("{base}/v1/approvals/{id}/decision/options"))
+                .header("Origin", ORIGIN)
+                .header("Cookie", cookie.as_str())
+                .json(&json!({ "decision": "approve" }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let credential = device.assert(&opts["publicKey"], &Tweak::default());
+            finishes.push((
+                id.clone(),
+                cookie.clone(),
+                json!({ "ceremony": opts["ceremony"], "credential": credential }),
+            ));
+        }
+    }
+    let storm: Vec<_> = finishes
+        .into_iter()
+        .map(|(id, cookie, body)| {
+            let req = http
+                .post(format!("{base}/v1/approvals/{id}/decision/finish"))
+                .header("Origin", ORIGIN)
+                .header("Cookie", cookie)
+                .json(&body);
+            tokio::spawn(async move {
+                (
+                    id,
+                    req.send().await.map(|r| r.status().as_u16()).unwrap_or(0),
+                )
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let mut acknowledged = Vec::new();
+    for t in storm {
+        let (id, status) = t.await.unwrap();
+        if status == 200 {
+            acknowledged.push(id);
+        }
+    }
+    // After the crash, straight from the database.
+    for id in &acknowledged {
+        assert!(
+            !store.decisions(id).await.unwrap().is_empty(),
+            "an acknowledged decision on {id} survived"
+        );
+    }
+    let mut approved = 0;
+    let mut after = 0;
+    let mut verifier = countersign::audit::ChainVerifier::default();
+    let mut receipts_issued = 0;
+    loop {
+        let page = store.audit_page(after, 1000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in &page {
+            verifier.push(e).unwrap();
+            receipts_issued += usize::from(e.kind == "receipt_issued");
+        }
+    }
+    let (head_seq, head_hash) = store.audit_head().await.unwrap();
+    verifier.finish(head_seq, &head_hash).unwrap();
+    // The crashed database starts again.
+    let restarted = common::spawn_on(
+        &url,
+        dir.clone(),
+        countersign::policy::Policy::builtin().unwrap(),
+    )
+    .await;
+    assert_eq!(
+        restarted
+            .http
+            .get(restarted.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let approvals: Value = {
+        let mut out = Vec::new();
+        let all = store.audit_page(0, 10_000).await.unwrap();
+        for e in all.iter().filter(|e| e.kind == "request_created") {
+            let id = e.approval_id.clone().unwrap();
+            let rec = store.approval(&id).await.unwrap().unwrap();
+            let decisions = store.decisions(&id).await.unwrap();
+            let receipt = store.receipt_for(&id).await.unwrap();
+            if rec.status == countersign::store::Status::Approved {
+                approved += 1;
+                assert!(receipt.is_some(), "an approved request has its receipt");
+                assert!(
+                    decisions.len() as i64 >= rec.required_approvals,
+                    "a receipt never exists without its quorum"
+                );
+            } else {
+                assert!(receipt.is_none(), "no receipt without approval");
+            }
+            out.push(json!({ "id": id, "status": rec.status.as_str() }));
+        }
+        json!(out)
+    };
+    eprintln!(
+        "killed with {} of 80 finishes acknowledged; {approved} of 40 requests approved",
+        acknowledged.len()
+    );
+    assert_eq!(approvals.as_array().unwrap().len(), 40);
+    assert_eq!(
+        receipts_issued, approved,
+        "one receipt per approved request, each stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_decision_sqlite() {
+    killed_mid_decision(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_decision_postgres() {
+    killed_mid_decision(Backend::Postgres).await;
+}
+
+#[allow(non_snake_case)]
+fn START_NOW() -> i64 {
+    use countersign::clock::Clock;
+    countersign::clock::SystemClock.now()
+}
+
+async fn read_until(out: &mut tokio::process::ChildStdout, marker: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut text = String::new();
+    while !text.contains(marker) {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(30), out.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "server exited early: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    text
+}

@@ -94,6 +94,16 @@ impl Crafted {
         }
     }
 
+    /// The public key's coordinates, for enrolling straight into a store.
+    pub fn public_xy(&self) -> (Vec<u8>, Vec<u8>) {
+        let point = self.key.verifying_key().to_encoded_point(false);
+        (point.x().unwrap().to_vec(), point.y().unwrap().to_vec())
+    }
+
+    pub fn cred_id_b64(&self) -> String {
+        b64(&self.cred_id)
+    }
+
     fn cose_key(&self) -> Vec<u8> {
         let point = self.key.verifying_key().to_encoded_point(false);
         let mut v = cbor_head(5, 5);
