@@ -248,10 +248,12 @@ async fn decide(
                 )),
             }
         }
-        Err(e) => {
-            state.store.discard_ceremony(&ceremony.id).await?;
-            Err(e)
-        }
+        // A concurrent finish with the same ceremony may have won meanwhile (and, say, approved
+        // the request): then the answer is that the ceremony was used, whatever else failed.
+        Err(e) => match state.store.discard_ceremony(&ceremony.id).await? {
+            true => Err(e),
+            false => Err(ceremony_consumed()),
+        },
     }
 }
 

@@ -22,33 +22,68 @@ pub(super) async fn append(
     now: UnixTime,
     ev: NewEvent<'_>,
 ) -> StoreResult<i64> {
-    let row = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+    append_all(tx, now, vec![ev]).await
+}
+
+/// Appends several events in three statements whatever their number; returns the last seq.
+pub(super) async fn append_all(
+    tx: &mut Transaction<'static, Any>,
+    now: UnixTime,
+    events: Vec<NewEvent<'_>>,
+) -> StoreResult<i64> {
+    let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
+    let row = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
+        .bind(n)
         .fetch_one(&mut **tx)
         .await?;
-    let seq: i64 = get(&row, "seq")?;
-    let prev = hash32(get(&row, "hash")?, "audit head hash")?;
+    let last: i64 = get(&row, "seq")?;
+    let mut prev = hash32(get(&row, "hash")?, "audit head hash")?;
     let at = rfc3339(now);
-    let hash = entry_hash(&prev, seq, &at, ev.kind, ev.actor, ev.approval_id, &ev.data)?;
-    sqlx::query(
-        "INSERT INTO audit_events (seq, at, kind, actor, approval_id, data, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(seq)
-    .bind(now)
-    .bind(ev.kind)
-    .bind(ev.actor)
-    .bind(ev.approval_id)
-    .bind(ev.data.to_string())
-    .bind(prev.to_vec())
-    .bind(hash.to_vec())
-    .execute(&mut **tx)
-    .await?;
+    let mut rows = Vec::with_capacity(events.len());
+    for (seq, ev) in (last - n + 1..).zip(events) {
+        let hash = entry_hash(&prev, seq, &at, ev.kind, ev.actor, ev.approval_id, &ev.data)?;
+        tracing::info!(target: "countersign::audit", seq, kind = ev.kind, actor = ev.actor, approval_id = ev.approval_id, "audit event");
+        rows.push((seq, ev, prev, hash));
+        prev = hash;
+    }
+    let values: Vec<String> = (0..rows.len())
+        .map(|i| {
+            let p = i * 8;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7,
+                p + 8
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO audit_events (seq, at, kind, actor, approval_id, data, prev_hash, hash) VALUES {}",
+        values.join(", ")
+    );
+    let mut insert = sqlx::query(&sql);
+    for (seq, ev, prev, hash) in &rows {
+        insert = insert
+            .bind(*seq)
+            .bind(now)
+            .bind(ev.kind)
+            .bind(ev.actor)
+            .bind(ev.approval_id)
+            .bind(ev.data.to_string())
+            .bind(prev.to_vec())
+            .bind(hash.to_vec());
+    }
+    insert.execute(&mut **tx).await?;
     sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(hash.to_vec())
+        .bind(prev.to_vec())
         .execute(&mut **tx)
         .await?;
-    tracing::info!(target: "countersign::audit", seq, kind = ev.kind, actor = ev.actor, approval_id = ev.approval_id, "audit event");
-    Ok(seq)
+    Ok(last)
 }
 
 fn event_from_row(row: &AnyRow) -> StoreResult<AuditEvent> {

@@ -115,15 +115,17 @@ impl Store {
         })
     }
 
-    /// Ends a ceremony whatever became of it (a refused finish must not be retried).
-    pub async fn discard_ceremony(&self, id: &str) -> StoreResult<()> {
+    /// Ends a ceremony whatever became of it (a refused finish must not be retried); false
+    /// when it had been consumed already.
+    pub async fn discard_ceremony(&self, id: &str) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM ceremonies WHERE id = $1")
+        let n = sqlx::query("DELETE FROM ceremonies WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
         tx.commit().await?;
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Consumes a ceremony in one statement if it matches what the caller is finishing; of any

@@ -4,7 +4,7 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 
 use super::approvals::{approval_from_row, prefixed_cols, APPROVAL_COLS};
-use super::audit::{append, NewEvent};
+use super::audit::{append_all, NewEvent};
 use super::receipts::{active_key, ReceiptSigner};
 use super::users::advance_counter_in;
 use super::users::User;
@@ -99,7 +99,7 @@ impl Store {
                 .await?
             }
             DecisionOutcome::AlreadyDecided | DecisionOutcome::NotPending(_) => {
-                self.discard_ceremony(ceremony_id).await?
+                self.discard_ceremony(ceremony_id).await?;
             }
         }
         Ok(outcome)
@@ -175,15 +175,27 @@ impl Store {
             }
             other => other?,
         };
+        // The approvals so far (this one included) decide the quorum and, when it is met, go
+        // into the receipt.
+        let approvals = match d.decision {
+            Decision::Reject => Vec::new(),
+            Decision::Approve => {
+                let rows = sqlx::query(&format!(
+                    "SELECT {DECISION_COLS} FROM decisions WHERE approval_id = $1 AND decision = 'approve' ORDER BY at, username"
+                ))
+                .bind(&d.approval_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                rows.iter()
+                    .map(decision_from_row)
+                    .collect::<StoreResult<Vec<_>>>()?
+            }
+        };
         let decided = match d.decision {
             Decision::Reject => Some(Status::Rejected),
-            Decision::Approve => {
-                let row = sqlx::query("SELECT COUNT(*) AS n FROM decisions WHERE approval_id = $1 AND decision = 'approve'")
-                    .bind(&d.approval_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                (get::<i64>(&row, "n")? >= approval.required_approvals).then_some(Status::Approved)
-            }
+            Decision::Approve => (i64::try_from(approvals.len()).unwrap_or(i64::MAX)
+                >= approval.required_approvals)
+                .then_some(Status::Approved),
         };
         if let Some(status) = decided {
             sqlx::query("UPDATE approvals SET status = $1, decided_at = $2 WHERE id = $3")
@@ -195,71 +207,56 @@ impl Store {
             approval.status = status;
             approval.decided_at = Some(now);
         }
+        let actor = format!("user:{}", d.username);
+        let mut events = vec![NewEvent {
+            kind: match d.decision {
+                Decision::Approve => "approval_recorded",
+                Decision::Reject => "rejection_recorded",
+            },
+            actor: &actor,
+            approval_id: Some(&d.approval_id),
+            data: json!({ "user": d.username, "credential_id": d.credential_id, "tx_hash": approval.tx_hash }),
+        }];
+        if let Some(status) = decided {
+            events.push(NewEvent {
+                kind: if status == Status::Approved {
+                    "request_approved"
+                } else {
+                    "request_rejected"
+                },
+                actor: "system",
+                approval_id: Some(&d.approval_id),
+                data: json!({ "rule": approval.rule }),
+            });
+        }
         // The receipt is signed and stored with the approval itself: after any crash there is
         // either an approved request with its receipt, or neither.
-        let receipt = if decided == Some(Status::Approved) {
-            let rows = sqlx::query(&format!("SELECT {DECISION_COLS} FROM decisions WHERE approval_id = $1 AND decision = 'approve' ORDER BY at, username"))
-                .bind(&d.approval_id)
-                .fetch_all(&mut *tx)
-                .await?;
-            let approvals = rows
-                .iter()
-                .map(decision_from_row)
-                .collect::<StoreResult<Vec<_>>>()?;
+        if decided == Some(Status::Approved) {
             let (kid, sealed) = active_key(&mut tx).await?;
             let (jti, token, expires_at) =
                 signer
                     .sign(&approval, &approvals, &kid, &sealed, now)
                     .map_err(|e| StoreError::Corrupt(format!("signing a receipt: {e}")))?;
-            sqlx::query("INSERT INTO receipts (jti, approval_id, kid, audience, token, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                .bind(&jti)
-                .bind(&d.approval_id)
-                .bind(&kid)
-                .bind(&approval.audience)
-                .bind(&token)
-                .bind(now)
-                .bind(expires_at)
-                .execute(&mut *tx)
-                .await?;
-            Some((jti, kid, expires_at))
-        } else {
-            None
-        };
-        let actor = format!("user:{}", d.username);
-        let kind = match d.decision {
-            Decision::Approve => "approval_recorded",
-            Decision::Reject => "rejection_recorded",
-        };
-        let ev = NewEvent {
-            kind,
-            actor: &actor,
-            approval_id: Some(&d.approval_id),
-            data: json!({ "user": d.username, "credential_id": d.credential_id, "tx_hash": approval.tx_hash }),
-        };
-        append(&mut tx, now, ev).await?;
-        if let Some(status) = decided {
-            let kind = if status == Status::Approved {
-                "request_approved"
-            } else {
-                "request_rejected"
-            };
-            let ev = NewEvent {
-                kind,
-                actor: "system",
-                approval_id: Some(&d.approval_id),
-                data: json!({ "rule": approval.rule }),
-            };
-            append(&mut tx, now, ev).await?;
-        }
-        if let Some((jti, kid, expires_at)) = receipt {
-            let ev = NewEvent {
+            sqlx::query(
+                "INSERT INTO receipts (jti, approval_id, kid, audience, token, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&jti)
+            .bind(&d.approval_id)
+            .bind(&kid)
+            .bind(&approval.audience)
+            .bind(&token)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+            events.push(NewEvent {
                 kind: "receipt_issued",
                 actor: "system",
                 approval_id: Some(&d.approval_id),
                 data: json!({ "jti": jti, "kid": kid, "audience": approval.audience, "expires_at": expires_at }),
-            };
-            append(&mut tx, now, ev).await?;
+            });
         }
+        append_all(&mut tx, now, events).await?;
         self.announce(&mut tx, &d.approval_id).await?;
         tx.commit().await?;
         self.committed(&d.approval_id);
