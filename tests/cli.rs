@@ -59,19 +59,7 @@ async fn first_start_prints_a_working_curl_line() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut text = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !text.contains("More API clients") {
-        use tokio::io::AsyncReadExt;
-        let mut buf = [0u8; 4096];
-        let n = tokio::time::timeout_at(deadline, out.read(&mut buf))
-            .await
-            .expect("first-start output in time")
-            .unwrap();
-        assert!(n > 0, "server exited early: {text}");
-        text.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let text = common::read_until(child.stdout.as_mut().unwrap(), "More API clients").await;
     assert!(
         dir.join("countersign.db").exists(),
         "SQLite is the default store"

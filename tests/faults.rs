@@ -219,20 +219,7 @@ async fn killed_mid_write(backend: Backend) {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut text = String::new();
-    {
-        use tokio::io::AsyncReadExt;
-        let out = child.stdout.as_mut().unwrap();
-        while !text.contains("More API clients") {
-            let mut buf = [0u8; 4096];
-            let n = tokio::time::timeout(Duration::from_secs(30), out.read(&mut buf))
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(n > 0);
-            text.push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    }
+    let text = common::read_until(child.stdout.as_mut().unwrap(), "More API clients").await;
     let key = Arc::new(
         text.split_whitespace()
             .find(|w| w.starts_with("cs_"))
@@ -323,7 +310,7 @@ async fn killed_mid_decision(backend: Backend) {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let text = read_until(child.stdout.as_mut().unwrap(), "More API clients").await;
+    let text = common::read_until(child.stdout.as_mut().unwrap(), "More API clients").await;
     let key = text
         .split_whitespace()
         .find(|w| w.starts_with("cs_"))
@@ -530,19 +517,4 @@ async fn killed_mid_decision_postgres() {
 fn START_NOW() -> i64 {
     use countersign::clock::Clock;
     countersign::clock::SystemClock.now()
-}
-
-async fn read_until(out: &mut tokio::process::ChildStdout, marker: &str) -> String {
-    use tokio::io::AsyncReadExt;
-    let mut text = String::new();
-    while !text.contains(marker) {
-        let mut buf = [0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(30), out.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "server exited early: {text}");
-        text.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    text
 }

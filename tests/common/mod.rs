@@ -277,3 +277,19 @@ macro_rules! both {
         }
     };
 }
+
+/// What a server process printed on stdout up to and including `marker` (30 s at most).
+pub async fn read_until(out: &mut tokio::process::ChildStdout, marker: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut text = String::new();
+    while !text.contains(marker) {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(30), out.read(&mut buf))
+            .await
+            .expect("server output in time")
+            .unwrap();
+        assert!(n > 0, "server exited early: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    text
+}
