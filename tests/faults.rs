@@ -518,3 +518,120 @@ fn START_NOW() -> i64 {
     use countersign::clock::Clock;
     countersign::clock::SystemClock.now()
 }
+
+/// SIGKILL in the middle of redemptions: every acknowledged redemption stays redeemed, no
+/// receipt is redeemed twice, and the audit chain records exactly the redemptions stored.
+async fn killed_mid_redemption(backend: Backend) {
+    let Some(app) = common::spawn_app(backend).await else {
+        return;
+    };
+    // The binary below runs on the real clock: issue receipts that are valid now.
+    app.clock.set(START_NOW());
+    let mut bob = app.person("bob", &["finance"], None).await;
+    let mut receipts = Vec::new();
+    for i in 0..30 {
+        let mut body = payment(&format!("{i}.00"));
+        body["initiator"] = json!("carol");
+        let id = app.create(&body).await["id"].as_str().unwrap().to_string();
+        assert_eq!(app.decide(&mut bob, &id, "approve").await.status(), 200);
+        let v: Value = app
+            .get(&format!("/v1/approvals/{id}"), &app.key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        receipts.push((
+            id,
+            v["receipt"].as_str().unwrap().to_string(),
+            body["transaction"].clone(),
+        ));
+    }
+    // The same database served by the real binary, which is then killed mid-storm.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .current_dir(&app.dir)
+        .env("COUNTERSIGN_DATABASE_URL", &app.database_url)
+        .env("COUNTERSIGN_LISTEN", format!("127.0.0.1:{port}"))
+        .env("COUNTERSIGN_MASTER_KEY_FILE", app.dir.join("master.key"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    common::read_until(child.stdout.as_mut().unwrap(), "listening").await;
+    let base = format!("http://127.0.0.1:{port}");
+    let mut storm = Vec::new();
+    for (id, receipt, tx) in &receipts {
+        for _ in 0..3 {
+            let req = app
+                .http
+                .post(format!("{base}/v1/receipts/redeem"))
+                .bearer_auth(&app.key)
+                .json(&json!({ "receipt": receipt, "transaction": tx }));
+            let id = id.clone();
+            storm.push(tokio::spawn(async move {
+                (
+                    id,
+                    req.send().await.map(|r| r.status().as_u16()).unwrap_or(0),
+                )
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let mut acknowledged = std::collections::BTreeMap::<String, usize>::new();
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for t in storm {
+        let (id, status) = t.await.unwrap();
+        *statuses.entry(status).or_default() += 1;
+        if status == 200 {
+            *acknowledged.entry(id).or_default() += 1;
+        }
+    }
+    assert!(
+        acknowledged.values().all(|n| *n == 1),
+        "never two successes for one receipt: {acknowledged:?}"
+    );
+    let mut redeemed = 0;
+    for (id, _, _) in &receipts {
+        let r = app.store.receipt_for(id).await.unwrap().unwrap();
+        if acknowledged.contains_key(id) {
+            assert!(
+                r.redeemed_at.is_some(),
+                "an acknowledged redemption of {id} stays redeemed"
+            );
+        }
+        redeemed += usize::from(r.redeemed_at.is_some());
+    }
+    let events = app.store.audit_page(0, 100_000).await.unwrap();
+    let mut verifier = countersign::audit::ChainVerifier::default();
+    events.iter().for_each(|e| verifier.push(e).unwrap());
+    let (head_seq, head_hash) = app.store.audit_head().await.unwrap();
+    verifier.finish(head_seq, &head_hash).unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.kind == "receipt_redeemed")
+            .count(),
+        redeemed
+    );
+    eprintln!(
+        "killed with {} of 30 receipts acknowledged as redeemed, {redeemed} stored; statuses {statuses:?}",
+        acknowledged.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_redemption_sqlite() {
+    killed_mid_redemption(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_redemption_postgres() {
+    killed_mid_redemption(Backend::Postgres).await;
+}
