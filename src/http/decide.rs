@@ -49,7 +49,7 @@ async fn audited(state: &AppState, user: &User, approval_id: &str, err: ApiError
 
 /// Whether this user may decide this request now: in an eligible group, and not its
 /// initiator unless the policy allowed self-approval when the request was made.
-fn eligibility(user: &User, approval: &ApprovalRecord) -> Result<(), ApiError> {
+pub(super) fn eligibility(user: &User, approval: &ApprovalRecord) -> Result<(), ApiError> {
     if user.username == approval.initiator && !approval.self_approval {
         return Err(refused(
             StatusCode::FORBIDDEN,

@@ -5,6 +5,7 @@ mod audit;
 mod decide;
 mod enroll;
 mod extract;
+mod pages;
 pub mod problem;
 mod public;
 mod receipts;
@@ -63,6 +64,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/readyz", web::get().to(public::readyz))
     .route("/metrics", web::get().to(public::metrics))
     .route("/.well-known/jwks.json", web::get().to(receipts::jwks))
+    .configure(pages::configure)
     .service(
         web::scope("/v1")
             .route("/approvals", web::post().to(approvals::create))

@@ -34,7 +34,7 @@ fn session_hash(value: &str) -> [u8; 32] {
     Sha256::digest(value.as_bytes()).into()
 }
 
-fn presented_session(req: &HttpRequest, state: &AppState) -> Option<[u8; 32]> {
+pub(super) fn presented_session(req: &HttpRequest, state: &AppState) -> Option<[u8; 32]> {
     req.cookie(cookie_name(state))
         .map(|c| session_hash(c.value()))
 }
