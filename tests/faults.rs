@@ -323,7 +323,7 @@ async fn killed_mid_decision(backend: Backend) {
     let mut people = Vec::new();
     for name in ["bob", "erin"] {
         let token = countersign::client::NewKey::generate();
-        let now = START_NOW();
+        let now = system_now();
         let user = store
             .invite_user(
                 name,
@@ -513,8 +513,7 @@ async fn killed_mid_decision_postgres() {
     killed_mid_decision(Backend::Postgres).await;
 }
 
-#[allow(non_snake_case)]
-fn START_NOW() -> i64 {
+fn system_now() -> i64 {
     use countersign::clock::Clock;
     countersign::clock::SystemClock.now()
 }
@@ -526,7 +525,7 @@ async fn killed_mid_redemption(backend: Backend) {
         return;
     };
     // The binary below runs on the real clock: issue receipts that are valid now.
-    app.clock.set(START_NOW());
+    app.clock.set(system_now());
     let mut bob = app.person("bob", &["finance"], None).await;
     let mut receipts = Vec::new();
     for i in 0..30 {
