@@ -102,6 +102,24 @@ fn event_from_row(row: &AnyRow) -> StoreResult<AuditEvent> {
 }
 
 impl Store {
+    /// One conditional UPDATE and, when it changed exactly one row, its audit event, in one
+    /// transaction: the shape of every operator change (revoke a client or a passkey, set
+    /// groups). Returns whether it changed a row.
+    pub(super) async fn update_audited<'q>(
+        &self,
+        update: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+        ev: NewEvent<'_>,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let done = update.execute(&mut *tx).await?.rows_affected() == 1;
+        if done {
+            append(&mut tx, now, ev).await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
     /// Events with `seq > after`, oldest first.
     #[tracing::instrument(skip(self))]
     pub async fn audit_page(&self, after: i64, limit: i64) -> StoreResult<Vec<AuditEvent>> {

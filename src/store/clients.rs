@@ -88,27 +88,18 @@ impl Store {
     /// Revokes a client's key at once; false when no active client has that name.
     #[tracing::instrument(skip(self))]
     pub async fn revoke_client(&self, name: &str, actor: &str, now: UnixTime) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
+        let update = sqlx::query(
             "UPDATE clients SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
         )
         .bind(now)
-        .bind(name)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if done {
-            let ev = NewEvent {
-                kind: "client_revoked",
-                actor,
-                approval_id: None,
-                data: json!({ "client": name }),
-            };
-            append(&mut tx, now, ev).await?;
-        }
-        tx.commit().await?;
-        Ok(done)
+        .bind(name);
+        let ev = NewEvent {
+            kind: "client_revoked",
+            actor,
+            approval_id: None,
+            data: json!({ "client": name }),
+        };
+        self.update_audited(update, ev, now).await
     }
 
     /// Whether any client was ever created: the first start creates the `demo` client.

@@ -341,25 +341,16 @@ impl Store {
         actor: &str,
         now: UnixTime,
     ) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query("UPDATE users SET groups = $1 WHERE username = $2")
+        let update = sqlx::query("UPDATE users SET groups = $1 WHERE username = $2")
             .bind(json!(groups).to_string())
-            .bind(username)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
-        if done {
-            let ev = NewEvent {
-                kind: "user_groups_changed",
-                actor,
-                approval_id: None,
-                data: json!({ "user": username, "groups": groups }),
-            };
-            append(&mut tx, now, ev).await?;
-        }
-        tx.commit().await?;
-        Ok(done)
+            .bind(username);
+        let ev = NewEvent {
+            kind: "user_groups_changed",
+            actor,
+            approval_id: None,
+            data: json!({ "user": username, "groups": groups }),
+        };
+        self.update_audited(update, ev, now).await
     }
 
     pub async fn credential(&self, id: &str) -> StoreResult<Option<Credential>> {
@@ -390,29 +381,20 @@ impl Store {
         actor: &str,
         now: UnixTime,
     ) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
+        let update = sqlx::query(
             "UPDATE credentials SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
              AND user_id = (SELECT id FROM users WHERE username = $3)",
         )
         .bind(now)
         .bind(credential_id)
-        .bind(username)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if done {
-            let ev = NewEvent {
-                kind: "credential_revoked",
-                actor,
-                approval_id: None,
-                data: json!({ "user": username, "credential_id": credential_id }),
-            };
-            append(&mut tx, now, ev).await?;
-        }
-        tx.commit().await?;
-        Ok(done)
+        .bind(username);
+        let ev = NewEvent {
+            kind: "credential_revoked",
+            actor,
+            approval_id: None,
+            data: json!({ "user": username, "credential_id": credential_id }),
+        };
+        self.update_audited(update, ev, now).await
     }
 
     /// Flags a credential whose signature counter did not advance (a possible clone), ends the
