@@ -809,7 +809,8 @@ fn is_iban_text(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ')
 }
 
-fn money(decimal: &str) -> String {
+/// A decimal string with its integer digits grouped in thousands: `1234567.5` → `1,234,567.5`.
+pub(crate) fn money(decimal: &str) -> String {
     let (int, frac) = match decimal.split_once('.') {
         Some((int, frac)) => (int, Some(frac)),
         None => (decimal, None),

@@ -40,7 +40,7 @@ pub struct Risk {
     reasons: Vec<String>,
 }
 
-fn plain_text(what: &str, s: &str, max: usize) -> Result<(), ApiError> {
+pub(super) fn plain_text(what: &str, s: &str, max: usize) -> Result<(), ApiError> {
     if s.is_empty() || s.chars().count() > max || s.chars().any(char::is_control) {
         return Err(ApiError::invalid_request(format!(
             "{what} must be 1 to {max} characters without control characters"

@@ -93,11 +93,7 @@ pub async fn finish(
     let body = body.0;
     let label = body.label.unwrap_or_else(|| "Passkey".into());
     let label = label.trim();
-    if label.is_empty() || label.chars().count() > 64 || label.chars().any(char::is_control) {
-        return Err(ApiError::invalid_request(
-            "label must be 1 to 64 characters",
-        ));
-    }
+    super::approvals::plain_text("label", label, 64)?;
     let (user, hash) = usable_invitation(&state, &path).await?;
     let ceremony = match state
         .store

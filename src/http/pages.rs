@@ -822,7 +822,7 @@ fn rules(action: Option<&ActionPolicy>, rule: &str) -> Vec<RuleView> {
                         Condition::AtLeast { pointer, at_least } => format!(
                             "{} is at least {}",
                             label_of(a, pointer),
-                            group_digits(&at_least.to_string())
+                            crate::policy::money(&at_least.to_string())
                         ),
                         Condition::Equals { pointer, equals } => {
                             format!("{} is “{}”", label_of(a, pointer), equals)
@@ -865,23 +865,6 @@ fn label_of(action: &ActionPolicy, pointer: &str) -> String {
         .iter()
         .find(|d| d.pointer == pointer)
         .map_or_else(|| format!("the field {pointer}"), |d| d.label.clone())
-}
-
-fn group_digits(decimal: &str) -> String {
-    let (int, frac) = decimal.split_once('.').unwrap_or((decimal, ""));
-    let len = int.chars().count();
-    let mut out = String::new();
-    for (i, c) in int.chars().enumerate() {
-        if i > 0 && (len - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if !frac.is_empty() {
-        out.push('.');
-        out.push_str(frac);
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------
@@ -977,9 +960,9 @@ mod tests {
 
     #[test]
     fn digits_are_grouped() {
-        assert_eq!(group_digits("10000"), "10,000");
-        assert_eq!(group_digits("1234567.5"), "1,234,567.5");
-        assert_eq!(group_digits("999"), "999");
+        assert_eq!(crate::policy::money("10000"), "10,000");
+        assert_eq!(crate::policy::money("1234567.5"), "1,234,567.5");
+        assert_eq!(crate::policy::money("999"), "999");
     }
 
     #[test]

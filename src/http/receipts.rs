@@ -14,25 +14,28 @@ use crate::receipt::{Expect, ReceiptError, Verifier, DEFAULT_LEEWAY};
 use crate::store::{NewEvent, RedeemOutcome, StoreResult};
 use crate::tx_hash::TxHash;
 
-/// The verifier for receipts this server accepts: every key that is not retired.
-pub async fn current_verifier(state: &AppState) -> StoreResult<Verifier> {
-    let keys = state.store.signing_keys().await?;
-    let jwks = json!({ "keys": keys.iter().filter(|k| k.retired_at.is_none()).map(|k| k.public_jwk.clone()).collect::<Vec<_>>() });
-    Verifier::from_jwks(&jwks)
-        .map_err(|e| crate::store::StoreError::Corrupt(format!("stored signing keys: {e}")))
-}
-
-pub async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// The JWKS this server publishes and accepts: every key that is not retired.
+async fn published_keys(state: &AppState) -> StoreResult<serde_json::Value> {
     let keys = state.store.signing_keys().await?;
     let keys: Vec<_> = keys
         .into_iter()
         .filter(|k| k.retired_at.is_none())
         .map(|k| k.public_jwk)
         .collect();
+    Ok(json!({ "keys": keys }))
+}
+
+/// The verifier for receipts this server accepts.
+pub async fn current_verifier(state: &AppState) -> StoreResult<Verifier> {
+    Verifier::from_jwks(&published_keys(state).await?)
+        .map_err(|e| crate::store::StoreError::Corrupt(format!("stored signing keys: {e}")))
+}
+
+pub async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     // Long enough to spare the server, short next to how long a rotated key stays published.
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
-        .json(json!({ "keys": keys })))
+        .json(published_keys(&state).await?))
 }
 
 #[derive(Debug, Deserialize)]
