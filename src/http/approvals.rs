@@ -205,10 +205,7 @@ pub struct WaitQuery {
 /// The request if this client created it (others get the same 404 as a missing one), expired
 /// first if its time is up.
 async fn visible(state: &AppState, client_id: &str, id: &str) -> Result<ApprovalRecord, ApiError> {
-    if uuid::Uuid::parse_str(id).is_err() {
-        return Err(ApiError::not_found());
-    }
-    match state.store.expire_if_due(id, state.clock.now()).await? {
+    match state.approval_now(id).await? {
         Some(rec) if rec.client_id == client_id => Ok(rec),
         _ => Err(ApiError::not_found()),
     }

@@ -68,12 +68,8 @@ pub(super) fn eligibility(user: &User, approval: &ApprovalRecord) -> Result<(), 
 }
 
 async fn pending_approval(state: &AppState, id: &str) -> Result<ApprovalRecord, ApiError> {
-    if uuid::Uuid::parse_str(id).is_err() {
-        return Err(ApiError::not_found());
-    }
     let approval = state
-        .store
-        .expire_if_due(id, state.clock.now())
+        .approval_now(id)
         .await?
         .ok_or_else(ApiError::not_found)?;
     if approval.status != Status::Pending {
@@ -377,11 +373,7 @@ pub async fn mine(
         }
         "decided" => {
             for (approval, _, _) in state.store.decided_by(&user, 200).await? {
-                let approval = state
-                    .store
-                    .expire_if_due(&approval.id, now)
-                    .await?
-                    .unwrap_or(approval);
+                let approval = state.store.settle(approval, now).await?;
                 let decisions = state.store.decisions(&approval.id).await?;
                 out.push(super::views::approver_view(
                     &state, &approval, &decisions, &user,

@@ -42,6 +42,18 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The request with this id as it stands now, expired first if its time is up. An id that
+    /// is not a UUID names nothing, and the store is not asked.
+    pub async fn approval_now(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::store::ApprovalRecord>, crate::store::StoreError> {
+        if uuid::Uuid::parse_str(id).is_err() {
+            return Ok(None);
+        }
+        self.store.expire_if_due(id, self.clock.now()).await
+    }
+
     /// 429 when `key` has started too many ceremonies lately.
     pub fn ceremony_allowed(&self, key: &str) -> Result<(), ApiError> {
         if self.ceremony_limit.allow(key) {

@@ -587,7 +587,7 @@ async fn history_rows(state: &AppState, user: &User) -> Result<Vec<Row>, ApiErro
     let mut rows = Vec::new();
     for (a, mine, at) in state.store.decided_by(user, HISTORY_LIMIT).await? {
         // A request this user approved may still be waiting for others, and may have run out.
-        let a = state.store.expire_if_due(&a.id, now).await?.unwrap_or(a);
+        let a = state.store.settle(a, now).await?;
         let decisions = state.store.decisions(&a.id).await?;
         let mut r = row(state, &a, &decisions, now);
         r.mine = Some(Mine {
@@ -715,11 +715,8 @@ async fn approval_page(
     user: &User,
     id: &str,
 ) -> Result<Option<ApprovalPage>, Refusal> {
-    if uuid::Uuid::parse_str(id).is_err() {
-        return Ok(None);
-    }
     let now = state.clock.now();
-    let Some(a) = state.store.expire_if_due(id, now).await? else {
+    let Some(a) = state.approval_now(id).await? else {
         return Ok(None);
     };
     let decisions = state.store.decisions(&a.id).await?;

@@ -248,11 +248,19 @@ impl Store {
         id: &str,
         now: UnixTime,
     ) -> StoreResult<Option<ApprovalRecord>> {
-        // Most reads find nothing to expire: look before taking the write lock.
         match self.approval(id).await? {
-            Some(rec) if rec.status == Status::Pending && rec.expires_at <= now => {}
-            other => return Ok(other),
+            Some(rec) => self.settle(rec, now).await.map(Some),
+            None => Ok(None),
         }
+    }
+
+    /// A record just read, as it stands now: only a pending request whose time is up takes the
+    /// write lock (to be marked expired); every other record is returned as it is.
+    pub async fn settle(&self, rec: ApprovalRecord, now: UnixTime) -> StoreResult<ApprovalRecord> {
+        if rec.status != Status::Pending || rec.expires_at > now {
+            return Ok(rec);
+        }
+        let id = rec.id.as_str();
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(&format!(
             "UPDATE approvals SET status = 'expired', decided_at = expires_at \
@@ -263,10 +271,11 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
+            // Someone else decided or expired it meanwhile.
             tx.rollback().await?;
-            return self.approval(id).await;
+            return Ok(self.approval(id).await?.unwrap_or(rec));
         };
-        let rec = approval_from_row(&row)?;
+        let expired = approval_from_row(&row)?;
         let ev = NewEvent {
             kind: "request_expired",
             actor: "system",
@@ -277,7 +286,7 @@ impl Store {
         append(&mut tx, now, ev).await?;
         tx.commit().await?;
         self.committed(id);
-        Ok(Some(rec))
+        Ok(expired)
     }
 
     /// The creating client withdraws a pending, unexpired request.
