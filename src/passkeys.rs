@@ -70,10 +70,6 @@ impl RelyingParty {
         })
     }
 
-    pub fn rp_id(&self) -> &str {
-        &self.rp_id
-    }
-
     /// Creation options (W3C JSON form, the `publicKey` member) and the state to keep.
     pub fn start_registration(
         &self,

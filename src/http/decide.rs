@@ -287,20 +287,16 @@ async fn check(
             a.iter()
                 .any(|c| c.as_str() == Some(&assertion.credential_id))
         });
-    // Re-read now, not at options time: a revoked passkey, a disabled user or a removal from
-    // the group in between is honoured.
+    // Read now, not at options time: a revoked passkey, a disabled user or a removal from the
+    // group in between is honoured.
     let cred = match state.store.credential(&assertion.credential_id).await? {
         Some(c) if allowed && c.user_id == user.id && c.usable() => c,
         _ => return Err(credential_not_allowed()),
     };
-    let user = state
-        .store
-        .user_by_id(&user.id)
-        .await?
-        .filter(|u| u.disabled_at.is_none())
-        .ok_or_else(credential_not_allowed)?;
+    // `user` came from this request's session, read just now with its current groups, and a
+    // disabled user has no session: no second read is needed.
     let approval = pending_approval(state, id).await?;
-    eligibility(&user, &approval)?;
+    eligibility(user, &approval)?;
 
     // The challenge is recomputed from server state, not taken from the ceremony alone, so a
     // ceremony can only ever verify against the transaction this request holds.

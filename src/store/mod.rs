@@ -141,10 +141,6 @@ impl Store {
         Ok(store)
     }
 
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
     async fn migrate(&self) -> anyhow::Result<()> {
         use anyhow::Context;
         let migrator = match self.dialect {
