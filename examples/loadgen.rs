@@ -203,6 +203,7 @@ async fn main() {
     }
 
     // The measured part: every finish, C at a time.
+    let cpu_before = thread_cpu();
     let started = Instant::now();
     let tasks: Vec<_> = prepared
         .into_iter()
@@ -234,6 +235,17 @@ async fn main() {
         ok += t.await.unwrap();
     }
     let elapsed = started.elapsed();
+    let cpu_after = thread_cpu();
+    if std::env::var_os("CS_THREADS").is_some() {
+        let mut by: std::collections::BTreeMap<String, f64> = Default::default();
+        for (tid, (name, t)) in &cpu_after {
+            let before = cpu_before.get(tid).map_or(0.0, |(_, b)| *b);
+            *by.entry(name.clone()).or_default() += t - before;
+        }
+        for (name, t) in by {
+            eprintln!("{name:>28} {:>8.1} us/finish", t * 1e6 / ok as f64);
+        }
+    }
     let measured = ok as f64 / elapsed.as_secs_f64();
 
     // What the work itself allows, on the same machine and database, right after.
@@ -276,4 +288,20 @@ async fn main() {
         })
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// CPU seconds of each thread of this process, by thread id: (name, seconds).
+fn thread_cpu() -> std::collections::HashMap<String, (String, f64)> {
+    let tick = 100.0; // USER_HZ
+    let mut out = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc/self/task").unwrap() {
+        let path = entry.unwrap().path();
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else { continue };
+        let name = stat[stat.find('(').unwrap() + 1..stat.rfind(')').unwrap()].to_string();
+        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        let t = (rest[11].parse::<f64>().unwrap() + rest[12].parse::<f64>().unwrap()) / tick;
+        let name = name.trim_end_matches(|c: char| c.is_ascii_digit()).to_string();
+        out.insert(path.file_name().unwrap().to_string_lossy().into_owned(), (name, t));
+    }
+    out
 }

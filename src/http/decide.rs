@@ -1,6 +1,8 @@
 //! Deciding: each approve or reject is a fresh passkey assertion over a challenge derived from
 //! the request id, the decision, the transaction hash and a nonce (`crate::challenge`).
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -15,8 +17,8 @@ use crate::assertion::AssertionError;
 use crate::challenge::{decision_challenge, Decision};
 use crate::passkeys::{b64, unb64, AssertionResponse, CEREMONY_SECS};
 use crate::store::{
-    ApprovalRecord, Ceremony, CeremonyKind, DecisionOutcome, DecisionRecord, NewEvent, Status,
-    Taken, User,
+    ApprovalRecord, Ceremony, CeremonyKind, DecisionOutcome, DecisionRecord, NewEvent,
+    ReceiptSigner, Status, Taken, User,
 };
 use crate::tx_hash::TxHash;
 
@@ -185,8 +187,7 @@ pub async fn finish(
     let user = approver.0;
     let id = path.into_inner();
     match decide(&state, &user, &id, &body.0).await {
-        Ok(approval) => {
-            let decisions = state.store.decisions(&approval.id).await?;
+        Ok((approval, decisions)) => {
             Ok(HttpResponse::Ok().json(super::views::approver_view(
                 &state, &approval, &decisions, &user,
             )))
@@ -200,7 +201,7 @@ async fn decide(
     user: &User,
     id: &str,
     finish: &Finish,
-) -> Result<ApprovalRecord, ApiError> {
+) -> Result<(ApprovalRecord, Vec<DecisionRecord>), ApiError> {
     if uuid::Uuid::parse_str(id).is_err() {
         return Err(ApiError::not_found());
     }
@@ -221,18 +222,19 @@ async fn decide(
         Taken::Gone => return Err(ceremony_consumed()),
     };
     match check(state, user, id, finish, &ceremony).await {
-        Ok((record, counter)) => {
+        Ok((approval, record, counter)) => {
             let now = state.clock.now();
+            let signer: Arc<dyn ReceiptSigner> = state.issuer.clone();
             match state
                 .store
-                .record_decision(&record, &ceremony.id, counter, state.issuer.as_ref(), now)
+                .record_decision(&approval, &record, &ceremony.id, counter, signer, now)
                 .await?
             {
-                DecisionOutcome::Recorded(approval) => {
+                DecisionOutcome::Recorded(approval, decisions) => {
                     if approval.status == Status::Approved {
                         crate::metrics::Metrics::inc(&state.metrics.receipts_issued);
                     }
-                    Ok(*approval)
+                    Ok((*approval, decisions))
                 }
                 DecisionOutcome::AlreadyDecided => Err(already_decided()),
                 DecisionOutcome::NotPending(status) => Err(not_pending(status)),
@@ -261,7 +263,7 @@ async fn check(
     id: &str,
     finish: &Finish,
     ceremony: &Ceremony,
-) -> Result<(DecisionRecord, i64), ApiError> {
+) -> Result<(ApprovalRecord, DecisionRecord, i64), ApiError> {
     let now = state.clock.now();
     if ceremony.expires_at <= now {
         return Err(ceremony_expired());
@@ -337,7 +339,7 @@ async fn check(
         public_jwk: key.to_jwk(),
         user_verified: verified.user_verified,
     };
-    Ok((record, i64::from(verified.counter)))
+    Ok((approval, record, i64::from(verified.counter)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,7 +1,7 @@
 use serde_json::json;
-use sqlx::any::AnyRow;
 
 use super::audit::{append, NewEvent};
+use super::sql::{args, Columns};
 use super::{get, hash32, is_unique_violation, json_col, Store, StoreError, StoreResult};
 use crate::clock::UnixTime;
 
@@ -75,7 +75,7 @@ pub(super) fn prefixed_cols(alias: &str) -> String {
         .join(", ")
 }
 
-pub(super) fn approval_from_row(row: &AnyRow) -> StoreResult<ApprovalRecord> {
+pub(super) fn approval_from_row(row: &impl Columns) -> StoreResult<ApprovalRecord> {
     let risk: Option<String> = get(row, "risk")?;
     let status: String = get(row, "status")?;
     Ok(ApprovalRecord {
@@ -231,12 +231,8 @@ impl Store {
 
     #[tracing::instrument(skip(self))]
     pub async fn approval(&self, id: &str) -> StoreResult<Option<ApprovalRecord>> {
-        let row = sqlx::query(&format!(
-            "SELECT {APPROVAL_COLS} FROM approvals WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.read)
-        .await?;
+        let sql = format!("SELECT {APPROVAL_COLS} FROM approvals WHERE id = $1");
+        let row = self.read_optional(&sql, args![id]).await?;
         row.as_ref().map(approval_from_row).transpose()
     }
 

@@ -2,7 +2,9 @@
 //! last, because the `audit_head` row lock they take serialises every writer until commit.
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, Transaction};
+use sqlx::Any;
+
+use super::sql::{args, Arg, WriteTx};
 
 use super::{get, hash32, Store, StoreError, StoreResult};
 use crate::audit::{entry_hash, AuditEvent};
@@ -18,7 +20,7 @@ pub struct NewEvent<'a> {
 }
 
 pub(super) async fn append(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut impl WriteTx,
     now: UnixTime,
     ev: NewEvent<'_>,
 ) -> StoreResult<i64> {
@@ -27,14 +29,16 @@ pub(super) async fn append(
 
 /// Appends several events in three statements whatever their number; returns the last seq.
 pub(super) async fn append_all(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut impl WriteTx,
     now: UnixTime,
     events: Vec<NewEvent<'_>>,
 ) -> StoreResult<i64> {
     let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
-    let row = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
-        .bind(n)
-        .fetch_one(&mut **tx)
+    let row = tx
+        .fetch_one(
+            "UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash",
+            args![n],
+        )
         .await?;
     let last: i64 = get(&row, "seq")?;
     let mut prev = hash32(get(&row, "hash")?, "audit head hash")?;
@@ -66,23 +70,29 @@ pub(super) async fn append_all(
         "INSERT INTO audit_events (seq, at, kind, actor, approval_id, data, prev_hash, hash) VALUES {}",
         values.join(", ")
     );
-    let mut insert = sqlx::query(&sql);
-    for (seq, ev, prev, hash) in &rows {
-        insert = insert
-            .bind(*seq)
-            .bind(now)
-            .bind(ev.kind)
-            .bind(ev.actor)
-            .bind(ev.approval_id)
-            .bind(ev.data.to_string())
-            .bind(prev.to_vec())
-            .bind(hash.to_vec());
+    let data: Vec<String> = rows
+        .iter()
+        .map(|(_, ev, _, _)| ev.data.to_string())
+        .collect();
+    let mut binds = Vec::with_capacity(rows.len() * 8);
+    for ((seq, ev, prev, hash), data) in rows.iter().zip(&data) {
+        binds.extend([
+            Arg::Int(*seq),
+            Arg::Int(now),
+            Arg::Text(ev.kind),
+            Arg::Text(ev.actor),
+            Arg::OptText(ev.approval_id),
+            Arg::Text(data),
+            Arg::Blob(prev.as_slice()),
+            Arg::Blob(hash.as_slice()),
+        ]);
     }
-    insert.execute(&mut **tx).await?;
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(prev.to_vec())
-        .execute(&mut **tx)
-        .await?;
+    tx.execute(&sql, &binds).await?;
+    tx.execute(
+        "UPDATE audit_head SET hash = $1 WHERE id = 1",
+        args![prev.as_slice()],
+    )
+    .await?;
     Ok(last)
 }
 

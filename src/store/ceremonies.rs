@@ -1,9 +1,9 @@
 //! WebAuthn ceremonies in flight and approver sessions. Both live in the database so that any
 //! replica can finish what another started; both are consumed by single statements.
 
-use sqlx::any::AnyRow;
 
 use super::audit::{append, NewEvent};
+use super::sql::{args, Columns};
 use super::users::User;
 use super::{get, Store, StoreError, StoreResult};
 use crate::clock::UnixTime;
@@ -94,12 +94,12 @@ impl Store {
         user_id: Option<&str>,
         approval_id: Option<&str>,
     ) -> StoreResult<Taken> {
-        let row = sqlx::query(
-            "SELECT id, kind, user_id, approval_id, decision, scope, created_at, expires_at FROM ceremonies WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.read)
-        .await?;
+        let row = self
+            .read_optional(
+                "SELECT id, kind, user_id, approval_id, decision, scope, created_at, expires_at FROM ceremonies WHERE id = $1",
+                args![id],
+            )
+            .await?;
         let Some(row) = row else {
             return Ok(Taken::Gone);
         };
@@ -211,16 +211,14 @@ impl Store {
         now: UnixTime,
         idle: i64,
     ) -> StoreResult<Option<User>> {
-        let row = sqlx::query(
-            "SELECT s.last_seen_at, u.id, u.username, u.display_name, u.groups, u.created_at, u.disabled_at \
-             FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.id_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $3 AND u.disabled_at IS NULL",
-        )
-        .bind(id_hash.to_vec())
-        .bind(now)
-        .bind(now - idle)
-        .fetch_optional(&self.read)
-        .await?;
+        let row = self
+            .read_optional(
+                "SELECT s.last_seen_at, u.id, u.username, u.display_name, u.groups, u.created_at, u.disabled_at \
+                 FROM sessions s JOIN users u ON u.id = s.user_id \
+                 WHERE s.id_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $3 AND u.disabled_at IS NULL",
+                args![id_hash.as_slice(), now, now - idle],
+            )
+            .await?;
         let Some(row) = row else { return Ok(None) };
         let last_seen: i64 = get(&row, "last_seen_at")?;
         // Writing on every request would serialise reads behind the writer; a minute is enough.
@@ -247,7 +245,7 @@ impl Store {
     }
 }
 
-fn ceremony_from_row(row: &AnyRow, kind: CeremonyKind) -> StoreResult<Ceremony> {
+fn ceremony_from_row(row: &impl Columns, kind: CeremonyKind) -> StoreResult<Ceremony> {
     let scope: String = get(row, "scope")?;
     Ok(Ceremony {
         id: get(row, "id")?,

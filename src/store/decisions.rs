@@ -1,14 +1,16 @@
 //! Approvers' decisions, each with the raw assertion that proves it, and the quorum check.
 
+use std::sync::Arc;
+
 use serde_json::json;
-use sqlx::any::AnyRow;
 
 use super::approvals::{approval_from_row, prefixed_cols, APPROVAL_COLS};
 use super::audit::{append_all, NewEvent};
 use super::receipts::{active_key, ReceiptSigner};
+use super::sql::{args, Columns, WriteTx};
 use super::users::advance_counter_in;
 use super::users::User;
-use super::{get, is_unique_violation, ApprovalRecord, Status, Store, StoreError, StoreResult};
+use super::{get, is_unique, ApprovalRecord, Status, Store, StoreError, StoreResult};
 use crate::challenge::Decision;
 use crate::clock::UnixTime;
 
@@ -32,8 +34,9 @@ pub struct DecisionRecord {
 
 #[derive(Debug, PartialEq)]
 pub enum DecisionOutcome {
-    /// Recorded; the request as it now stands (approved or rejected if this decided it).
-    Recorded(Box<ApprovalRecord>),
+    /// Recorded; the request as it now stands (approved or rejected if this decided it) and
+    /// its decisions, this one included.
+    Recorded(Box<ApprovalRecord>, Vec<DecisionRecord>),
     AlreadyDecided,
     NotPending(Status),
     /// Another finish consumed the ceremony first.
@@ -46,7 +49,7 @@ const DECISION_COLS: &str =
     "approval_id, user_id, decision, username, display_name, credential_id, at, nonce, \
      authenticator_data, client_data_json, signature, public_jwk, user_verified";
 
-fn decision_from_row(row: &AnyRow) -> StoreResult<DecisionRecord> {
+fn decision_from_row(row: &impl Columns) -> StoreResult<DecisionRecord> {
     let decision: String = get(row, "decision")?;
     let jwk: String = get(row, "public_jwk")?;
     Ok(DecisionRecord {
@@ -69,24 +72,69 @@ fn decision_from_row(row: &AnyRow) -> StoreResult<DecisionRecord> {
     })
 }
 
+/// A receipt signed before the write transaction, over the approvals it expected to find.
+/// Signing under the write lock would make every other writer wait for a signature; this way
+/// the transaction only checks that it found those approvals and that key still active.
+struct Presigned {
+    over: Vec<DecisionRecord>,
+    kid: String,
+    jti: String,
+    token: String,
+    expires_at: UnixTime,
+}
+
+/// The decisions on a request, in receipt order. While it is pending they are all approvals:
+/// a rejection decides it.
+fn decisions_of() -> String {
+    format!("SELECT {DECISION_COLS} FROM decisions WHERE approval_id = $1 ORDER BY at, username")
+}
+
 impl Store {
-    /// Records one verified decision. The request row is locked first, so when the last
-    /// approvals arrive together (on any number of replicas) exactly one of them sees the quorum
-    /// and flips the request; a rejection decides it at once.
-    #[tracing::instrument(skip(self, d, signer), fields(approval_id = %d.approval_id, user = %d.username, decision = d.decision.as_str()))]
+    /// Records one verified decision on `approval` (as read when it was verified). The request
+    /// row is locked first, so when the last approvals arrive together (on any number of
+    /// replicas) exactly one of them sees the quorum and flips the request; a rejection
+    /// decides it at once.
+    #[tracing::instrument(skip(self, approval, d, signer), fields(approval_id = %d.approval_id, user = %d.username, decision = d.decision.as_str()))]
     pub async fn record_decision(
         &self,
+        approval: &ApprovalRecord,
         d: &DecisionRecord,
         ceremony_id: &str,
         counter: i64,
-        signer: &dyn ReceiptSigner,
+        signer: Arc<dyn ReceiptSigner>,
         now: UnixTime,
     ) -> StoreResult<DecisionOutcome> {
-        let outcome = self
-            .try_record_decision(d, ceremony_id, counter, signer, now)
-            .await?;
-        match &outcome {
-            DecisionOutcome::Recorded(_) | DecisionOutcome::CeremonyConsumed => {}
+        let presigned = self.presign(approval, d, signer.as_ref(), now).await?;
+        let outcome = match &self.direct {
+            Some(direct) => {
+                let (d, ceremony_id) = (d.clone(), ceremony_id.to_string());
+                direct
+                    .transact(move |tx| {
+                        let fut =
+                            decide_in(tx, &d, &ceremony_id, counter, &*signer, presigned, now);
+                        super::sqlite::block_on(fut)?
+                    })
+                    .await?
+            }
+            None => {
+                let mut tx = self.begin_write().await?;
+                let (outcome, keep) =
+                    decide_in(&mut tx, d, ceremony_id, counter, &*signer, presigned, now).await?;
+                if keep {
+                    self.announce(&mut tx, &d.approval_id).await?;
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
+                outcome
+            }
+        };
+        Ok(match outcome {
+            DecisionOutcome::Recorded(approval, decisions) => {
+                self.committed(&d.approval_id);
+                DecisionOutcome::Recorded(approval, decisions)
+            }
+            DecisionOutcome::CeremonyConsumed => DecisionOutcome::CeremonyConsumed,
             // Refused after verifying: the ceremony still ends, so it cannot be tried again.
             DecisionOutcome::PossibleClone => {
                 self.flag_clone(
@@ -96,181 +144,74 @@ impl Store {
                     Some(ceremony_id),
                     now,
                 )
-                .await?
+                .await?;
+                DecisionOutcome::PossibleClone
             }
-            DecisionOutcome::AlreadyDecided | DecisionOutcome::NotPending(_) => {
+            DecisionOutcome::AlreadyDecided => {
                 self.discard_ceremony(ceremony_id).await?;
+                DecisionOutcome::AlreadyDecided
             }
-        }
-        Ok(outcome)
+            DecisionOutcome::NotPending(_) => {
+                self.discard_ceremony(ceremony_id).await?;
+                let status = self
+                    .expire_if_due(&d.approval_id, now)
+                    .await?
+                    .map_or(Status::Cancelled, |a| a.status);
+                DecisionOutcome::NotPending(status)
+            }
+        })
     }
 
-    /// One transaction: consume the ceremony, lock the request, advance the signature counter,
-    /// record the decision, and on reaching the quorum approve and issue the receipt.
-    async fn try_record_decision(
+    /// Signs the receipt ahead when this approval would meet the quorum with those already
+    /// recorded.
+    async fn presign(
         &self,
+        approval: &ApprovalRecord,
         d: &DecisionRecord,
-        ceremony_id: &str,
-        counter: i64,
         signer: &dyn ReceiptSigner,
         now: UnixTime,
-    ) -> StoreResult<DecisionOutcome> {
-        let mut tx = self.begin_write().await?;
-        // Of any number of concurrent finishes with this ceremony (on any replica), one deletes it.
-        let consumed = sqlx::query(
-            "DELETE FROM ceremonies WHERE id = $1 AND approval_id = $2 AND user_id = $3",
-        )
-        .bind(ceremony_id)
-        .bind(&d.approval_id)
-        .bind(&d.user_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if consumed != 1 {
-            tx.rollback().await?;
-            return Ok(DecisionOutcome::CeremonyConsumed);
+    ) -> StoreResult<Option<Presigned>> {
+        if d.decision != Decision::Approve {
+            return Ok(None);
         }
-        let row = sqlx::query(&format!(
-            "UPDATE approvals SET status = status WHERE id = $1 AND status = 'pending' AND expires_at > $2 RETURNING {APPROVAL_COLS}"
-        ))
-        .bind(&d.approval_id)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            tx.rollback().await?;
-            let status = self
-                .expire_if_due(&d.approval_id, now)
+        // With a quorum of one, any earlier approval would have decided the request already.
+        let mut over = if approval.required_approvals > 1 {
+            self.read_all(&decisions_of(), args![&d.approval_id])
                 .await?
-                .map_or(Status::Cancelled, |a| a.status);
-            return Ok(DecisionOutcome::NotPending(status));
+                .iter()
+                .map(decision_from_row)
+                .collect::<StoreResult<Vec<_>>>()?
+        } else {
+            Vec::new()
         };
-        let mut approval = approval_from_row(&row)?;
-        if !advance_counter_in(&mut tx, &d.credential_id, counter, now).await? {
-            tx.rollback().await?;
-            return Ok(DecisionOutcome::PossibleClone);
+        over.push(d.clone());
+        over.sort_by(|a, b| (a.at, &a.username).cmp(&(b.at, &b.username)));
+        if i64::try_from(over.len()).unwrap_or(i64::MAX) < approval.required_approvals {
+            return Ok(None);
         }
-        let inserted = sqlx::query(&format!(
-            "INSERT INTO decisions ({DECISION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-        ))
-        .bind(&d.approval_id)
-        .bind(&d.user_id)
-        .bind(d.decision.as_str())
-        .bind(&d.username)
-        .bind(&d.display_name)
-        .bind(&d.credential_id)
-        .bind(now)
-        .bind(d.nonce.clone())
-        .bind(d.authenticator_data.clone())
-        .bind(d.client_data_json.clone())
-        .bind(d.signature.clone())
-        .bind(d.public_jwk.to_string())
-        .bind(i64::from(d.user_verified))
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Err(e) if is_unique_violation(&e) => {
-                tx.rollback().await?;
-                return Ok(DecisionOutcome::AlreadyDecided);
-            }
-            other => other?,
+        let Some(row) = self.read_optional(super::receipts::ACTIVE_KEY, &[]).await? else {
+            return Ok(None);
         };
-        // The approvals so far (this one included) decide the quorum and, when it is met, go
-        // into the receipt.
-        let approvals = match d.decision {
-            Decision::Reject => Vec::new(),
-            Decision::Approve => {
-                let rows = sqlx::query(&format!(
-                    "SELECT {DECISION_COLS} FROM decisions WHERE approval_id = $1 AND decision = 'approve' ORDER BY at, username"
-                ))
-                .bind(&d.approval_id)
-                .fetch_all(&mut *tx)
-                .await?;
-                rows.iter()
-                    .map(decision_from_row)
-                    .collect::<StoreResult<Vec<_>>>()?
-            }
-        };
-        let decided = match d.decision {
-            Decision::Reject => Some(Status::Rejected),
-            Decision::Approve => (i64::try_from(approvals.len()).unwrap_or(i64::MAX)
-                >= approval.required_approvals)
-                .then_some(Status::Approved),
-        };
-        if let Some(status) = decided {
-            sqlx::query("UPDATE approvals SET status = $1, decided_at = $2 WHERE id = $3")
-                .bind(status.as_str())
-                .bind(now)
-                .bind(&d.approval_id)
-                .execute(&mut *tx)
-                .await?;
-            approval.status = status;
-            approval.decided_at = Some(now);
-        }
-        let actor = format!("user:{}", d.username);
-        let mut events = vec![NewEvent {
-            kind: match d.decision {
-                Decision::Approve => "approval_recorded",
-                Decision::Reject => "rejection_recorded",
-            },
-            actor: &actor,
-            approval_id: Some(&d.approval_id),
-            data: json!({ "user": d.username, "credential_id": d.credential_id, "tx_hash": approval.tx_hash }),
-        }];
-        if let Some(status) = decided {
-            events.push(NewEvent {
-                kind: if status == Status::Approved {
-                    "request_approved"
-                } else {
-                    "request_rejected"
-                },
-                actor: "system",
-                approval_id: Some(&d.approval_id),
-                data: json!({ "rule": approval.rule }),
-            });
-        }
-        // The receipt is signed and stored with the approval itself: after any crash there is
-        // either an approved request with its receipt, or neither.
-        if decided == Some(Status::Approved) {
-            let (kid, sealed) = active_key(&mut tx).await?;
-            let (jti, token, expires_at) =
-                signer
-                    .sign(&approval, &approvals, &kid, &sealed, now)
-                    .map_err(|e| StoreError::Corrupt(format!("signing a receipt: {e}")))?;
-            sqlx::query(
-                "INSERT INTO receipts (jti, approval_id, kid, audience, token, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&jti)
-            .bind(&d.approval_id)
-            .bind(&kid)
-            .bind(&approval.audience)
-            .bind(&token)
-            .bind(now)
-            .bind(expires_at)
-            .execute(&mut *tx)
-            .await?;
-            events.push(NewEvent {
-                kind: "receipt_issued",
-                actor: "system",
-                approval_id: Some(&d.approval_id),
-                data: json!({ "jti": jti, "kid": kid, "audience": approval.audience, "expires_at": expires_at }),
-            });
-        }
-        append_all(&mut tx, now, events).await?;
-        self.announce(&mut tx, &d.approval_id).await?;
-        tx.commit().await?;
-        self.committed(&d.approval_id);
-        Ok(DecisionOutcome::Recorded(Box::new(approval)))
+        let kid: String = get(&row, "kid")?;
+        let sealed: Vec<u8> = get(&row, "sealed")?;
+        let (jti, token, expires_at) = signer
+            .sign(approval, &over, &kid, &sealed, now)
+            .map_err(|e| StoreError::Corrupt(format!("signing a receipt: {e}")))?;
+        Ok(Some(Presigned {
+            over,
+            kid,
+            jti,
+            token,
+            expires_at,
+        }))
     }
 
     pub async fn decisions(&self, approval_id: &str) -> StoreResult<Vec<DecisionRecord>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {DECISION_COLS} FROM decisions WHERE approval_id = $1 ORDER BY at, username"
-        ))
-        .bind(approval_id)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter().map(decision_from_row).collect()
+        self.read_all(&decisions_of(), args![approval_id])
+            .await?
+            .iter()
+            .map(decision_from_row)
+            .collect()
     }
 
     /// Pending, unexpired requests this user has not decided yet, newest first. Eligibility
@@ -320,4 +261,147 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// The decision transaction: consume the ceremony, lock the request, advance the signature
+/// counter, record the decision, and on reaching the quorum approve and store the receipt.
+/// Returns the outcome and whether to commit. `NotPending`'s status is settled by the caller,
+/// after this transaction.
+async fn decide_in(
+    tx: &mut impl WriteTx,
+    d: &DecisionRecord,
+    ceremony_id: &str,
+    counter: i64,
+    signer: &dyn ReceiptSigner,
+    presigned: Option<Presigned>,
+    now: UnixTime,
+) -> StoreResult<(DecisionOutcome, bool)> {
+    // Of any number of concurrent finishes with this ceremony (on any replica), one deletes it.
+    let consumed = tx
+        .execute(
+            "DELETE FROM ceremonies WHERE id = $1 AND approval_id = $2 AND user_id = $3",
+            args![ceremony_id, &d.approval_id, &d.user_id],
+        )
+        .await?;
+    if consumed != 1 {
+        return Ok((DecisionOutcome::CeremonyConsumed, false));
+    }
+    let lock = format!(
+        "UPDATE approvals SET status = status WHERE id = $1 AND status = 'pending' AND expires_at > $2 RETURNING {APPROVAL_COLS}"
+    );
+    let Some(row) = tx.fetch_optional(&lock, args![&d.approval_id, now]).await? else {
+        return Ok((DecisionOutcome::NotPending(Status::Pending), false));
+    };
+    let mut approval = approval_from_row(&row)?;
+    if !advance_counter_in(tx, &d.credential_id, counter, now).await? {
+        return Ok((DecisionOutcome::PossibleClone, false));
+    }
+    let jwk = d.public_jwk.to_string();
+    let inserted = tx
+        .execute(
+            &format!("INSERT INTO decisions ({DECISION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
+            args![
+                &d.approval_id,
+                &d.user_id,
+                d.decision.as_str(),
+                &d.username,
+                &d.display_name,
+                &d.credential_id,
+                now,
+                &d.nonce,
+                &d.authenticator_data,
+                &d.client_data_json,
+                &d.signature,
+                &jwk,
+                i64::from(d.user_verified),
+            ],
+        )
+        .await;
+    match inserted {
+        Err(e) if is_unique(&e) => return Ok((DecisionOutcome::AlreadyDecided, false)),
+        other => other?,
+    };
+    // The approvals so far (this one included) decide the quorum and, when it is met, go into
+    // the receipt.
+    let decisions = tx
+        .fetch_all(&decisions_of(), args![&d.approval_id])
+        .await?
+        .iter()
+        .map(decision_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+    let approvals: Vec<DecisionRecord> = decisions
+        .iter()
+        .filter(|r| r.decision == Decision::Approve)
+        .cloned()
+        .collect();
+    let decided = match d.decision {
+        Decision::Reject => Some(Status::Rejected),
+        Decision::Approve => (i64::try_from(approvals.len()).unwrap_or(i64::MAX)
+            >= approval.required_approvals)
+            .then_some(Status::Approved),
+    };
+    if let Some(status) = decided {
+        tx.execute(
+            "UPDATE approvals SET status = $1, decided_at = $2 WHERE id = $3",
+            args![status.as_str(), now, &d.approval_id],
+        )
+        .await?;
+        approval.status = status;
+        approval.decided_at = Some(now);
+    }
+    let actor = format!("user:{}", d.username);
+    let mut events = vec![NewEvent {
+        kind: match d.decision {
+            Decision::Approve => "approval_recorded",
+            Decision::Reject => "rejection_recorded",
+        },
+        actor: &actor,
+        approval_id: Some(&d.approval_id),
+        data: json!({ "user": d.username, "credential_id": d.credential_id, "tx_hash": approval.tx_hash }),
+    }];
+    match decided {
+        Some(Status::Approved) => {
+            // The receipt is stored with the approval itself: after any crash there is either
+            // an approved request with its receipt, or neither.
+            let (kid, sealed) = active_key(tx).await?;
+            let receipt = match presigned {
+                Some(p) if p.kid == kid && p.over == approvals => (p.jti, p.token, p.expires_at),
+                _ => {
+                    tracing::debug!(
+                        "approvals or signing key changed since presigning; signing again"
+                    );
+                    signer
+                        .sign(&approval, &approvals, &kid, &sealed, now)
+                        .map_err(|e| StoreError::Corrupt(format!("signing a receipt: {e}")))?
+                }
+            };
+            let (jti, token, expires_at) = receipt;
+            tx.execute(
+                "INSERT INTO receipts (jti, approval_id, kid, audience, token, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                args![&jti, &d.approval_id, &kid, &approval.audience, &token, now, expires_at],
+            )
+            .await?;
+            events.push(NewEvent {
+                kind: "request_approved",
+                actor: "system",
+                approval_id: Some(&d.approval_id),
+                data: json!({ "rule": approval.rule }),
+            });
+            events.push(NewEvent {
+                kind: "receipt_issued",
+                actor: "system",
+                approval_id: Some(&d.approval_id),
+                data: json!({ "jti": jti, "kid": kid, "audience": approval.audience, "expires_at": expires_at }),
+            });
+        }
+        Some(_) => events.push(NewEvent {
+            kind: "request_rejected",
+            actor: "system",
+            approval_id: Some(&d.approval_id),
+            data: json!({ "rule": approval.rule }),
+        }),
+        None => {}
+    }
+    append_all(tx, now, events).await?;
+    Ok((DecisionOutcome::Recorded(Box::new(approval), decisions), true))
 }

@@ -12,11 +12,13 @@ mod ceremonies;
 mod clients;
 mod decisions;
 mod receipts;
+mod sql;
 mod users;
+mod sqlite;
 
 use std::time::Duration;
 
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool, Executor, Transaction};
 use tokio::sync::broadcast;
 
@@ -49,6 +51,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error(transparent)]
     Database(sqlx::Error),
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
     Audit(#[from] crate::audit::ChainError),
 }
@@ -84,6 +88,18 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+/// The same, for a statement issued through [`sql::WriteTx`].
+fn is_unique(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database(e) => is_unique_violation(e),
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
+            f.extended_code,
+            rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+        ),
+        _ => false,
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     dialect: Dialect,
@@ -91,6 +107,8 @@ pub struct Store {
     /// `database is locked`; PostgreSQL: the same pool as `read`.
     write: AnyPool,
     read: AnyPool,
+    /// SQLite (a file): the writer thread and direct reads of the decision path (see [`sqlite`]).
+    direct: Option<sqlite::Direct>,
     changes: broadcast::Sender<String>,
     url: String,
 }
@@ -130,14 +148,27 @@ impl Store {
             (Dialect::Postgres, pool.clone(), pool)
         };
         tracing::Span::current().record("dialect", tracing::field::debug(dialect));
-        let store = Store {
+        let mut store = Store {
             dialect,
             write,
             read,
+            direct: None,
             changes: broadcast::channel(1024).0,
             url: url.to_string(),
         };
         store.migrate().await?;
+        if dialect == Dialect::Sqlite {
+            // The file the pools opened, as SQLite names it; empty for an in-memory database,
+            // which another connection could not share, so that keeps to the sqlx path.
+            let file: String =
+                sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                    .fetch_one(&store.write)
+                    .await
+                    .context("reading the SQLite file name")?;
+            if !file.is_empty() {
+                store.direct = Some(sqlite::Direct::start(&file)?);
+            }
+        }
         Ok(store)
     }
 
@@ -157,6 +188,27 @@ impl Store {
     pub async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
+    }
+
+    /// Rows for a read of the decision path: read directly on SQLite, from the pool otherwise.
+    async fn read_all(&self, sql: &str, args: &[sql::Arg<'_>]) -> StoreResult<Vec<sql::Row>> {
+        Ok(match &self.direct {
+            Some(direct) => direct.read(sql, args)?.into_iter().map(sql::Row::Owned).collect(),
+            None => sql::bind(sql, args)
+                .fetch_all(&self.read)
+                .await?
+                .into_iter()
+                .map(sql::Row::Any)
+                .collect(),
+        })
+    }
+
+    async fn read_optional(
+        &self,
+        sql: &str,
+        args: &[sql::Arg<'_>],
+    ) -> StoreResult<Option<sql::Row>> {
+        Ok(self.read_all(sql, args).await?.into_iter().next())
     }
 
     /// Mean time of a minimal write transaction (one row updated, committed) on this store:
@@ -269,16 +321,11 @@ fn sqlite_pool(max: u32) -> AnyPoolOptions {
         })
 }
 
-fn get<'r, T>(row: &'r AnyRow, col: &str) -> StoreResult<T>
-where
-    T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
-{
-    use sqlx::Row;
-    row.try_get(col)
-        .map_err(|e| StoreError::Corrupt(format!("column {col}: {e}")))
+fn get<T: sql::Col>(row: &impl sql::Columns, col: &str) -> StoreResult<T> {
+    row.col(col)
 }
 
-fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> StoreResult<T> {
+fn json_col<T: serde::de::DeserializeOwned>(row: &impl sql::Columns, col: &str) -> StoreResult<T> {
     let text: String = get(row, col)?;
     serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("column {col}: {e}")))
 }

@@ -3,9 +3,9 @@
 
 use serde_json::json;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Transaction};
 
 use super::audit::{append, NewEvent};
+use super::sql::WriteTx;
 use super::{get, Store, StoreError, StoreResult};
 use crate::clock::UnixTime;
 use crate::signing::NewSigningKey;
@@ -75,15 +75,16 @@ fn receipt_from_row(row: &AnyRow) -> StoreResult<ReceiptRow> {
 }
 
 /// The key new receipts are signed with: the newest that is not retired.
-pub(super) async fn active_key(
-    tx: &mut Transaction<'static, Any>,
-) -> StoreResult<(String, Vec<u8>)> {
-    let row = sqlx::query("SELECT kid, sealed FROM signing_keys WHERE retired_at IS NULL ORDER BY generation DESC LIMIT 1")
-        .fetch_optional(&mut **tx)
+pub(super) async fn active_key(tx: &mut impl WriteTx) -> StoreResult<(String, Vec<u8>)> {
+    let row = tx
+        .fetch_optional(ACTIVE_KEY, &[])
         .await?
         .ok_or_else(|| StoreError::Corrupt("no active signing key".into()))?;
     Ok((get(&row, "kid")?, get(&row, "sealed")?))
 }
+
+pub(super) const ACTIVE_KEY: &str =
+    "SELECT kid, sealed FROM signing_keys WHERE retired_at IS NULL ORDER BY generation DESC LIMIT 1";
 
 impl Store {
     /// Adds a signing key: at start when none is active (`only_if_none`), or on rotation.

@@ -1,10 +1,9 @@
 //! Approvers, their enrolment invitations and their passkeys.
 
 use serde_json::json;
-use sqlx::any::AnyRow;
-use sqlx::{Any, Transaction};
 
 use super::audit::{append, NewEvent};
+use super::sql::{args, Columns, WriteTx};
 use super::{get, json_col, Store, StoreError, StoreResult};
 use crate::clock::UnixTime;
 
@@ -75,7 +74,7 @@ const USER_COLS: &str = "id, username, display_name, groups, created_at, disable
 const CRED_COLS: &str =
     "id, user_id, label, public_x, public_y, counter, created_at, last_used_at, revoked_at, flagged_at";
 
-pub(super) fn user_from_row(row: &AnyRow) -> StoreResult<User> {
+pub(super) fn user_from_row(row: &impl Columns) -> StoreResult<User> {
     Ok(User {
         id: get(row, "id")?,
         username: get(row, "username")?,
@@ -86,7 +85,7 @@ pub(super) fn user_from_row(row: &AnyRow) -> StoreResult<User> {
     })
 }
 
-fn credential_from_row(row: &AnyRow) -> StoreResult<Credential> {
+fn credential_from_row(row: &impl Columns) -> StoreResult<Credential> {
     Ok(Credential {
         id: get(row, "id")?,
         user_id: get(row, "user_id")?,
@@ -354,12 +353,8 @@ impl Store {
     }
 
     pub async fn credential(&self, id: &str) -> StoreResult<Option<Credential>> {
-        let row = sqlx::query(&format!(
-            "SELECT {CRED_COLS} FROM credentials WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.read)
-        .await?;
+        let sql = format!("SELECT {CRED_COLS} FROM credentials WHERE id = $1");
+        let row = self.read_optional(&sql, args![id]).await?;
         row.as_ref().map(credential_from_row).transpose()
     }
 
@@ -456,20 +451,17 @@ impl Store {
 /// WebAuthn L3 §7.2 step 21 as one conditional statement: true when the counter advanced (or
 /// both it and the stored one are zero, for authenticators that do not count).
 pub(super) async fn advance_counter_in(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut impl WriteTx,
     credential_id: &str,
     counter: i64,
     now: UnixTime,
 ) -> StoreResult<bool> {
-    Ok(sqlx::query(
-        "UPDATE credentials SET counter = $1, last_used_at = $2 \
-         WHERE id = $3 AND flagged_at IS NULL AND (counter < $1 OR ($1 = 0 AND counter = 0))",
-    )
-    .bind(counter)
-    .bind(now)
-    .bind(credential_id)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected()
+    Ok(tx
+        .execute(
+            "UPDATE credentials SET counter = $1, last_used_at = $2 \
+             WHERE id = $3 AND flagged_at IS NULL AND (counter < $1 OR ($1 = 0 AND counter = 0))",
+            args![counter, now, credential_id],
+        )
+        .await?
         == 1)
 }

@@ -1,0 +1,249 @@
+//! SQLite without a thread hop per statement, for the decision path. sqlx runs each SQLite
+//! statement on a worker thread and answers through a channel, so a transaction of a dozen
+//! statements crosses threads two dozen times while it holds the database's one write lock;
+//! profiles of the decision finish showed that, not signatures or fsync, bounding throughput.
+//!
+//! Here one writer thread owns a connection and runs whole transactions as direct calls, and
+//! transactions queued while one commits share the next commit (each in its own savepoint, so
+//! one failing does not undo the others); nobody is answered before the commit that holds their
+//! change is durable. Reads run on the caller's thread on a pooled read-only connection: a read
+//! of a few rows from a WAL database takes microseconds, less than a trip to another thread.
+
+use std::sync::mpsc;
+use std::task::{Context, Poll, Waker};
+
+use rusqlite::types::Value;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+use super::sql::{Arg, OwnedRow, WriteTx};
+use super::{StoreError, StoreResult};
+
+/// Transactions queued together commit together, up to this many.
+const MAX_BATCH: usize = 64;
+
+type Job = Box<dyn FnOnce(&mut SqliteTx<'_>) -> Box<dyn FnOnce(StoreResult<()>) + Send> + Send>;
+
+/// Idle read connections kept for reuse.
+const MAX_IDLE_READERS: usize = 8;
+
+/// The writer thread and the read connections of one database file.
+#[derive(Clone)]
+pub(super) struct Direct {
+    jobs: mpsc::Sender<Job>,
+    readers: Arc<Readers>,
+}
+
+struct Readers {
+    path: String,
+    idle: Mutex<Vec<Connection>>,
+}
+
+fn open(path: &str, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags)?;
+    // Statement journals of the writer's savepoints stay in memory instead of temporary files.
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+         PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+impl Direct {
+    /// Opens the database file the pools use (migrated, in WAL mode) and starts the writer.
+    pub(super) fn start(path: &str) -> anyhow::Result<Direct> {
+        use anyhow::Context as _;
+        let conn = open(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .context("opening the SQLite database for writing")?;
+        let (jobs, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("countersign-sqlite-writer".into())
+            .spawn(move || run(conn, rx))
+            .context("starting the SQLite writer thread")?;
+        Ok(Direct {
+            jobs,
+            readers: Arc::new(Readers {
+                path: path.to_string(),
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Reads on the calling thread.
+    pub(super) fn read(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<OwnedRow>> {
+        let idle = self.readers.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match idle {
+            Some(conn) => conn,
+            None => open(
+                &self.readers.path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?,
+        };
+        let rows = prepare(&conn, sql, args).and_then(|mut stmt| collect(&mut stmt));
+        if let Ok(mut idle) = self.readers.idle.lock() {
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+        rows
+    }
+
+    /// Runs `f` in a transaction on the writer thread. `f` returns its result and whether to
+    /// keep its changes; an error or `false` rolls its changes back. The answer comes after
+    /// the commit.
+    pub(super) async fn transact<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut SqliteTx<'_>) -> StoreResult<(T, bool)> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |tx| {
+            let out = tx.savepoint(f);
+            Box::new(move |committed: StoreResult<()>| {
+                // The caller may have gone away; its transaction stands regardless.
+                let _ = reply.send(committed.and(out));
+            })
+        });
+        self.jobs.send(job).map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+fn gone() -> StoreError {
+    StoreError::Unavailable(sqlx::Error::WorkerCrashed)
+}
+
+fn run(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let committed = commit_batch(&mut conn, batch);
+        if let Err(e) = committed {
+            tracing::error!(error = %e, "the SQLite writer could not commit a batch");
+        }
+    }
+}
+
+fn commit_batch(conn: &mut Connection, batch: Vec<Job>) -> Result<(), rusqlite::Error> {
+    let mut tx = SqliteTx { conn };
+    let began = tx.conn.execute_batch("BEGIN IMMEDIATE");
+    let mut done = Vec::with_capacity(batch.len());
+    if began.is_ok() {
+        for job in batch {
+            done.push(job(&mut tx));
+        }
+    }
+    let result = began.and_then(|()| tx.conn.execute_batch("COMMIT"));
+    if result.is_err() {
+        // Undo whatever the failed commit left open; nothing of this batch was kept.
+        let _ = tx.conn.execute_batch("ROLLBACK");
+    }
+    let status = || match &result {
+        Ok(()) => Ok(()),
+        // The disk or the file refused the commit: a retry may succeed, so it is "unavailable".
+        Err(e) => Err(StoreError::Unavailable(sqlx::Error::Io(
+            std::io::Error::other(e.to_string()),
+        ))),
+    };
+    for finish in done {
+        finish(status());
+    }
+    result
+}
+
+/// A transaction on the writer thread's connection.
+pub(super) struct SqliteTx<'c> {
+    conn: &'c mut Connection,
+}
+
+impl SqliteTx<'_> {
+    fn savepoint<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> StoreResult<(T, bool)>,
+    ) -> StoreResult<T> {
+        self.conn.execute_batch("SAVEPOINT job")?;
+        let out = f(self);
+        let end = match out {
+            Ok((_, true)) => "RELEASE job",
+            _ => "ROLLBACK TO job; RELEASE job",
+        };
+        self.conn.execute_batch(end)?;
+        out.map(|(v, _)| v)
+    }
+
+}
+
+fn prepare<'c>(
+    conn: &'c Connection,
+    sql: &str,
+    args: &[Arg<'_>],
+) -> StoreResult<rusqlite::CachedStatement<'c>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    // `$n` is a named parameter to SQLite, numbered in order of first appearance; bind by
+    // the number in its name, as sqlx does.
+    for i in 1..=stmt.parameter_count() {
+        let n: usize = stmt
+            .parameter_name(i)
+            .and_then(|name| name.strip_prefix('$'))
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| StoreError::Corrupt(format!("parameter {i} of {sql}")))?;
+        let arg = n
+            .checked_sub(1)
+            .and_then(|k| args.get(k))
+            .ok_or_else(|| StoreError::Corrupt(format!("no argument ${n} for {sql}")))?;
+        match *arg {
+            Arg::Int(v) => stmt.raw_bind_parameter(i, v)?,
+            Arg::Text(v) => stmt.raw_bind_parameter(i, v)?,
+            Arg::OptText(v) => stmt.raw_bind_parameter(i, v)?,
+            Arg::Blob(v) => stmt.raw_bind_parameter(i, v)?,
+        }
+    }
+    Ok(stmt)
+}
+
+/// Runs a transaction's logic written against [`WriteTx`] on a [`SqliteTx`]: every statement
+/// there completes at once, so the future is ready on its first poll.
+pub(super) fn block_on<T>(fut: impl std::future::Future<Output = T>) -> StoreResult<T> {
+    let mut fut = std::pin::pin!(fut);
+    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => Ok(v),
+        Poll::Pending => Err(StoreError::Corrupt(
+            "a writer-thread transaction waited on something".into(),
+        )),
+    }
+}
+
+impl WriteTx for SqliteTx<'_> {
+    type Row = OwnedRow;
+
+    async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
+        let mut stmt = prepare(self.conn, sql, args)?;
+        Ok(stmt.raw_execute()? as u64)
+    }
+
+    async fn fetch_all(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<OwnedRow>> {
+        collect(&mut prepare(self.conn, sql, args)?)
+    }
+}
+
+fn collect(stmt: &mut rusqlite::CachedStatement<'_>) -> StoreResult<Vec<OwnedRow>> {
+    let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let mut cols = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            cols.push((name.clone(), row.get::<_, Value>(i)?));
+        }
+        out.push(OwnedRow(cols));
+    }
+    Ok(out)
+}
