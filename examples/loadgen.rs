@@ -203,6 +203,7 @@ async fn main() {
     }
 
     // The measured part: every finish, C at a time.
+    eprintln!("measuring…");
     let cpu_before = thread_cpu();
     let started = Instant::now();
     let tasks: Vec<_> = prepared

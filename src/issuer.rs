@@ -1,5 +1,9 @@
 //! Issuing receipts: the claims of `crate::receipt` filled from server state, signed with the
-//! active key, inside the transaction that approves the request.
+//! active key for the transaction that approves the request.
+
+use std::sync::Mutex;
+
+use p256::ecdsa::SigningKey;
 
 use crate::passkeys::b64;
 use crate::receipt::{sign, Approver, Claims, Evidence, PolicyRef};
@@ -7,9 +11,37 @@ use crate::signing::Sealer;
 use crate::store::{ApprovalRecord, DecisionRecord, ReceiptSigner};
 
 pub struct Issuer {
-    pub sealer: Sealer,
+    sealer: Sealer,
     /// `iss`: the server's public origin.
-    pub origin: String,
+    origin: String,
+    /// The key last opened, with the sealed bytes it came from: opening costs a decryption and
+    /// a point multiplication (the public key), as much again as the signature itself.
+    opened: Mutex<Option<(String, Vec<u8>, SigningKey)>>,
+}
+
+impl Issuer {
+    pub fn new(sealer: Sealer, origin: String) -> Issuer {
+        Issuer {
+            sealer,
+            origin,
+            opened: Mutex::new(None),
+        }
+    }
+
+    fn open(&self, kid: &str, sealed: &[u8]) -> Result<SigningKey, String> {
+        let mut opened = self.opened.lock().map_err(|_| "key cache poisoned".to_string())?;
+        if let Some((k, s, key)) = opened.as_ref() {
+            if k == kid && s == sealed {
+                return Ok(key.clone());
+            }
+        }
+        let key = self
+            .sealer
+            .open_key(kid, sealed)
+            .map_err(|e| e.to_string())?;
+        *opened = Some((kid.to_string(), sealed.to_vec(), key.clone()));
+        Ok(key)
+    }
 }
 
 impl ReceiptSigner for Issuer {
@@ -21,10 +53,7 @@ impl ReceiptSigner for Issuer {
         sealed: &[u8],
         now: i64,
     ) -> Result<(String, String, i64), String> {
-        let key = self
-            .sealer
-            .open_key(kid, sealed)
-            .map_err(|e| e.to_string())?;
+        let key = self.open(kid, sealed)?;
         let jti = uuid::Uuid::new_v4().to_string();
         let exp = now.saturating_add(approval.receipt_ttl);
         let claims = Claims {

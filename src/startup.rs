@@ -62,10 +62,7 @@ impl Application {
         store
             .add_signing_key(&generate(&sealer)?, true, "system", clock.now())
             .await?;
-        let issuer = Issuer {
-            sealer,
-            origin: config.public_origin.clone(),
-        };
+        let issuer = Issuer::new(sealer, config.public_origin.clone());
         store.start_change_listener().await?;
         let listener = TcpListener::bind(&config.listen)
             .with_context(|| format!("binding {}", config.listen))?;
