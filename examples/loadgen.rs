@@ -17,6 +17,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use countersign::client::{NewKey, Rights};
@@ -89,7 +91,8 @@ async fn main() {
     )
     .await
     .unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
+    let app_port = app.port();
+    let base = format!("http://127.0.0.1:{app_port}");
     tokio::spawn(app.run_until_stopped());
     let now = countersign::clock::Clock::now(&SystemClock);
     let api_key = NewKey::generate();
@@ -202,28 +205,44 @@ async fn main() {
         prepared.push(mine);
     }
 
-    // The measured part: every finish, C at a time.
-    eprintln!("measuring…");
-    let cpu_before = thread_cpu();
-    let started = Instant::now();
-    let tasks: Vec<_> = prepared
+    // The measured part: every finish, C at a time, each worker on its own keep-alive
+    // connection with its requests written out beforehand, so that the client (which shares
+    // this machine's cores with the server) costs as little as it can.
+    let port = app_port;
+    let requests: Vec<Vec<Vec<u8>>> = prepared
         .into_iter()
         .zip(workers.iter().map(|(_, c)| c.clone()))
         .map(|(mine, cookie)| {
-            let http = http.clone();
-            let base = base.clone();
+            mine.into_iter()
+                .map(|(id, body)| {
+                    let body = body.to_string();
+                    format!(
+                        "POST /v1/approvals/{id}/decision/finish HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+                         Origin: {ORIGIN}\r\nCookie: {cookie}\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .into_bytes()
+                })
+                .collect()
+        })
+        .collect();
+    eprintln!("measuring…");
+    let cpu_before = thread_cpu();
+    let started = Instant::now();
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|mine| {
             tokio::spawn(async move {
+                let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .unwrap();
+                stream.set_nodelay(true).unwrap();
+                let mut conn = tokio::io::BufReader::new(stream);
                 let mut ok = 0;
-                for (id, body) in mine {
-                    let res = http
-                        .post(format!("{base}/v1/approvals/{id}/decision/finish"))
-                        .header("Origin", ORIGIN)
-                        .header("Cookie", cookie.as_str())
-                        .json(&body)
-                        .send()
-                        .await
-                        .unwrap();
-                    if res.status() == 200 {
+                for request in mine {
+                    conn.get_mut().write_all(&request).await.unwrap();
+                    if read_response(&mut conn).await == 200 {
                         ok += 1;
                     }
                 }
@@ -237,13 +256,24 @@ async fn main() {
     }
     let elapsed = started.elapsed();
     let cpu_after = thread_cpu();
-    if std::env::var_os("CS_THREADS").is_some() {
-        let mut by: std::collections::BTreeMap<String, f64> = Default::default();
-        for (tid, (name, t)) in &cpu_after {
-            let before = cpu_before.get(tid).map_or(0.0, |(_, b)| *b);
-            *by.entry(name.clone()).or_default() += t - before;
+    // CPU time of the server's threads (HTTP workers, SQLite writer, sqlx workers) and of the
+    // load generator's own, per finish.
+    let (mut server_cpu, mut client_cpu) = (0.0, 0.0);
+    let mut by_thread: std::collections::BTreeMap<String, f64> = Default::default();
+    for (tid, (name, t)) in &cpu_after {
+        let spent = t - cpu_before.get(tid).map_or(0.0, |(_, b)| *b);
+        *by_thread.entry(name.clone()).or_default() += spent;
+        if ["actix-server", "countersign-sql", "sqlx-sqlite"]
+            .iter()
+            .any(|p| name.starts_with(p))
+        {
+            server_cpu += spent;
+        } else {
+            client_cpu += spent;
         }
-        for (name, t) in by {
+    }
+    if std::env::var_os("CS_THREADS").is_some() {
+        for (name, t) in by_thread {
             eprintln!("{name:>28} {:>8.1} us/finish", t * 1e6 / ok as f64);
         }
     }
@@ -286,6 +316,10 @@ async fn main() {
             "allowed_by_signatures_per_second": by_crypto.round(),
             "allowed_by_commits_per_second": by_commits.round(),
             "ratio_to_allowed": (measured / allowed * 100.0).round() / 100.0,
+            "server_cpu_us_per_finish": (server_cpu * 1e6 / ok as f64).round(),
+            "client_cpu_us_per_finish": (client_cpu * 1e6 / ok as f64).round(),
+            // What the server's own CPU time allows on these cores, against the signatures.
+            "server_ratio_to_signatures": ((sign + verify).as_secs_f64() * ok as f64 / server_cpu * 100.0).round() / 100.0,
         })
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -297,12 +331,44 @@ fn thread_cpu() -> std::collections::HashMap<String, (String, f64)> {
     let mut out = std::collections::HashMap::new();
     for entry in std::fs::read_dir("/proc/self/task").unwrap() {
         let path = entry.unwrap().path();
-        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else { continue };
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
         let name = stat[stat.find('(').unwrap() + 1..stat.rfind(')').unwrap()].to_string();
         let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
         let t = (rest[11].parse::<f64>().unwrap() + rest[12].parse::<f64>().unwrap()) / tick;
-        let name = name.trim_end_matches(|c: char| c.is_ascii_digit()).to_string();
-        out.insert(path.file_name().unwrap().to_string_lossy().into_owned(), (name, t));
+        let name = name
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .to_string();
+        out.insert(
+            path.file_name().unwrap().to_string_lossy().into_owned(),
+            (name, t),
+        );
     }
     out
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body; returns its status.
+async fn read_response(conn: &mut tokio::io::BufReader<tokio::net::TcpStream>) -> u16 {
+    let mut status = 0;
+    let mut length = 0;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        conn.read_line(&mut line).await.unwrap();
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some(rest) = l.strip_prefix("HTTP/1.1 ") {
+            status = rest[..3].parse().unwrap();
+        } else if let Some((name, value)) = l.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut body = vec![0u8; length];
+    conn.read_exact(&mut body).await.unwrap();
+    status
 }

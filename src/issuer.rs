@@ -29,7 +29,10 @@ impl Issuer {
     }
 
     fn open(&self, kid: &str, sealed: &[u8]) -> Result<SigningKey, String> {
-        let mut opened = self.opened.lock().map_err(|_| "key cache poisoned".to_string())?;
+        let mut opened = self
+            .opened
+            .lock()
+            .map_err(|_| "key cache poisoned".to_string())?;
         if let Some((k, s, key)) = opened.as_ref() {
             if k == kid && s == sealed {
                 return Ok(key.clone());

@@ -187,11 +187,9 @@ pub async fn finish(
     let user = approver.0;
     let id = path.into_inner();
     match decide(&state, &user, &id, &body.0).await {
-        Ok((approval, decisions)) => {
-            Ok(HttpResponse::Ok().json(super::views::approver_view(
-                &state, &approval, &decisions, &user,
-            )))
-        }
+        Ok((approval, decisions)) => Ok(HttpResponse::Ok().json(super::views::approver_view(
+            &state, &approval, &decisions, &user,
+        ))),
         Err(e) => Err(audited(&state, &user, &id, e).await),
     }
 }

@@ -1,7 +1,6 @@
 //! WebAuthn ceremonies in flight and approver sessions. Both live in the database so that any
 //! replica can finish what another started; both are consumed by single statements.
 
-
 use super::audit::{append, NewEvent};
 use super::sql::{args, Columns};
 use super::users::User;

@@ -267,8 +267,8 @@ impl Store {
 /// counter, record the decision, and on reaching the quorum approve and store the receipt.
 /// Returns the outcome and whether to commit. `NotPending`'s status is settled by the caller,
 /// after this transaction.
-async fn decide_in(
-    tx: &mut impl WriteTx,
+async fn decide_in<T: WriteTx>(
+    tx: &mut T,
     d: &DecisionRecord,
     ceremony_id: &str,
     counter: i64,
@@ -286,9 +286,12 @@ async fn decide_in(
     if consumed != 1 {
         return Ok((DecisionOutcome::CeremonyConsumed, false));
     }
-    let lock = format!(
-        "UPDATE approvals SET status = status WHERE id = $1 AND status = 'pending' AND expires_at > $2 RETURNING {APPROVAL_COLS}"
-    );
+    // Locking the request row makes concurrent last approvals (on any replica) take turns.
+    let lock = if T::EXCLUSIVE {
+        format!("SELECT {APPROVAL_COLS} FROM approvals WHERE id = $1 AND status = 'pending' AND expires_at > $2")
+    } else {
+        format!("UPDATE approvals SET status = status WHERE id = $1 AND status = 'pending' AND expires_at > $2 RETURNING {APPROVAL_COLS}")
+    };
     let Some(row) = tx.fetch_optional(&lock, args![&d.approval_id, now]).await? else {
         return Ok((DecisionOutcome::NotPending(Status::Pending), false));
     };
@@ -403,5 +406,8 @@ async fn decide_in(
         None => {}
     }
     append_all(tx, now, events).await?;
-    Ok((DecisionOutcome::Recorded(Box::new(approval), decisions), true))
+    Ok((
+        DecisionOutcome::Recorded(Box::new(approval), decisions),
+        true,
+    ))
 }

@@ -128,6 +128,9 @@ impl Columns for Row {
 /// implementation never wait, which is what lets it run them without an async runtime.
 pub(super) trait WriteTx: Send {
     type Row: Columns + Send;
+    /// Whether this transaction already excludes every other writer (as on the SQLite writer
+    /// thread), so that reading a row is as good as locking it.
+    const EXCLUSIVE: bool = false;
     /// Rows changed.
     async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64>;
     async fn fetch_all(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<Self::Row>>;

@@ -24,7 +24,10 @@ use super::{StoreError, StoreResult};
 /// Transactions queued together commit together, up to this many.
 const MAX_BATCH: usize = 64;
 
-type Job = Box<dyn FnOnce(&mut SqliteTx<'_>) -> Box<dyn FnOnce(StoreResult<()>) + Send> + Send>;
+/// A queued transaction: it runs on the writer's connection and says whether to keep its
+/// changes, then hears whether they were committed.
+type Job = Box<dyn FnOnce(&mut SqliteTx<'_>) -> (bool, Reply) + Send>;
+type Reply = Box<dyn FnOnce(StoreResult<()>) + Send>;
 
 /// Idle read connections kept for reuse.
 const MAX_IDLE_READERS: usize = 8;
@@ -56,8 +59,11 @@ impl Direct {
     /// Opens the database file the pools use (migrated, in WAL mode) and starts the writer.
     pub(super) fn start(path: &str) -> anyhow::Result<Direct> {
         use anyhow::Context as _;
-        let conn = open(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .context("opening the SQLite database for writing")?;
+        let conn = open(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .context("opening the SQLite database for writing")?;
         let (jobs, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("countersign-sqlite-writer".into())
@@ -74,7 +80,12 @@ impl Direct {
 
     /// Reads on the calling thread.
     pub(super) fn read(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<OwnedRow>> {
-        let idle = self.readers.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let idle = self
+            .readers
+            .idle
+            .lock()
+            .ok()
+            .and_then(|mut idle| idle.pop());
         let conn = match idle {
             Some(conn) => conn,
             None => open(
@@ -101,11 +112,13 @@ impl Direct {
     {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |tx| {
-            let out = tx.savepoint(f);
-            Box::new(move |committed: StoreResult<()>| {
+            let out = f(tx);
+            let keep = matches!(out, Ok((_, true)));
+            let answer: Reply = Box::new(move |committed| {
                 // The caller may have gone away; its transaction stands regardless.
-                let _ = reply.send(committed.and(out));
-            })
+                let _ = reply.send(committed.and(out.map(|(v, _)| v)));
+            });
+            (keep, answer)
         });
         self.jobs.send(job).map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
@@ -134,17 +147,11 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>) {
 
 fn commit_batch(conn: &mut Connection, batch: Vec<Job>) -> Result<(), rusqlite::Error> {
     let mut tx = SqliteTx { conn };
-    let began = tx.conn.execute_batch("BEGIN IMMEDIATE");
-    let mut done = Vec::with_capacity(batch.len());
-    if began.is_ok() {
-        for job in batch {
-            done.push(job(&mut tx));
-        }
-    }
-    let result = began.and_then(|()| tx.conn.execute_batch("COMMIT"));
+    let mut replies = Vec::with_capacity(batch.len());
+    let result = tx.run_batch(batch, &mut replies);
     if result.is_err() {
-        // Undo whatever the failed commit left open; nothing of this batch was kept.
-        let _ = tx.conn.execute_batch("ROLLBACK");
+        // Undo whatever the failure left open; nothing of this batch was kept.
+        let _ = tx.exec("ROLLBACK");
     }
     let status = || match &result {
         Ok(()) => Ok(()),
@@ -153,8 +160,9 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) -> Result<(), rusqlite::
             std::io::Error::other(e.to_string()),
         ))),
     };
-    for finish in done {
-        finish(status());
+    // Jobs that never ran drop their reply, which their callers also hear as "unavailable".
+    for reply in replies {
+        reply(status());
     }
     result
 }
@@ -165,20 +173,32 @@ pub(super) struct SqliteTx<'c> {
 }
 
 impl SqliteTx<'_> {
-    fn savepoint<T>(
-        &mut self,
-        f: impl FnOnce(&mut Self) -> StoreResult<(T, bool)>,
-    ) -> StoreResult<T> {
-        self.conn.execute_batch("SAVEPOINT job")?;
-        let out = f(self);
-        let end = match out {
-            Ok((_, true)) => "RELEASE job",
-            _ => "ROLLBACK TO job; RELEASE job",
-        };
-        self.conn.execute_batch(end)?;
-        out.map(|(v, _)| v)
+    fn exec(&mut self, sql: &str) -> rusqlite::Result<()> {
+        self.conn.prepare_cached(sql)?.raw_execute().map(|_| ())
     }
 
+    /// One transaction for the whole batch; each job in a savepoint of its own, unless it is
+    /// alone (a savepoint journals every page its job touches).
+    fn run_batch(&mut self, batch: Vec<Job>, replies: &mut Vec<Reply>) -> rusqlite::Result<()> {
+        self.exec("BEGIN IMMEDIATE")?;
+        let alone = batch.len() == 1;
+        let mut kept = false;
+        for job in batch {
+            if !alone {
+                self.exec("SAVEPOINT job")?;
+            }
+            let (keep, reply) = job(self);
+            replies.push(reply);
+            kept |= keep;
+            if !alone {
+                if !keep {
+                    self.exec("ROLLBACK TO job")?;
+                }
+                self.exec("RELEASE job")?;
+            }
+        }
+        self.exec(if kept { "COMMIT" } else { "ROLLBACK" })
+    }
 }
 
 fn prepare<'c>(
@@ -223,6 +243,7 @@ pub(super) fn block_on<T>(fut: impl std::future::Future<Output = T>) -> StoreRes
 
 impl WriteTx for SqliteTx<'_> {
     type Row = OwnedRow;
+    const EXCLUSIVE: bool = true;
 
     async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
         let mut stmt = prepare(self.conn, sql, args)?;
