@@ -3,6 +3,10 @@
 //! few places where SQLite and PostgreSQL differ: how a write transaction starts and how other
 //! replicas hear about a change. Each database has its own migrations folder.
 //!
+//! The decision path (its reads and its one write transaction) is written against
+//! [`sql::WriteTx`] and, on a SQLite file, runs on direct connections ([`sqlite`]) instead of
+//! sqlx's, which cost a thread round trip per statement; the SQL is the same.
+//!
 //! Every state change commits together with its audit event (see [`audit`]), and every
 //! single-use transition is one conditional statement, never a read followed by a write.
 
@@ -19,7 +23,7 @@ mod users;
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 use tokio::sync::broadcast;
 
 use sql::WriteTx;
@@ -244,21 +248,22 @@ impl Store {
 
     /// A write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so a
     /// transaction that reads before it writes cannot fail to upgrade under WAL.
-    async fn begin_write(&self) -> StoreResult<Transaction<'static, Any>> {
-        Ok(match self.dialect {
+    async fn begin_write(&self) -> StoreResult<Write> {
+        let gate = match &self.direct {
+            Some(direct) => Some(direct.gate().lock_owned().await),
+            None => None,
+        };
+        let tx = match self.dialect {
             Dialect::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
             Dialect::Postgres => self.write.begin().await?,
-        })
+        };
+        Ok(Write { tx, _gate: gate })
     }
 
     /// Tells waiters (here and, on PostgreSQL, on every replica) that an approval changed.
     /// On PostgreSQL the notification is part of the transaction, so it is delivered only on
     /// commit; on SQLite there are no other replicas and [`Store::committed`] sends it.
-    async fn announce(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        approval_id: &str,
-    ) -> StoreResult<()> {
+    async fn announce(&self, tx: &mut Write, approval_id: &str) -> StoreResult<()> {
         if self.dialect == Dialect::Postgres {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(PG_CHANNEL)
@@ -304,6 +309,37 @@ impl Store {
             }
         });
         Ok(())
+    }
+}
+
+/// A write transaction through sqlx. On SQLite it holds the process's write gate, which the
+/// writer thread takes too: writers in this process queue for each other instead of meeting
+/// the database's lock and sleeping in SQLite's busy handler.
+pub(super) struct Write {
+    tx: Transaction<'static, Any>,
+    _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Write {
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for Write {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for Write {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
     }
 }
 

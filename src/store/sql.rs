@@ -4,7 +4,7 @@
 //! instead of a round trip to another thread.
 
 use sqlx::any::AnyRow;
-use sqlx::{Any, Transaction};
+use sqlx::Any;
 
 use super::{StoreError, StoreResult};
 
@@ -97,13 +97,18 @@ impl Columns for AnyRow {
 
 /// A row read by a direct SQLite connection, owned so it outlives its statement.
 #[derive(Debug)]
-pub(super) struct OwnedRow(pub(super) Vec<(String, rusqlite::types::Value)>);
+pub(super) struct OwnedRow {
+    /// The statement's column names, shared by its rows.
+    pub(super) names: std::sync::Arc<[String]>,
+    pub(super) values: Vec<rusqlite::types::Value>,
+}
 
 impl Columns for OwnedRow {
     fn col<T: Col>(&self, name: &str) -> StoreResult<T> {
-        self.0
+        self.names
             .iter()
-            .find(|(n, _)| n == name)
+            .zip(&self.values)
+            .find(|(n, _)| *n == name)
             .and_then(|(_, v)| T::from_value(v))
             .ok_or_else(|| StoreError::Corrupt(format!("column {name}: missing or mistyped")))
     }
@@ -160,7 +165,7 @@ pub(super) fn bind<'q>(
     })
 }
 
-impl WriteTx for Transaction<'static, Any> {
+impl WriteTx for super::Write {
     type Row = AnyRow;
     async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
         Ok(bind(sql, args).execute(&mut **self).await?.rows_affected())

@@ -37,6 +37,8 @@ const MAX_IDLE_READERS: usize = 8;
 pub(super) struct Direct {
     jobs: mpsc::Sender<Job>,
     readers: Arc<Readers>,
+    /// Held by the writer thread for each batch and by every sqlx write transaction.
+    gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 struct Readers {
@@ -65,17 +67,24 @@ impl Direct {
         )
         .context("opening the SQLite database for writing")?;
         let (jobs, rx) = mpsc::channel::<Job>();
+        let gate = Arc::new(tokio::sync::Mutex::new(()));
+        let writer_gate = gate.clone();
         std::thread::Builder::new()
             .name("countersign-sqlite-writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, rx, &writer_gate))
             .context("starting the SQLite writer thread")?;
         Ok(Direct {
             jobs,
+            gate,
             readers: Arc::new(Readers {
                 path: path.to_string(),
                 idle: Mutex::new(Vec::new()),
             }),
         })
+    }
+
+    pub(super) fn gate(&self) -> Arc<tokio::sync::Mutex<()>> {
+        self.gate.clone()
     }
 
     /// Reads on the calling thread.
@@ -129,8 +138,10 @@ fn gone() -> StoreError {
     StoreError::Unavailable(sqlx::Error::WorkerCrashed)
 }
 
-fn run(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, gate: &tokio::sync::Mutex<()>) {
     while let Ok(first) = rx.recv() {
+        // Jobs that arrive while a sqlx writer holds the gate join this batch.
+        let _gate = gate.blocking_lock();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -138,8 +149,7 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let committed = commit_batch(&mut conn, batch);
-        if let Err(e) = committed {
+        if let Err(e) = commit_batch(&mut conn, batch) {
             tracing::error!(error = %e, "the SQLite writer could not commit a batch");
         }
     }
@@ -256,15 +266,135 @@ impl WriteTx for SqliteTx<'_> {
 }
 
 fn collect(stmt: &mut rusqlite::CachedStatement<'_>) -> StoreResult<Vec<OwnedRow>> {
-    let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
+    let names: Arc<[String]> = stmt.column_names().iter().map(|n| n.to_string()).collect();
     let mut rows = stmt.raw_query();
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        let mut cols = Vec::with_capacity(names.len());
-        for (i, name) in names.iter().enumerate() {
-            cols.push((name.clone(), row.get::<_, Value>(i)?));
-        }
-        out.push(OwnedRow(cols));
+        let values = (0..names.len())
+            .map(|i| row.get::<_, Value>(i))
+            .collect::<rusqlite::Result<_>>()?;
+        out.push(OwnedRow {
+            names: names.clone(),
+            values,
+        });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sql::{args, Columns};
+
+    fn database() -> (Direct, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("cs-direct-{}.db", uuid::Uuid::new_v4()));
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER NOT NULL, b BLOB);",
+        )
+        .unwrap();
+        (Direct::start(path.to_str().unwrap()).unwrap(), path)
+    }
+
+    fn insert(
+        direct: &Direct,
+        k: &'static str,
+        keep: bool,
+    ) -> impl std::future::Future<Output = StoreResult<u64>> {
+        let direct = direct.clone();
+        async move {
+            direct
+                .transact(move |tx| {
+                    let n = block_on(tx.execute("INSERT INTO t (k, n) VALUES ($1, 1)", args![k]))??;
+                    Ok((n, keep))
+                })
+                .await
+        }
+    }
+
+    fn keys(direct: &Direct) -> Vec<String> {
+        direct
+            .read("SELECT k FROM t ORDER BY k", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.col::<String>("k").unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn jobs_sharing_a_commit_keep_or_drop_their_own_changes() {
+        let (direct, _path) = database();
+        // Queued while the gate is held, so they share one commit; every other one asks to be
+        // rolled back.
+        let gate = direct.gate().lock_owned().await;
+        let names: Vec<&'static str> = (0..40).map(|i| &*format!("k{i:02}").leak()).collect();
+        let runs: Vec<_> = names
+            .iter()
+            .enumerate()
+            .map(|(i, k)| insert(&direct, k, i % 2 == 0))
+            .collect();
+        let all = tokio::spawn(futures_util::future::join_all(runs));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        drop(gate);
+        for r in all.await.unwrap() {
+            assert_eq!(r.unwrap(), 1);
+        }
+        let expected: Vec<String> = names.iter().step_by(2).map(|k| k.to_string()).collect();
+        assert_eq!(keys(&direct), expected);
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_leaves_the_others_of_its_batch_committed() {
+        let (direct, _path) = database();
+        let runs = vec![
+            insert(&direct, "a", true),
+            insert(&direct, "a", true),
+            insert(&direct, "b", true),
+        ];
+        let results = futures_util::future::join_all(runs).await;
+        // The duplicate key fails (a unique violation the caller can recognise) …
+        let failures: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert_eq!(failures.len(), 1);
+        assert!(crate::store::is_unique(failures[0]));
+        // … and the rest stands.
+        assert_eq!(keys(&direct), vec!["a".to_string(), "b".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn parameters_bind_by_the_number_in_their_name() {
+        let (direct, _path) = database();
+        // `$2` appears before `$1`: SQLite would number them 1 and 2 by appearance.
+        direct
+            .transact(|tx| {
+                block_on(tx.execute(
+                    "INSERT INTO t (n, k, b) VALUES ($2, $1, $3)",
+                    args!["x", 7, &[1u8, 2][..]],
+                ))??;
+                Ok(((), true))
+            })
+            .await
+            .unwrap();
+        let rows = direct
+            .read("SELECT k, n, b FROM t WHERE k = $1", args!["x"])
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].col::<i64>("n").unwrap(), 7);
+        assert_eq!(rows[0].col::<Vec<u8>>("b").unwrap(), vec![1, 2]);
+        assert!(
+            rows[0].col::<i64>("k").is_err(),
+            "a text column is not read as an integer"
+        );
+        assert!(
+            direct
+                .read("SELECT k FROM t WHERE k = $2", args!["x"])
+                .is_err(),
+            "a missing argument is refused"
+        );
+    }
+
+    #[test]
+    fn block_on_refuses_a_future_that_waits() {
+        assert!(block_on(std::future::pending::<()>()).is_err());
+        assert_eq!(block_on(async { 5 }).unwrap(), 5);
+    }
 }
