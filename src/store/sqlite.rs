@@ -6,15 +6,17 @@
 //! Here one writer thread owns a connection and runs whole transactions as direct calls, and
 //! transactions queued while one commits share the next commit (each in its own savepoint, so
 //! one failing does not undo the others); nobody is answered before the commit that holds their
-//! change is durable. Reads run on the caller's thread on a pooled read-only connection: a read
-//! of a few rows from a WAL database takes microseconds, less than a trip to another thread.
+//! change is durable. Reads run on the caller's (async worker's) thread on a pooled read-only
+//! connection: a read of a few rows by key from a WAL database never waits for the writer and
+//! takes microseconds, less than a trip to another thread and back.
+//!
+//! If the writer thread ever died (a panic), callers would get `store_unavailable` until a
+//! restart; nothing half-done is committed, because a batch commits only at its end.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use rusqlite::types::Value;
-use std::sync::{Arc, Mutex};
-
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
