@@ -83,6 +83,20 @@ struct Presigned {
     expires_at: UnixTime,
 }
 
+/// Signs a receipt; a failure means the stored key did not open.
+fn sign(
+    signer: &dyn ReceiptSigner,
+    approval: &ApprovalRecord,
+    approvals: &[DecisionRecord],
+    kid: &str,
+    sealed: &[u8],
+    now: UnixTime,
+) -> StoreResult<(String, String, UnixTime)> {
+    signer
+        .sign(approval, approvals, kid, sealed, now)
+        .map_err(|e| StoreError::Corrupt(format!("signing a receipt: {e}")))
+}
+
 /// The decisions on a request, in receipt order. While it is pending they are all approvals:
 /// a rejection decides it.
 fn decisions_of() -> String {
@@ -176,11 +190,7 @@ impl Store {
         }
         // With a quorum of one, any earlier approval would have decided the request already.
         let mut over = if approval.required_approvals > 1 {
-            self.read_all(&decisions_of(), args![&d.approval_id])
-                .await?
-                .iter()
-                .map(decision_from_row)
-                .collect::<StoreResult<Vec<_>>>()?
+            self.decisions(&d.approval_id).await?
         } else {
             Vec::new()
         };
@@ -194,9 +204,7 @@ impl Store {
         };
         let kid: String = get(&row, "kid")?;
         let sealed: Vec<u8> = get(&row, "sealed")?;
-        let (jti, token, expires_at) = signer
-            .sign(approval, &over, &kid, &sealed, now)
-            .map_err(|e| StoreError::Corrupt(format!("signing a receipt: {e}")))?;
+        let (jti, token, expires_at) = sign(signer, approval, &over, &kid, &sealed, now)?;
         Ok(Some(Presigned {
             over,
             kid,
@@ -373,9 +381,7 @@ async fn decide_in<T: WriteTx>(
                     tracing::debug!(
                         "approvals or signing key changed since presigning; signing again"
                     );
-                    signer
-                        .sign(&approval, &approvals, &kid, &sealed, now)
-                        .map_err(|e| StoreError::Corrupt(format!("signing a receipt: {e}")))?
+                    sign(signer, &approval, &approvals, &kid, &sealed, now)?
                 }
             };
             let (jti, token, expires_at) = receipt;

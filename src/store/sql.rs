@@ -82,7 +82,6 @@ col!(String, V::Text(s) => Some(s.clone()));
 col!(Vec<u8>, V::Blob(b) => Some(b.clone()));
 col!(Option<i64>, V::Integer(i) => Some(Some(*i)), V::Null => Some(None));
 col!(Option<String>, V::Text(s) => Some(Some(s.clone())), V::Null => Some(None));
-col!(Option<Vec<u8>>, V::Blob(b) => Some(Some(b.clone())), V::Null => Some(None));
 
 /// A result row, from either side.
 pub(super) trait Columns {

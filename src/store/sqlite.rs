@@ -149,22 +149,26 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, gate: &tokio::sync::Mutex<
         // Jobs that arrive while a sqlx writer holds the gate join this batch.
         let _gate = gate.blocking_lock();
         let mut batch = vec![first];
-        for wait in [false, true] {
-            // When others are already queued, more are likely on their way: a short wait lets
-            // them share this commit (PostgreSQL's `commit_delay` with `commit_siblings`). A
-            // lone transaction does not wait.
-            if wait && batch.len() > 1 {
-                std::thread::sleep(COMMIT_DELAY);
-            }
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
+        drain(&rx, &mut batch);
+        // When others are already queued, more are likely on their way: a short wait lets them
+        // share this commit (PostgreSQL's `commit_delay` with `commit_siblings`). A lone
+        // transaction does not wait.
+        if batch.len() > 1 {
+            std::thread::sleep(COMMIT_DELAY);
+            drain(&rx, &mut batch);
         }
         if let Err(e) = commit_batch(&mut conn, batch) {
             tracing::error!(error = %e, "the SQLite writer could not commit a batch");
+        }
+    }
+}
+
+/// Adds what is queued to the batch, up to its limit.
+fn drain(rx: &mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
         }
     }
 }
