@@ -170,10 +170,11 @@ async fn main() {
     // Prepare every decision up to the finish: requests, ceremonies and signed assertions.
     eprintln!("preparing {decisions} decisions…");
     let per = decisions.div_ceil(concurrency);
-    let mut prepared: Vec<Vec<(String, Value)>> = Vec::new();
-    for (auth, cookie) in workers.iter_mut() {
-        let mut mine = Vec::new();
-        for i in 0..per {
+    // Requests arrive interleaved, as from many initiators over time, and each approver takes
+    // them in order.
+    let mut prepared: Vec<Vec<(String, Value)>> = vec![Vec::new(); workers.len()];
+    for i in 0..per {
+        for ((auth, cookie), mine) in workers.iter_mut().zip(prepared.iter_mut()) {
             let body = json!({ "action": "payment.transfer", "initiator": "requester",
                 "transaction": { "amount": format!("{i}.00"), "currency": "EUR", "payee": { "name": "ACME GmbH", "iban": "DE89370400440532013000" } } });
             let created: Value = http
@@ -204,7 +205,6 @@ async fn main() {
                 json!({ "ceremony": opts["ceremony"], "credential": credential }),
             ));
         }
-        prepared.push(mine);
     }
 
     // The measured part: every finish, C at a time, each worker on its own keep-alive

@@ -57,7 +57,8 @@ impl ReceiptSigner for Issuer {
         now: i64,
     ) -> Result<(String, String, i64), String> {
         let key = self.open(kid, sealed)?;
-        let jti = uuid::Uuid::new_v4().to_string();
+        // Time-ordered like request ids (see `http::approvals::create`).
+        let jti = uuid::Uuid::now_v7().to_string();
         let exp = now.saturating_add(approval.receipt_ttl);
         let claims = Claims {
             iss: self.origin.clone(),
@@ -96,5 +97,12 @@ impl ReceiptSigner for Issuer {
         };
         let token = sign(&claims, &key, kid).map_err(|e| e.to_string())?;
         Ok((jti, token, exp))
+    }
+
+    fn last_key(&self) -> Option<(String, Vec<u8>)> {
+        let opened = self.opened.lock().ok()?;
+        opened
+            .as_ref()
+            .map(|(kid, sealed, _)| (kid.clone(), sealed.clone()))
     }
 }

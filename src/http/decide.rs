@@ -146,7 +146,8 @@ pub async fn options(
     let challenge = decision_challenge(&id_bytes, decision, tx_hash.as_bytes(), &nonce);
     let now = state.clock.now();
     let ceremony = Ceremony {
-        id: uuid::Uuid::new_v4().to_string(),
+        // Time-ordered like request ids (see `approvals::create`).
+        id: uuid::Uuid::now_v7().to_string(),
         kind: CeremonyKind::Decision,
         user_id: Some(user.id.clone()),
         approval_id: Some(approval.id.clone()),

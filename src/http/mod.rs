@@ -76,9 +76,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/readyz", web::get().to(public::readyz))
     .route("/metrics", web::get().to(public::metrics))
     .route("/.well-known/jwks.json", web::get().to(receipts::jwks))
-    .configure(pages::configure)
     .service(
+        // actix tries routes in order, matching a pattern with `{…}` by regular expression:
+        // the decision path and the service calls come first.
         web::scope("/v1")
+            .route(
+                "/approvals/{id}/decision/finish",
+                web::post().to(decide::finish),
+            )
+            .route(
+                "/approvals/{id}/decision/options",
+                web::post().to(decide::options),
+            )
             .route("/approvals", web::post().to(approvals::create))
             .route("/approvals/{id}", web::get().to(approvals::get))
             .route("/approvals/{id}/cancel", web::post().to(approvals::cancel))
@@ -89,16 +98,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/session/options", web::post().to(session::options))
             .route("/session/finish", web::post().to(session::finish))
             .route("/session/logout", web::post().to(session::logout))
-            .route("/me/approvals", web::get().to(decide::mine))
-            .route(
-                "/approvals/{id}/decision/options",
-                web::post().to(decide::options),
-            )
-            .route(
-                "/approvals/{id}/decision/finish",
-                web::post().to(decide::finish),
-            ),
+            .route("/me/approvals", web::get().to(decide::mine)),
     )
+    .configure(pages::configure)
     .default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::not_found())
     }));

@@ -199,11 +199,13 @@ impl Store {
         if i64::try_from(over.len()).unwrap_or(i64::MAX) < approval.required_approvals {
             return Ok(None);
         }
-        let Some(row) = self.read_optional(super::receipts::ACTIVE_KEY, &[]).await? else {
-            return Ok(None);
+        let (kid, sealed) = match signer.last_key() {
+            Some(key) => key,
+            None => match self.read_optional(super::receipts::ACTIVE_KEY, &[]).await? {
+                Some(row) => (get(&row, "kid")?, get(&row, "sealed")?),
+                None => return Ok(None),
+            },
         };
-        let kid: String = get(&row, "kid")?;
-        let sealed: Vec<u8> = get(&row, "sealed")?;
         let (jti, token, expires_at) = sign(signer, approval, &over, &kid, &sealed, now)?;
         Ok(Some(Presigned {
             over,

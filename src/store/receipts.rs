@@ -248,4 +248,10 @@ pub trait ReceiptSigner: Send + Sync {
         sealed: &[u8],
         now: UnixTime,
     ) -> Result<(String, String, UnixTime), String>;
+
+    /// The kid and sealed bytes it signed with last, if it keeps them: enough to presign with,
+    /// since the transaction checks the key is still the active one.
+    fn last_key(&self) -> Option<(String, Vec<u8>)> {
+        None
+    }
 }

@@ -1,0 +1,4 @@
+-- Only pending requests are ever looked up by status (the approvers' inbox, expiry). A partial
+-- index holds just those, so deciding a request removes one entry instead of moving it.
+DROP INDEX approvals_status;
+CREATE INDEX approvals_pending ON approvals(created_at) WHERE status = 'pending';
