@@ -47,6 +47,11 @@ async fn create_read_and_shape(app: TestApp) {
     assert_eq!(created["approvals"], json!([]));
     assert_eq!(created["rejections"], json!([]));
     let id = created["id"].as_str().unwrap();
+    // Time-ordered ids keep a batch of decisions on shared B-tree pages; still 74 random bits.
+    let later = app.create(&payment("1.00")).await;
+    let later = later["id"].as_str().unwrap();
+    assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 7);
+    assert!(later > id, "ids sort in creation order");
     assert_eq!(
         created["approval_url"],
         format!("http://localhost:8080/approvals/{id}")
