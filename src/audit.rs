@@ -23,17 +23,6 @@ pub struct AuditEvent {
     pub hash: [u8; 32],
 }
 
-/// The hashed part of an event.
-#[derive(Serialize)]
-struct Entry<'a> {
-    seq: i64,
-    at: &'a str,
-    kind: &'a str,
-    actor: &'a str,
-    approval_id: Option<&'a str>,
-    data: &'a serde_json::Value,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
     #[error("audit entry {seq}: its data is not canonicalisable JSON ({source})")]
@@ -57,20 +46,30 @@ pub fn entry_hash(
     approval_id: Option<&str>,
     data: &serde_json::Value,
 ) -> Result<[u8; 32], ChainError> {
-    let entry = Entry {
-        seq,
-        at,
-        kind,
-        actor,
-        approval_id,
-        data,
-    };
-    // Our own Serialize output is valid JSON; canonicalising it also refuses floats in `data`.
-    let bytes = serde_json::to_vec(&entry).unwrap_or_default();
-    let value = jcs::parse(&bytes).map_err(|source| ChainError::Data { seq, source })?;
+    // The entry's members in RFC 8785 order (actor, approval_id, at, data, kind, seq), written
+    // directly: this runs under the write lock for every event.
+    let mut text = String::with_capacity(256);
+    text.push_str("{\"actor\":");
+    jcs::write_string(actor, &mut text);
+    text.push_str(",\"approval_id\":");
+    match approval_id {
+        Some(id) => jcs::write_string(id, &mut text),
+        None => text.push_str("null"),
+    }
+    text.push_str(",\"at\":");
+    jcs::write_string(at, &mut text);
+    text.push_str(",\"data\":");
+    jcs::write_canonical_serde(data, 1, &mut text)
+        .map_err(|source| ChainError::Data { seq, source })?;
+    text.push_str(",\"kind\":");
+    jcs::write_string(kind, &mut text);
+    text.push_str(",\"seq\":");
+    jcs::write_canonical_serde(&serde_json::Value::from(seq), 1, &mut text)
+        .map_err(|source| ChainError::Data { seq, source })?;
+    text.push('}');
     let mut h = Sha256::new();
     h.update(prev_hash);
-    h.update(jcs::canonicalize(&value).as_bytes());
+    h.update(text.as_bytes());
     Ok(h.finalize().into())
 }
 
@@ -182,6 +181,51 @@ mod tests {
                 e
             })
             .collect()
+    }
+
+    /// The hashed part of an event, as the export documents it.
+    #[derive(Serialize)]
+    struct Entry<'a> {
+        seq: i64,
+        at: &'a str,
+        kind: &'a str,
+        actor: &'a str,
+        approval_id: Option<&'a str>,
+        data: &'a serde_json::Value,
+    }
+
+    #[test]
+    fn the_hash_is_over_the_canonical_form_of_the_exported_entry() {
+        let data = json!({ "jti": "x", "n": -3, "nested": { "z": [true, null], "é": "\u{1}\"" } });
+        for approval_id in [None, Some("0193")] {
+            let entry = Entry {
+                seq: 42,
+                at: "2026-11-28T00:00:00Z",
+                kind: "receipt_issued",
+                actor: "user:\u{e9}ve",
+                approval_id,
+                data: &data,
+            };
+            let canonical =
+                jcs::canonicalize(&jcs::parse(&serde_json::to_vec(&entry).unwrap()).unwrap());
+            let expected: [u8; 32] = Sha256::new()
+                .chain_update([7u8; 32])
+                .chain_update(canonical.as_bytes())
+                .finalize()
+                .into();
+            let got = entry_hash(
+                &[7u8; 32],
+                42,
+                entry.at,
+                entry.kind,
+                entry.actor,
+                approval_id,
+                &data,
+            )
+            .unwrap();
+            assert_eq!(got, expected);
+        }
+        assert!(entry_hash(&GENESIS, 1, "t", "k", "a", None, &json!({ "f": 0.5 })).is_err());
     }
 
     fn verify(events: &[AuditEvent], head: (i64, [u8; 32])) -> Result<i64, ChainError> {

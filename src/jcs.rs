@@ -428,7 +428,63 @@ fn write_canonical(v: &Value, out: &mut String) {
     }
 }
 
-fn write_string(s: &str, out: &mut String) {
+/// Writes a `serde_json::Value` of our own making (audit data) as RFC 8785 canonical JSON
+/// without a serialise-and-parse round trip, refusing what [`parse`] would refuse: numbers that
+/// are not integers in the safe range, and nesting deeper than [`MAX_DEPTH`].
+pub fn write_canonical_serde(
+    v: &serde_json::Value,
+    depth: usize,
+    out: &mut String,
+) -> Result<(), CanonError> {
+    use serde_json::Value as J;
+    match v {
+        J::Null => out.push_str("null"),
+        J::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        J::Number(n) => match n
+            .as_i64()
+            .filter(|i| i.unsigned_abs() <= MAX_SAFE_INTEGER as u64)
+        {
+            Some(i) => {
+                let _ = write!(out, "{i}");
+            }
+            None => return Err(CanonError::UnsafeNumber(n.to_string())),
+        },
+        J::String(s) => write_string(s, out),
+        J::Array(items) => {
+            if depth >= MAX_DEPTH {
+                return Err(CanonError::TooDeep);
+            }
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical_serde(item, depth + 1, out)?;
+            }
+            out.push(']');
+        }
+        J::Object(members) => {
+            if depth >= MAX_DEPTH {
+                return Err(CanonError::TooDeep);
+            }
+            let mut sorted: Vec<(&String, &serde_json::Value)> = members.iter().collect();
+            sorted.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
+            out.push('{');
+            for (i, (key, value)) in sorted.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(key, out);
+                out.push(':');
+                write_canonical_serde(value, depth + 1, out)?;
+            }
+            out.push('}');
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn write_string(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -452,6 +508,37 @@ fn write_string(s: &str, out: &mut String) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn serde_values_that_parse_would_refuse_are_refused() {
+        let mut out = String::new();
+        for bad in [
+            serde_json::json!({ "a": 1.5 }),
+            serde_json::json!([MAX_SAFE_INTEGER + 1]),
+            serde_json::json!(u64::MAX),
+        ] {
+            assert!(matches!(
+                write_canonical_serde(&bad, 0, &mut out),
+                Err(CanonError::UnsafeNumber(_))
+            ));
+        }
+        // As deep as `parse` takes, then one level deeper.
+        let mut deep = serde_json::json!(1);
+        for _ in 0..MAX_DEPTH {
+            deep = serde_json::json!([deep]);
+        }
+        assert!(write_canonical_serde(&deep, 0, &mut out).is_ok());
+        assert!(parse(deep.to_string().as_bytes()).is_ok());
+        let deeper = serde_json::json!([deep]);
+        assert_eq!(
+            write_canonical_serde(&deeper, 0, &mut out),
+            Err(CanonError::TooDeep)
+        );
+        assert_eq!(
+            parse(deeper.to_string().as_bytes()),
+            Err(CanonError::TooDeep)
+        );
+    }
 
     fn canon(input: &str) -> String {
         canonicalize(&parse(input.as_bytes()).expect("valid input"))
@@ -919,6 +1006,17 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn serde_values_canonicalise_as_their_parsed_text(v in arb_value()) {
+            let serde = v.to_serde();
+            let mut direct = String::new();
+            write_canonical_serde(&serde, 0, &mut direct)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let parsed = parse(serde.to_string().as_bytes())
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(direct, canonicalize(&parsed));
+        }
+
         #[test]
         fn any_serialisation_has_one_canonical_form(v in arb_object(), seed in 1u64..) {
             let expected = canonicalize(&v);

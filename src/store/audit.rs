@@ -28,18 +28,20 @@ pub(super) async fn append(
 }
 
 /// Appends several events in three statements whatever their number; returns the last seq.
-pub(super) async fn append_all(
-    tx: &mut impl WriteTx,
+pub(super) async fn append_all<T: WriteTx>(
+    tx: &mut T,
     now: UnixTime,
     events: Vec<NewEvent<'_>>,
 ) -> StoreResult<i64> {
     let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
-    let row = tx
-        .fetch_one(
-            "UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash",
-            args![n],
-        )
-        .await?;
+    // The head row is the lock that orders appends across replicas; a writer that already
+    // excludes all others (SQLite's) only needs to read it.
+    let head = if T::EXCLUSIVE {
+        "SELECT seq + $1 AS seq, hash FROM audit_head WHERE id = 1"
+    } else {
+        "UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash"
+    };
+    let row = tx.fetch_one(head, args![n]).await?;
     let last: i64 = get(&row, "seq")?;
     let mut prev = hash32(get(&row, "hash")?, "audit head hash")?;
     let at = rfc3339(now);
@@ -89,8 +91,8 @@ pub(super) async fn append_all(
     }
     tx.execute(&sql, &binds).await?;
     tx.execute(
-        "UPDATE audit_head SET hash = $1 WHERE id = 1",
-        args![prev.as_slice()],
+        "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
+        args![last, prev.as_slice()],
     )
     .await?;
     Ok(last)

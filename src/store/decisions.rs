@@ -1,6 +1,6 @@
 //! Approvers' decisions, each with the raw assertion that proves it, and the quorum check.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde_json::json;
 
@@ -75,6 +75,7 @@ fn decision_from_row(row: &impl Columns) -> StoreResult<DecisionRecord> {
 /// A receipt signed before the write transaction, over the approvals it expected to find.
 /// Signing under the write lock would make every other writer wait for a signature; this way
 /// the transaction only checks that it found those approvals and that key still active.
+#[derive(Clone)]
 struct Presigned {
     over: Vec<DecisionRecord>,
     kid: String,
@@ -99,9 +100,20 @@ fn sign(
 
 /// The decisions on a request, in receipt order. While it is pending they are all approvals:
 /// a rejection decides it.
-fn decisions_of() -> String {
+static DECISIONS_OF: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {DECISION_COLS} FROM decisions WHERE approval_id = $1 ORDER BY at, username")
-}
+});
+static INSERT_DECISION: LazyLock<String> = LazyLock::new(|| {
+    format!("INSERT INTO decisions ({DECISION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+});
+/// Locking the request row makes concurrent last approvals (on any replica) take turns; on a
+/// writer that excludes all others, reading it is enough.
+static LOCK_PENDING: LazyLock<[String; 2]> = LazyLock::new(|| {
+    [
+        format!("UPDATE approvals SET status = status WHERE id = $1 AND status = 'pending' AND expires_at > $2 RETURNING {APPROVAL_COLS}"),
+        format!("SELECT {APPROVAL_COLS} FROM approvals WHERE id = $1 AND status = 'pending' AND expires_at > $2"),
+    ]
+});
 
 impl Store {
     /// Records one verified decision on `approval` (as read when it was verified). The request
@@ -124,16 +136,31 @@ impl Store {
                 let (d, ceremony_id) = (d.clone(), ceremony_id.to_string());
                 direct
                     .transact(move |tx| {
-                        let fut =
-                            decide_in(tx, &d, &ceremony_id, counter, &*signer, presigned, now);
+                        let fut = decide_in(
+                            tx,
+                            &d,
+                            &ceremony_id,
+                            counter,
+                            &*signer,
+                            presigned.as_ref(),
+                            now,
+                        );
                         super::sqlite::block_on(fut)?
                     })
                     .await?
             }
             None => {
                 let mut tx = self.begin_write().await?;
-                let (outcome, keep) =
-                    decide_in(&mut tx, d, ceremony_id, counter, &*signer, presigned, now).await?;
+                let (outcome, keep) = decide_in(
+                    &mut tx,
+                    d,
+                    ceremony_id,
+                    counter,
+                    &*signer,
+                    presigned.as_ref(),
+                    now,
+                )
+                .await?;
                 if keep {
                     self.announce(&mut tx, &d.approval_id).await?;
                     tx.commit().await?;
@@ -149,7 +176,7 @@ impl Store {
                 DecisionOutcome::Recorded(approval, decisions)
             }
             DecisionOutcome::CeremonyConsumed => DecisionOutcome::CeremonyConsumed,
-            // Refused after verifying: the ceremony still ends, so it cannot be tried again.
+            // Refused after verifying; the transaction ended the ceremony.
             DecisionOutcome::PossibleClone => {
                 self.flag_clone(
                     &d.credential_id,
@@ -161,12 +188,13 @@ impl Store {
                 .await?;
                 DecisionOutcome::PossibleClone
             }
-            DecisionOutcome::AlreadyDecided => {
-                self.discard_ceremony(ceremony_id).await?;
-                DecisionOutcome::AlreadyDecided
-            }
+            DecisionOutcome::AlreadyDecided => DecisionOutcome::AlreadyDecided,
             DecisionOutcome::NotPending(_) => {
-                self.discard_ceremony(ceremony_id).await?;
+                // A finish with the same ceremony that got in first (and, say, approved the
+                // request) makes this one a replay.
+                if !self.discard_ceremony(ceremony_id).await? {
+                    return Ok(DecisionOutcome::CeremonyConsumed);
+                }
                 let status = self
                     .expire_if_due(&d.approval_id, now)
                     .await?
@@ -194,7 +222,11 @@ impl Store {
         } else {
             Vec::new()
         };
-        over.push(d.clone());
+        // As the transaction will record it.
+        over.push(DecisionRecord {
+            at: now,
+            ..d.clone()
+        });
         over.sort_by(|a, b| (a.at, &a.username).cmp(&(b.at, &b.username)));
         if i64::try_from(over.len()).unwrap_or(i64::MAX) < approval.required_approvals {
             return Ok(None);
@@ -217,7 +249,7 @@ impl Store {
     }
 
     pub async fn decisions(&self, approval_id: &str) -> StoreResult<Vec<DecisionRecord>> {
-        self.read_all(&decisions_of(), args![approval_id])
+        self.read_all(&DECISIONS_OF, args![approval_id])
             .await?
             .iter()
             .map(decision_from_row)
@@ -273,19 +305,25 @@ impl Store {
     }
 }
 
-/// The decision transaction: consume the ceremony, lock the request, advance the signature
+/// The decision transaction: lock the request, consume the ceremony, advance the signature
 /// counter, record the decision, and on reaching the quorum approve and store the receipt.
-/// Returns the outcome and whether to commit. `NotPending`'s status is settled by the caller,
-/// after this transaction.
+/// Returns the outcome and whether to commit: a refusal once the ceremony is consumed commits
+/// that, so the ceremony cannot be tried again; before, it has changed nothing.
+/// `NotPending`'s status is settled by the caller, after this transaction.
 async fn decide_in<T: WriteTx>(
     tx: &mut T,
     d: &DecisionRecord,
     ceremony_id: &str,
     counter: i64,
     signer: &dyn ReceiptSigner,
-    presigned: Option<Presigned>,
+    presigned: Option<&Presigned>,
     now: UnixTime,
 ) -> StoreResult<(DecisionOutcome, bool)> {
+    let lock = &LOCK_PENDING[usize::from(T::EXCLUSIVE)];
+    let Some(row) = tx.fetch_optional(lock, args![&d.approval_id, now]).await? else {
+        return Ok((DecisionOutcome::NotPending(Status::Pending), false));
+    };
+    let mut approval = approval_from_row(&row)?;
     // Of any number of concurrent finishes with this ceremony (on any replica), one deletes it.
     let consumed = tx
         .execute(
@@ -296,23 +334,27 @@ async fn decide_in<T: WriteTx>(
     if consumed != 1 {
         return Ok((DecisionOutcome::CeremonyConsumed, false));
     }
-    // Locking the request row makes concurrent last approvals (on any replica) take turns.
-    let lock = if T::EXCLUSIVE {
-        format!("SELECT {APPROVAL_COLS} FROM approvals WHERE id = $1 AND status = 'pending' AND expires_at > $2")
+    // The approvals so far decide the quorum with this one and, when it is met, go into the
+    // receipt. With a quorum of one, a pending request has none: any decision decides it.
+    let mut decisions = if approval.required_approvals > 1 {
+        tx.fetch_all(&DECISIONS_OF, args![&d.approval_id])
+            .await?
+            .iter()
+            .map(decision_from_row)
+            .collect::<StoreResult<Vec<_>>>()?
     } else {
-        format!("UPDATE approvals SET status = status WHERE id = $1 AND status = 'pending' AND expires_at > $2 RETURNING {APPROVAL_COLS}")
+        Vec::new()
     };
-    let Some(row) = tx.fetch_optional(&lock, args![&d.approval_id, now]).await? else {
-        return Ok((DecisionOutcome::NotPending(Status::Pending), false));
-    };
-    let mut approval = approval_from_row(&row)?;
+    if decisions.iter().any(|r| r.user_id == d.user_id) {
+        return Ok((DecisionOutcome::AlreadyDecided, true));
+    }
     if !advance_counter_in(tx, &d.credential_id, counter, now).await? {
-        return Ok((DecisionOutcome::PossibleClone, false));
+        return Ok((DecisionOutcome::PossibleClone, true));
     }
     let jwk = d.public_jwk.to_string();
     let inserted = tx
         .execute(
-            &format!("INSERT INTO decisions ({DECISION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
+            &INSERT_DECISION,
             args![
                 &d.approval_id,
                 &d.user_id,
@@ -331,17 +373,15 @@ async fn decide_in<T: WriteTx>(
         )
         .await;
     match inserted {
+        // Only when the quorum-of-one shortcut above met a decision it did not expect.
         Err(e) if is_unique(&e) => return Ok((DecisionOutcome::AlreadyDecided, false)),
         other => other?,
     };
-    // The approvals so far (this one included) decide the quorum and, when it is met, go into
-    // the receipt.
-    let decisions = tx
-        .fetch_all(&decisions_of(), args![&d.approval_id])
-        .await?
-        .iter()
-        .map(decision_from_row)
-        .collect::<StoreResult<Vec<_>>>()?;
+    decisions.push(DecisionRecord {
+        at: now,
+        ..d.clone()
+    });
+    decisions.sort_by(|a, b| (a.at, &a.username).cmp(&(b.at, &b.username)));
     let approvals: Vec<DecisionRecord> = decisions
         .iter()
         .filter(|r| r.decision == Decision::Approve)
@@ -378,7 +418,9 @@ async fn decide_in<T: WriteTx>(
             // an approved request with its receipt, or neither.
             let (kid, sealed) = active_key(tx).await?;
             let receipt = match presigned {
-                Some(p) if p.kid == kid && p.over == approvals => (p.jti, p.token, p.expires_at),
+                Some(p) if p.kid == kid && p.over == approvals => {
+                    (p.jti.clone(), p.token.clone(), p.expires_at)
+                }
                 _ => {
                     tracing::debug!(
                         "approvals or signing key changed since presigning; signing again"

@@ -4,11 +4,14 @@
 //! profiles of the decision finish showed that, not signatures or fsync, bounding throughput.
 //!
 //! Here one writer thread owns a connection and runs whole transactions as direct calls, and
-//! transactions queued while one commits share the next commit (each in its own savepoint, so
-//! one failing does not undo the others); nobody is answered before the commit that holds their
-//! change is durable. Reads run on the caller's (async worker's) thread on a pooled read-only
-//! connection: a read of a few rows by key from a WAL database never waits for the writer and
-//! takes microseconds, less than a trip to another thread and back.
+//! transactions queued while one commits share the next commit; nobody is answered before the
+//! commit that holds their change is durable. They share it without savepoints (which cost a
+//! copy of every page a transaction touches): a transaction that fails or asks to drop changes
+//! it has made rolls the batch back and is answered alone, and the others run again — so a
+//! transaction may run more than once and must only touch the database. Reads run on the
+//! caller's (async worker's) thread on a pooled read-only connection: a read of a few rows by
+//! key from a WAL database never waits for the writer and takes microseconds, less than a trip
+//! to another thread and back.
 //!
 //! If the writer thread ever died (a panic), callers would get `store_unavailable` until a
 //! restart; nothing half-done is committed, because a batch commits only at its end.
@@ -30,10 +33,39 @@ const MAX_BATCH: usize = 64;
 /// decision at 32 concurrent finishes, from fewer commits).
 const COMMIT_DELAY: std::time::Duration = std::time::Duration::from_micros(200);
 
-/// A queued transaction: it runs on the writer's connection and says whether to keep its
-/// changes, then hears whether they were committed.
-type Job = Box<dyn FnOnce(&mut SqliteTx<'_>) -> (bool, Reply) + Send>;
-type Reply = Box<dyn FnOnce(StoreResult<()>) + Send>;
+/// A queued transaction.
+trait Job: Send {
+    /// Runs it on the writer's connection (again, if its batch was rolled back); false when
+    /// its changes must not be kept.
+    fn run(&mut self, tx: &mut SqliteTx<'_>) -> bool;
+    /// Answers it: whether the batch it last ran in was committed.
+    fn reply(self: Box<Self>, committed: StoreResult<()>);
+}
+
+struct Transaction<F, T> {
+    f: F,
+    out: Option<StoreResult<(T, bool)>>,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<F, T> Job for Transaction<F, T>
+where
+    T: Send,
+    F: FnMut(&mut SqliteTx<'_>) -> StoreResult<(T, bool)> + Send,
+{
+    fn run(&mut self, tx: &mut SqliteTx<'_>) -> bool {
+        let out = (self.f)(tx);
+        let keep = matches!(out, Ok((_, true)));
+        self.out = Some(out);
+        keep
+    }
+
+    fn reply(self: Box<Self>, committed: StoreResult<()>) {
+        let out = self.out.unwrap_or_else(|| Err(gone()));
+        // The caller may have gone away; its transaction stands regardless.
+        let _ = self.reply.send(committed.and(out.map(|(v, _)| v)));
+    }
+}
 
 /// Idle read connections kept for reuse.
 const MAX_IDLE_READERS: usize = 8;
@@ -41,7 +73,7 @@ const MAX_IDLE_READERS: usize = 8;
 /// The writer thread and the read connections of one database file.
 #[derive(Clone)]
 pub(super) struct Direct {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Box<dyn Job>>,
     readers: Arc<Readers>,
     /// Held by the writer thread for each batch and by every sqlx write transaction.
     gate: Arc<tokio::sync::Mutex<()>>,
@@ -72,7 +104,7 @@ impl Direct {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .context("opening the SQLite database for writing")?;
-        let (jobs, rx) = mpsc::channel::<Job>();
+        let (jobs, rx) = mpsc::channel::<Box<dyn Job>>();
         let gate = Arc::new(tokio::sync::Mutex::new(()));
         let writer_gate = gate.clone();
         std::thread::Builder::new()
@@ -123,17 +155,13 @@ impl Direct {
     pub(super) async fn transact<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut SqliteTx<'_>) -> StoreResult<(T, bool)> + Send + 'static,
+        F: FnMut(&mut SqliteTx<'_>) -> StoreResult<(T, bool)> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |tx| {
-            let out = f(tx);
-            let keep = matches!(out, Ok((_, true)));
-            let answer: Reply = Box::new(move |committed| {
-                // The caller may have gone away; its transaction stands regardless.
-                let _ = reply.send(committed.and(out.map(|(v, _)| v)));
-            });
-            (keep, answer)
+        let job = Box::new(Transaction {
+            f,
+            out: None,
+            reply,
         });
         self.jobs.send(job).map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
@@ -144,7 +172,7 @@ fn gone() -> StoreError {
     StoreError::Unavailable(sqlx::Error::WorkerCrashed)
 }
 
-fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, gate: &tokio::sync::Mutex<()>) {
+fn run(mut conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, gate: &tokio::sync::Mutex<()>) {
     while let Ok(first) = rx.recv() {
         // Jobs that arrive while a sqlx writer holds the gate join this batch.
         let _gate = gate.blocking_lock();
@@ -164,7 +192,7 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, gate: &tokio::sync::Mutex<
 }
 
 /// Adds what is queued to the batch, up to its limit.
-fn drain(rx: &mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
+fn drain(rx: &mpsc::Receiver<Box<dyn Job>>, batch: &mut Vec<Box<dyn Job>>) {
     while batch.len() < MAX_BATCH {
         match rx.try_recv() {
             Ok(job) => batch.push(job),
@@ -173,14 +201,28 @@ fn drain(rx: &mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
     }
 }
 
-fn commit_batch(conn: &mut Connection, batch: Vec<Job>) -> Result<(), rusqlite::Error> {
+/// Runs a batch in one transaction and answers every job of it.
+fn commit_batch(
+    conn: &mut Connection,
+    mut batch: Vec<Box<dyn Job>>,
+) -> Result<(), rusqlite::Error> {
     let mut tx = SqliteTx { conn };
-    let mut replies = Vec::with_capacity(batch.len());
-    let result = tx.run_batch(batch, &mut replies);
-    if result.is_err() {
-        // Undo whatever the failure left open; nothing of this batch was kept.
-        let _ = tx.exec("ROLLBACK");
-    }
+    let result = loop {
+        match tx.run_batch(&mut batch) {
+            // This job is answered alone (its changes undone); the rest run again.
+            Ok(Some(i)) => {
+                if i < batch.len() {
+                    batch.remove(i).reply(Ok(()));
+                }
+            }
+            Ok(None) => break Ok(()),
+            Err(e) => {
+                // Undo whatever the failure left open; nothing of this batch was kept.
+                let _ = tx.exec("ROLLBACK");
+                break Err(e);
+            }
+        }
+    };
     let status = || match &result {
         Ok(()) => Ok(()),
         // The disk or the file refused the commit: a retry may succeed, so it is "unavailable".
@@ -188,9 +230,8 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) -> Result<(), rusqlite::
             std::io::Error::other(e.to_string()),
         ))),
     };
-    // Jobs that never ran drop their reply, which their callers also hear as "unavailable".
-    for reply in replies {
-        reply(status());
+    for job in batch {
+        job.reply(status());
     }
     result
 }
@@ -205,27 +246,19 @@ impl SqliteTx<'_> {
         self.conn.prepare_cached(sql)?.raw_execute().map(|_| ())
     }
 
-    /// One transaction for the whole batch; each job in a savepoint of its own, unless it is
-    /// alone (a savepoint journals every page its job touches).
-    fn run_batch(&mut self, batch: Vec<Job>, replies: &mut Vec<Reply>) -> rusqlite::Result<()> {
+    /// Runs the batch in one transaction and commits it, or rolls it back and returns the
+    /// index of the job that failed or asked to drop changes it had made.
+    fn run_batch(&mut self, batch: &mut [Box<dyn Job>]) -> rusqlite::Result<Option<usize>> {
         self.exec("BEGIN IMMEDIATE")?;
-        let alone = batch.len() == 1;
-        let mut kept = false;
-        for job in batch {
-            if !alone {
-                self.exec("SAVEPOINT job")?;
-            }
-            let (keep, reply) = job(self);
-            replies.push(reply);
-            kept |= keep;
-            if !alone {
-                if !keep {
-                    self.exec("ROLLBACK TO job")?;
-                }
-                self.exec("RELEASE job")?;
+        for (i, job) in batch.iter_mut().enumerate() {
+            let before = self.conn.total_changes();
+            if !job.run(self) && self.conn.total_changes() != before {
+                self.exec("ROLLBACK")?;
+                return Ok(Some(i));
             }
         }
-        self.exec(if kept { "COMMIT" } else { "ROLLBACK" })
+        self.exec("COMMIT")?;
+        Ok(None)
     }
 }
 
