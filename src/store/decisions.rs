@@ -108,11 +108,11 @@ static INSERT_DECISION: LazyLock<String> = LazyLock::new(|| {
 });
 /// Locking the request row makes concurrent last approvals (on any replica) take turns; on a
 /// writer that excludes all others, reading it is enough.
-static LOCK_PENDING: LazyLock<[String; 2]> = LazyLock::new(|| {
-    [
-        format!("UPDATE approvals SET status = status WHERE id = $1 AND status = 'pending' AND expires_at > $2 RETURNING {APPROVAL_COLS}"),
-        format!("SELECT {APPROVAL_COLS} FROM approvals WHERE id = $1 AND status = 'pending' AND expires_at > $2"),
-    ]
+static LOCK_PENDING: LazyLock<String> = LazyLock::new(|| {
+    format!("UPDATE approvals SET status = status WHERE id = $1 AND status = 'pending' AND expires_at > $2 RETURNING {APPROVAL_COLS}")
+});
+static READ_PENDING: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {APPROVAL_COLS} FROM approvals WHERE id = $1 AND status = 'pending' AND expires_at > $2")
 });
 
 impl Store {
@@ -319,7 +319,11 @@ async fn decide_in<T: WriteTx>(
     presigned: Option<&Presigned>,
     now: UnixTime,
 ) -> StoreResult<(DecisionOutcome, bool)> {
-    let lock = &LOCK_PENDING[usize::from(T::EXCLUSIVE)];
+    let lock: &str = if T::EXCLUSIVE {
+        &READ_PENDING
+    } else {
+        &LOCK_PENDING
+    };
     let Some(row) = tx.fetch_optional(lock, args![&d.approval_id, now]).await? else {
         return Ok((DecisionOutcome::NotPending(Status::Pending), false));
     };
