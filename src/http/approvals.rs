@@ -158,7 +158,9 @@ pub async fn create(
         receipt_ttl: secs(action.receipt_ttl),
     };
     tracing::Span::current().record("approval_id", rec.id.as_str());
-    let response = service_view(&rec, &[], None, &state.config.public_origin).to_string();
+    let response =
+        serde_json::to_string(&service_view(&rec, &[], None, &state.config.public_origin))
+            .map_err(|_| ApiError::internal())?;
     let idem = idempotency_key(&req)?.map(|key| Idempotency {
         key,
         request_hash: request_fingerprint(&rec, body.audience.as_deref()),
@@ -248,22 +250,22 @@ pub async fn get(
         }
         rec = visible(&state, &client.0.id, &id).await?;
     }
-    Ok(HttpResponse::Ok().json(full_view(&state, &rec).await?))
+    full_view(&state, &rec).await
 }
 
 /// The service view with decisions and, once approved, the receipt.
-async fn full_view(state: &AppState, rec: &ApprovalRecord) -> Result<serde_json::Value, ApiError> {
+async fn full_view(state: &AppState, rec: &ApprovalRecord) -> Result<HttpResponse, ApiError> {
     let decisions = state.store.decisions(&rec.id).await?;
     let receipt = match rec.status {
         Status::Approved => state.store.receipt_for(&rec.id).await?.map(|r| r.token),
         _ => None,
     };
-    Ok(service_view(
+    Ok(HttpResponse::Ok().json(service_view(
         rec,
         &decisions,
         receipt.as_deref(),
         &state.config.public_origin,
-    ))
+    )))
 }
 
 #[tracing::instrument(skip_all, fields(client = %client.0.name, approval_id = %path))]
@@ -285,7 +287,7 @@ pub async fn cancel(
     {
         CancelOutcome::Cancelled(rec) => {
             Metrics::inc(&state.metrics.approvals_cancelled);
-            Ok(HttpResponse::Ok().json(full_view(&state, &rec).await?))
+            full_view(&state, &rec).await
         }
         CancelOutcome::NotPending(rec) => Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -362,9 +362,7 @@ pub async fn mine(
             for approval in state.store.undecided_pending(&user, now, 500).await? {
                 if eligibility(&user, &approval).is_ok() {
                     let decisions = state.store.decisions(&approval.id).await?;
-                    out.push(super::views::approver_view(
-                        &state, &approval, &decisions, &user,
-                    ));
+                    out.push(listed(&state, &approval, &decisions, &user)?);
                 }
             }
         }
@@ -372,12 +370,22 @@ pub async fn mine(
             for (approval, _, _) in state.store.decided_by(&user, 200).await? {
                 let approval = state.store.settle(approval, now).await?;
                 let decisions = state.store.decisions(&approval.id).await?;
-                out.push(super::views::approver_view(
-                    &state, &approval, &decisions, &user,
-                ));
+                out.push(listed(&state, &approval, &decisions, &user)?);
             }
         }
         _ => return Err(ApiError::invalid_request("status is pending or decided")),
     }
     Ok(HttpResponse::Ok().json(json!({ "approvals": out })))
+}
+
+fn listed(
+    state: &AppState,
+    approval: &ApprovalRecord,
+    decisions: &[DecisionRecord],
+    user: &User,
+) -> Result<Value, ApiError> {
+    serde_json::to_value(super::views::approver_view(
+        state, approval, decisions, user,
+    ))
+    .map_err(|_| ApiError::internal())
 }

@@ -89,7 +89,7 @@ fn open(path: &str, flags: OpenFlags) -> rusqlite::Result<Connection> {
     // Statement journals of the writer's savepoints stay in memory instead of temporary files.
     conn.execute_batch(
         "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-         PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384;",
+         PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY;",
     )?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
