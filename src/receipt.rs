@@ -165,13 +165,18 @@ pub fn sign(claims: &Claims, key: &SigningKey, kid: &str) -> Result<String, Rece
     .map_err(|_| ReceiptError::Malformed("the header could not be serialised"))?;
     let payload =
         serde_json::to_vec(claims).map_err(|e| ReceiptError::InvalidClaims(e.to_string()))?;
-    let signing_input = format!("{}.{}", b64(&header), b64(&payload));
+    let mut token = String::with_capacity((header.len() + payload.len()) * 4 / 3 + 90);
+    URL_SAFE_NO_PAD.encode_string(&header, &mut token);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
     let signature: Signature = key
-        .try_sign(signing_input.as_bytes())
+        .try_sign(token.as_bytes())
         .map_err(|_| ReceiptError::Malformed("the signature could not be computed"))?;
     // p256 leaves S as it falls, and verifiers refuse the high form (see `raw_signature`).
     let signature = signature.normalize_s().unwrap_or(signature);
-    Ok(format!("{signing_input}.{}", b64(&signature.to_bytes())))
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut token);
+    Ok(token)
 }
 
 /// One public key as the JWKS serves it.
