@@ -72,6 +72,16 @@ pub fn service_view<'a>(
     receipt: Option<&'a str>,
     origin: &str,
 ) -> ServiceView<'a> {
+    let url = format!("{origin}/approvals/{}", rec.id);
+    view(rec, decisions, receipt, Some(url))
+}
+
+fn view<'a>(
+    rec: &'a ApprovalRecord,
+    decisions: &'a [DecisionRecord],
+    receipt: Option<&'a str>,
+    approval_url: Option<String>,
+) -> ServiceView<'a> {
     ServiceView {
         id: &rec.id,
         status: rec.status.as_str(),
@@ -82,7 +92,7 @@ pub fn service_view<'a>(
         audience: &rec.audience,
         created_at: rfc3339(rec.created_at),
         expires_at: rfc3339(rec.expires_at),
-        approval_url: Some(format!("{origin}/approvals/{}", rec.id)),
+        approval_url,
         required: Required {
             approvals: rec.required_approvals,
             groups: &rec.required_groups,
@@ -116,15 +126,13 @@ pub fn approver_view<'a>(
     decisions: &'a [DecisionRecord],
     user: &User,
 ) -> ApproverView<'a> {
-    let mut request = service_view(rec, decisions, None, "");
-    request.approval_url = None;
     let action = state.policy.action(&rec.action);
     let display = match (action, jcs::parse(rec.transaction_jcs.as_bytes())) {
         (Some(a), Ok(tx)) => a.display_values(&tx),
         _ => Vec::new(),
     };
     ApproverView {
-        request,
+        request: view(rec, decisions, None, None),
         title: action.map_or(rec.action.as_str(), |a| a.title.as_str()),
         fingerprint: TxHash::parse(&rec.tx_hash)
             .map(|h| h.fingerprint())

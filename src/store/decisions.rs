@@ -188,7 +188,11 @@ impl Store {
                 .await?;
                 DecisionOutcome::PossibleClone
             }
-            DecisionOutcome::AlreadyDecided => DecisionOutcome::AlreadyDecided,
+            DecisionOutcome::AlreadyDecided => {
+                // Usually consumed by the transaction already; not when it was rolled back.
+                self.discard_ceremony(ceremony_id).await?;
+                DecisionOutcome::AlreadyDecided
+            }
             DecisionOutcome::NotPending(_) => {
                 // A finish with the same ceremony that got in first (and, say, approved the
                 // request) makes this one a replay.

@@ -86,7 +86,7 @@ struct Readers {
 
 fn open(path: &str, flags: OpenFlags) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, flags)?;
-    // Statement journals of the writer's savepoints stay in memory instead of temporary files.
+    // Statement journals (of multi-row statements inside a batch) stay in memory, not in files.
     conn.execute_batch(
         "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
          PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY;",
