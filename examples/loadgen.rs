@@ -261,14 +261,14 @@ async fn main() {
         })
         .collect();
     let (mut pairs, mut paired) = (0u64, std::time::Duration::ZERO);
-    let mut last_slice = std::time::Duration::ZERO;
     let done = |tasks: &[tokio::task::JoinHandle<usize>]| tasks.iter().all(|t| t.is_finished());
-    let mut finished_at = None;
-    while finished_at.is_none() {
+    // Time under load: until the last finish, less the slices before it.
+    let mut loaded = None;
+    while loaded.is_none() {
         for _ in 0..20 {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             if done(&tasks) {
-                finished_at = Some(started.elapsed());
+                loaded = Some(started.elapsed().saturating_sub(paired));
                 break;
             }
         }
@@ -277,17 +277,13 @@ async fn main() {
         pairs += tokio::task::spawn_blocking(move || count_pairs(cores, 0.2))
             .await
             .unwrap();
-        last_slice = t.elapsed();
-        paired += last_slice;
+        paired += t.elapsed();
     }
     let mut ok = 0;
     for t in tasks {
         ok += t.await.unwrap();
     }
-    // The last slice came after the last finish.
-    let elapsed = finished_at
-        .unwrap_or_default()
-        .saturating_sub(paired.saturating_sub(last_slice));
+    let elapsed = loaded.unwrap_or_default();
     let cpu_after = thread_cpu();
     // CPU time of the server's threads (HTTP workers, SQLite writer, sqlx workers) and of the
     // load generator's own, per finish.

@@ -392,40 +392,31 @@ impl Parser<'_> {
 }
 
 fn write_canonical(v: &Value, out: &mut String) {
-    match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+    let nested = |v: &Value, out: &mut String| -> Result<(), std::convert::Infallible> {
+        write_canonical(v, out);
+        Ok(())
+    };
+    let written = match v {
+        Value::Array(items) => write_array(items, out, nested),
+        Value::Object(members) => write_object(members.iter().map(|(k, v)| (k, v)), out, nested),
+        Value::Null => {
+            out.push_str("null");
+            Ok(())
+        }
+        Value::Bool(b) => {
+            out.push_str(if *b { "true" } else { "false" });
+            Ok(())
+        }
         Value::Number(n) => {
             let _ = write!(out, "{n}");
+            Ok(())
         }
-        Value::String(s) => write_string(s, out),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
+        Value::String(s) => {
+            write_string(s, out);
+            Ok(())
         }
-        Value::Object(members) => {
-            let mut sorted: Vec<&(String, Value)> = members.iter().collect();
-            // RFC 8785 §3.2.3 orders by UTF-16 code units, which differs from
-            // UTF-8 byte order for characters above U+FFFF.
-            sorted.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
-            out.push('{');
-            for (i, (key, value)) in sorted.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_string(key, out);
-                out.push(':');
-                write_canonical(value, out);
-            }
-            out.push('}');
-        }
-    }
+    };
+    let Ok(()) = written;
 }
 
 /// Writes a `serde_json::Value` of our own making (audit data) as RFC 8785 canonical JSON
@@ -437,6 +428,13 @@ pub fn write_canonical_serde(
     out: &mut String,
 ) -> Result<(), CanonError> {
     use serde_json::Value as J;
+    let nested = |depth: usize| {
+        if depth >= MAX_DEPTH {
+            Err(CanonError::TooDeep)
+        } else {
+            Ok(depth + 1)
+        }
+    };
     match v {
         J::Null => out.push_str("null"),
         J::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -451,36 +449,56 @@ pub fn write_canonical_serde(
         },
         J::String(s) => write_string(s, out),
         J::Array(items) => {
-            if depth >= MAX_DEPTH {
-                return Err(CanonError::TooDeep);
-            }
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical_serde(item, depth + 1, out)?;
-            }
-            out.push(']');
+            let depth = nested(depth)?;
+            write_array(items, out, |item, out| {
+                write_canonical_serde(item, depth, out)
+            })?;
         }
         J::Object(members) => {
-            if depth >= MAX_DEPTH {
-                return Err(CanonError::TooDeep);
-            }
-            let mut sorted: Vec<(&String, &serde_json::Value)> = members.iter().collect();
-            sorted.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
-            out.push('{');
-            for (i, (key, value)) in sorted.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_string(key, out);
-                out.push(':');
-                write_canonical_serde(value, depth + 1, out)?;
-            }
-            out.push('}');
+            let depth = nested(depth)?;
+            write_object(members, out, |value, out| {
+                write_canonical_serde(value, depth, out)
+            })?;
         }
     }
+    Ok(())
+}
+
+fn write_array<'v, V: 'v, E>(
+    items: impl IntoIterator<Item = &'v V>,
+    out: &mut String,
+    mut item: impl FnMut(&'v V, &mut String) -> Result<(), E>,
+) -> Result<(), E> {
+    out.push('[');
+    for (i, v) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        item(v, out)?;
+    }
+    out.push(']');
+    Ok(())
+}
+
+fn write_object<'v, V: 'v, E>(
+    members: impl IntoIterator<Item = (&'v String, &'v V)>,
+    out: &mut String,
+    mut value: impl FnMut(&'v V, &mut String) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut sorted: Vec<(&String, &V)> = members.into_iter().collect();
+    // RFC 8785 §3.2.3 orders by UTF-16 code units, which differs from
+    // UTF-8 byte order for characters above U+FFFF.
+    sorted.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
+    out.push('{');
+    for (i, (key, v)) in sorted.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(key, out);
+        out.push(':');
+        value(v, out)?;
+    }
+    out.push('}');
     Ok(())
 }
 

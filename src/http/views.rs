@@ -14,7 +14,7 @@ use crate::store::{ApprovalRecord, DecisionRecord, User};
 use crate::tx_hash::TxHash;
 
 #[derive(Serialize)]
-pub struct Person<'a> {
+struct Person<'a> {
     user: &'a str,
     name: &'a str,
     at: String,
@@ -33,7 +33,7 @@ fn decided(decisions: &[DecisionRecord], which: Decision) -> Vec<Person<'_>> {
 }
 
 #[derive(Serialize)]
-pub struct Required<'a> {
+struct Required<'a> {
     approvals: i64,
     groups: &'a [String],
     rule: &'a str,

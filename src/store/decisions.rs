@@ -115,6 +115,16 @@ static READ_PENDING: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {APPROVAL_COLS} FROM approvals WHERE id = $1 AND status = 'pending' AND expires_at > $2")
 });
 
+/// Adds `d` as the transaction records it (at `now`) to the decisions before it, keeping
+/// receipt order; presigning and the transaction must agree on it to the byte.
+fn with_decision(decisions: &mut Vec<DecisionRecord>, d: &DecisionRecord, now: UnixTime) {
+    decisions.push(DecisionRecord {
+        at: now,
+        ..d.clone()
+    });
+    decisions.sort_by(|a, b| (a.at, &a.username).cmp(&(b.at, &b.username)));
+}
+
 impl Store {
     /// Records one verified decision on `approval` (as read when it was verified). The request
     /// row is locked first, so when the last approvals arrive together (on any number of
@@ -226,12 +236,7 @@ impl Store {
         } else {
             Vec::new()
         };
-        // As the transaction will record it.
-        over.push(DecisionRecord {
-            at: now,
-            ..d.clone()
-        });
-        over.sort_by(|a, b| (a.at, &a.username).cmp(&(b.at, &b.username)));
+        with_decision(&mut over, d, now);
         if i64::try_from(over.len()).unwrap_or(i64::MAX) < approval.required_approvals {
             return Ok(None);
         }
@@ -385,11 +390,7 @@ async fn decide_in<T: WriteTx>(
         Err(e) if is_unique(&e) => return Ok((DecisionOutcome::AlreadyDecided, false)),
         other => other?,
     };
-    decisions.push(DecisionRecord {
-        at: now,
-        ..d.clone()
-    });
-    decisions.sort_by(|a, b| (a.at, &a.username).cmp(&(b.at, &b.username)));
+    with_decision(&mut decisions, d, now);
     let approvals: Vec<DecisionRecord> = decisions
         .iter()
         .filter(|r| r.decision == Decision::Approve)
