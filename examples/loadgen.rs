@@ -23,12 +23,11 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use countersign::client::{NewKey, Rights};
 use countersign::clock::SystemClock;
 use countersign::config::Config;
+use countersign::domain::{Actor, CredentialId, EventKind, NewCredential, NewEvent, Rights};
 use countersign::policy::Policy;
 use countersign::startup::Application;
-use countersign::store::{NewCredential, Store};
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{DerSignature, Signature, SigningKey};
 use serde_json::{json, Value};
@@ -84,7 +83,7 @@ async fn main() {
     config.master_key_file = dir.join("master.key");
     config.client_requests_per_minute = u32::MAX;
     config.ceremonies_per_minute = u32::MAX;
-    let store = Store::open(&url).await.unwrap();
+    let store = countersign::store::open(&url).await.unwrap();
     let app = Application::build_with(
         config,
         store.clone(),
@@ -97,15 +96,14 @@ async fn main() {
     let base = format!("http://127.0.0.1:{app_port}");
     tokio::spawn(app.run_until_stopped());
     let now = countersign::clock::Clock::now(&SystemClock);
-    let api_key = NewKey::generate();
-    store
-        .create_client(
-            "loadgen",
-            &api_key.hash,
-            &Rights::everything(),
-            "loadgen",
-            now,
-        )
+    let operator = countersign::service::provision::Provisioner {
+        store: store.as_ref(),
+        clock: &SystemClock,
+        origin: ORIGIN,
+        actor: Actor::Operator,
+    };
+    let (_, api_key) = operator
+        .create_client("loadgen", Rights::everything())
         .await
         .unwrap();
 
@@ -114,31 +112,33 @@ async fn main() {
     let mut workers = Vec::new();
     for w in 0..concurrency {
         let name = format!("approver{w}");
-        let token = NewKey::generate();
-        let user = store
-            .invite_user(
-                &name,
-                &name,
-                &["finance".to_string()],
-                &token.hash,
-                now + 3600,
-                "loadgen",
-                now,
-            )
+        let invitation = operator
+            .invite(&name, None, &["finance".to_string()], 3600)
             .await
             .unwrap();
+        let token = invitation.url.rsplit('/').next().unwrap();
         let key = SigningKey::random(&mut rand::rngs::OsRng);
         let point = key.verifying_key().to_encoded_point(false);
         let cred_id: Vec<u8> = (0..16).map(|_| rand::random()).collect();
         let cred = NewCredential {
-            id: b64(&cred_id),
+            id: CredentialId::from_raw(&cred_id).unwrap(),
             label: "load".into(),
             public_x: point.x().unwrap().to_vec(),
             public_y: point.y().unwrap().to_vec(),
             counter: 0,
             passkey: "{}".into(),
         };
-        store.enrol(&token.hash, &user, &cred, now).await.unwrap();
+        let event = NewEvent::new(EventKind::CredentialEnrolled, Actor::Operator, json!({}));
+        store
+            .enrol(
+                &countersign::domain::client::key_hash(token),
+                &invitation.user,
+                &cred,
+                event,
+                now,
+            )
+            .await
+            .unwrap();
         let mut auth = Authenticator {
             key,
             cred_id,
@@ -179,7 +179,7 @@ async fn main() {
                 "transaction": { "amount": format!("{i}.00"), "currency": "EUR", "payee": { "name": "ACME GmbH", "iban": "DE89370400440532013000" } } });
             let created: Value = http
                 .post(format!("{base}/v1/approvals"))
-                .bearer_auth(&api_key.text)
+                .bearer_auth(&api_key)
                 .json(&body)
                 .send()
                 .await
@@ -324,7 +324,7 @@ async fn main() {
         key.verifying_key().verify(&msg, &sig).unwrap();
     }
     let verify = t.elapsed() / reps;
-    let commit = store.bench_commit(200).await.unwrap();
+    let commit = bench_commit(&url, 200).await;
     // A finish verifies one assertion and signs one receipt, which the server does on every
     // core at once: sign-and-verify pairs on one thread per core (counted between the slices
     // of load above). And it commits one write transaction (ceremony, counter, decision and
@@ -428,4 +428,32 @@ fn count_pairs(threads: usize, seconds: f64) -> u64 {
             .collect();
         workers.into_iter().map(|t| t.join().unwrap()).sum()
     })
+}
+
+/// Mean time of a minimal write transaction (one row updated, committed durably), one after
+/// another, on a connection of its own: the baseline for what commits allow.
+async fn bench_commit(url: &str, n: u32) -> std::time::Duration {
+    const TOUCH: &str = "UPDATE audit_head SET seq = seq WHERE id = 1";
+    let started = Instant::now();
+    match url.strip_prefix("sqlite://") {
+        Some(path) => {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")
+                .unwrap();
+            for _ in 0..n {
+                conn.execute_batch(&format!("BEGIN IMMEDIATE; {TOUCH}; COMMIT;"))
+                    .unwrap();
+            }
+        }
+        None => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            for _ in 0..n {
+                let mut tx = conn.begin().await.unwrap();
+                sqlx::query(TOUCH).execute(&mut *tx).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+        }
+    }
+    started.elapsed() / n.max(1)
 }

@@ -26,6 +26,11 @@ pub struct Config {
     pub client_requests_per_minute: u32,
     /// WebAuthn ceremonies a minute each approver (or, before sign-in, each address) may start.
     pub ceremonies_per_minute: u32,
+    /// Seconds a client has to send a request's head, and then its body: an idle or slow
+    /// client is cut off after this, so it cannot hold a connection forever.
+    pub client_timeout_secs: u64,
+    /// Connections held at once; keep it below the process's file-descriptor limit.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -47,6 +52,8 @@ impl Default for Config {
             log_format: LogFormat::Text,
             client_requests_per_minute: 6000,
             ceremonies_per_minute: 30,
+            client_timeout_secs: 20,
+            max_connections: 10_000,
         }
     }
 }
@@ -83,7 +90,7 @@ impl Config {
             }
             // Numbers arrive as text from the environment; TOML types them for the file.
             let value = match value.parse::<i64>() {
-                Ok(n) if key.ends_with("_per_minute") => toml::Value::Integer(n),
+                Ok(n) if Self::NUMBERS.contains(&key.as_str()) => toml::Value::Integer(n),
                 _ => toml::Value::String(value),
             };
             table.insert(key, value);
@@ -105,6 +112,16 @@ impl Config {
         "log_format",
         "client_requests_per_minute",
         "ceremonies_per_minute",
+        "client_timeout_secs",
+        "max_connections",
+    ];
+
+    /// Keys whose values are numbers (environment variables arrive as text).
+    const NUMBERS: &'static [&'static str] = &[
+        "client_requests_per_minute",
+        "ceremonies_per_minute",
+        "client_timeout_secs",
+        "max_connections",
     ];
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -117,6 +134,9 @@ impl Config {
             })?;
         if rest.is_empty() || rest.contains('/') || rest.contains('?') || rest.contains('#') {
             bail!("public_origin {origin:?} must be an origin: scheme://host[:port], no path");
+        }
+        if self.client_timeout_secs == 0 || self.max_connections == 0 {
+            bail!("client_timeout_secs and max_connections must be at least 1");
         }
         if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
         {

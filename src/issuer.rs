@@ -1,14 +1,16 @@
-//! Issuing receipts: the claims of `crate::receipt` filled from server state, signed with the
-//! active key for the transaction that approves the request.
+//! Issuing receipts: the claims of `crate::receipt` filled from a request and its approvals,
+//! signed with a stored signing key.
 
 use std::sync::Mutex;
 
 use p256::ecdsa::SigningKey;
 
+use crate::clock::UnixTime;
+use crate::domain::{DecisionRecord, ReceiptId, Request};
 use crate::passkeys::b64;
 use crate::receipt::{sign, Approver, Claims, Evidence, PolicyRef};
 use crate::signing::Sealer;
-use crate::store::{ApprovalRecord, DecisionRecord, ReceiptSigner};
+use crate::store::{IssuedReceipt, SealedKey};
 
 pub struct Issuer {
     sealer: Sealer,
@@ -16,7 +18,7 @@ pub struct Issuer {
     origin: String,
     /// The key last opened, with the sealed bytes it came from: opening costs a decryption and
     /// a point multiplication (the public key), as much again as the signature itself.
-    opened: Mutex<Option<(String, Vec<u8>, SigningKey)>>,
+    opened: Mutex<Option<(SealedKey, SigningKey)>>,
 }
 
 impl Issuer {
@@ -28,62 +30,71 @@ impl Issuer {
         }
     }
 
-    fn open(&self, kid: &str, sealed: &[u8]) -> Result<SigningKey, String> {
+    fn open(&self, key: &SealedKey) -> Result<SigningKey, String> {
         let mut opened = self
             .opened
             .lock()
             .map_err(|_| "key cache poisoned".to_string())?;
-        if let Some((k, s, key)) = opened.as_ref() {
-            if k == kid && s == sealed {
-                return Ok(key.clone());
+        if let Some((k, signing)) = opened.as_ref() {
+            if k == key {
+                return Ok(signing.clone());
             }
         }
-        let key = self
+        let signing = self
             .sealer
-            .open_key(kid, sealed)
+            .open_key(&key.kid, &key.sealed)
             .map_err(|e| e.to_string())?;
-        *opened = Some((kid.to_string(), sealed.to_vec(), key.clone()));
-        Ok(key)
+        *opened = Some((key.clone(), signing.clone()));
+        Ok(signing)
     }
-}
 
-impl ReceiptSigner for Issuer {
-    fn sign(
+    /// The key it signed with last, if any: enough to presign with, since the decision
+    /// transaction checks the key is still the active one.
+    pub fn last_key(&self) -> Option<SealedKey> {
+        let opened = self.opened.lock().ok()?;
+        opened.as_ref().map(|(key, _)| key.clone())
+    }
+
+    /// Signs the receipt of `request`, approved by `approvals` (receipt order), with `key`.
+    pub fn sign(
         &self,
-        approval: &ApprovalRecord,
+        request: &Request,
         approvals: &[DecisionRecord],
-        kid: &str,
-        sealed: &[u8],
-        now: i64,
-    ) -> Result<(String, String, i64), String> {
-        let key = self.open(kid, sealed)?;
-        // Time-ordered like request ids (see `http::approvals::create`).
-        let jti = uuid::Uuid::now_v7().to_string();
-        let exp = now.saturating_add(approval.receipt_ttl);
+        key: &SealedKey,
+        now: UnixTime,
+    ) -> Result<IssuedReceipt, String> {
+        let signing = self.open(key)?;
+        let jti = ReceiptId::generate();
+        let expires_at = now.saturating_add(request.receipt_ttl);
         let claims = Claims {
             iss: self.origin.clone(),
-            aud: approval.audience.clone(),
-            sub: approval.id.clone(),
-            jti: jti.clone(),
+            aud: request.audience.clone(),
+            sub: request.id.to_string(),
+            jti: jti.to_string(),
             iat: now,
             nbf: now,
-            exp,
-            act: approval.action.clone(),
-            txh: approval.tx_hash.clone(),
-            ini: approval.initiator.clone(),
+            exp: expires_at,
+            act: request.action.clone(),
+            txh: request.tx_hash.to_string(),
+            ini: request.initiator.text().to_owned(),
             pol: PolicyRef {
-                id: approval.action.clone(),
-                rev: approval.policy_rev.clone(),
-                rule: approval.rule.clone(),
+                id: request.action.clone(),
+                rev: request.policy_rev.clone(),
+                rule: request.required.rule_label(),
             },
-            risk: approval.risk.clone(),
+            risk: request
+                .risk
+                .as_ref()
+                .map(serde_json::to_value)
+                .transpose()
+                .map_err(|e| e.to_string())?,
             apv: approvals
                 .iter()
                 .map(|d| Approver {
-                    sub: d.user_id.clone(),
-                    name: d.display_name.clone(),
-                    at: d.at,
-                    cred: d.credential_id.clone(),
+                    sub: d.vote.user_id.to_string(),
+                    name: d.vote.display_name.clone(),
+                    at: d.vote.at,
+                    cred: d.credential_id.to_string(),
                     uv: d.user_verified,
                     ev: Evidence {
                         n: b64(&d.nonce),
@@ -95,14 +106,11 @@ impl ReceiptSigner for Issuer {
                 })
                 .collect(),
         };
-        let token = sign(&claims, &key, kid).map_err(|e| e.to_string())?;
-        Ok((jti, token, exp))
-    }
-
-    fn last_key(&self) -> Option<(String, Vec<u8>)> {
-        let opened = self.opened.lock().ok()?;
-        opened
-            .as_ref()
-            .map(|(kid, sealed, _)| (kid.clone(), sealed.clone()))
+        let token = sign(&claims, &signing, &key.kid).map_err(|e| e.to_string())?;
+        Ok(IssuedReceipt {
+            jti,
+            token,
+            expires_at,
+        })
     }
 }

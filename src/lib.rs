@@ -1,8 +1,8 @@
 //! countersign: transaction-bound passkey approvals with signed one-time receipts.
 //!
 //! With only the `verify` feature this crate is what a downstream service needs to recompute a
-//! transaction hash (and, later, verify receipts); the default `server` feature adds the
-//! server, its store and its CLI.
+//! transaction hash, verify receipts offline and re-check their evidence; the default `server`
+//! feature adds the server (`domain`, `service`, `store`, `http`) and its CLI.
 
 pub mod assertion;
 pub mod challenge;
@@ -15,11 +15,11 @@ pub mod audit;
 #[cfg(feature = "server")]
 pub mod cli;
 #[cfg(feature = "server")]
-pub mod client;
-#[cfg(feature = "server")]
 pub mod clock;
 #[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
+pub mod domain;
 #[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]
@@ -34,6 +34,8 @@ pub mod passkeys;
 pub mod policy;
 #[cfg(feature = "server")]
 pub mod ratelimit;
+#[cfg(feature = "server")]
+pub mod service;
 #[cfg(feature = "server")]
 pub mod signing;
 #[cfg(feature = "server")]

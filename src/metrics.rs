@@ -69,6 +69,16 @@ impl Metrics {
                 &self.idempotent_replays,
             ),
             (
+                "countersign_receipts_issued_total",
+                "Receipts issued (requests approved).",
+                &self.receipts_issued,
+            ),
+            (
+                "countersign_receipts_redeemed_total",
+                "Receipts redeemed.",
+                &self.receipts_redeemed,
+            ),
+            (
                 "countersign_store_unavailable_total",
                 "Responses refused because the store was unreachable.",
                 &self.store_unavailable,

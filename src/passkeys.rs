@@ -19,10 +19,7 @@ use webauthn_rs::prelude::{
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 
 use crate::assertion::{verify_assertion, AssertionError, Es256Key, Expected, Verified};
-use crate::store::{Credential, NewCredential, User};
-
-/// How long a ceremony (and the browser's prompt) may take.
-pub const CEREMONY_SECS: i64 = 300;
+use crate::domain::{Credential, CredentialId, NewCredential, User, CEREMONY_SECS};
 
 pub struct RelyingParty {
     webauthn: Webauthn,
@@ -76,10 +73,10 @@ impl RelyingParty {
         user: &User,
         existing: &[Credential],
     ) -> anyhow::Result<(Value, Value)> {
-        let handle = Uuid::parse_str(&user.id)?;
+        let handle = Uuid::from_bytes(*user.id.as_bytes());
         let exclude = existing
             .iter()
-            .filter_map(|c| unb64(&c.id))
+            .filter_map(|c| unb64(c.id.as_str()))
             .collect::<Vec<_>>();
         let (ccr, state) = self.webauthn.start_passkey_registration(
             handle,
@@ -135,7 +132,8 @@ impl RelyingParty {
         };
         Es256Key::from_xy(&x, &y).map_err(|_| RegistrationError::NotEs256)?;
         Ok(NewCredential {
-            id: b64(passkey.cred_id().as_ref()),
+            id: CredentialId::from_raw(passkey.cred_id().as_ref())
+                .map_err(|e| invalid(e.to_string()))?,
             label: label.to_string(),
             public_x: x,
             public_y: y,
@@ -145,7 +143,7 @@ impl RelyingParty {
     }
 
     /// Request options (W3C JSON form, the `publicKey` member) for our own challenge.
-    pub fn request_options(&self, challenge: &[u8], allow: &[String]) -> Value {
+    pub fn request_options(&self, challenge: &[u8], allow: &[CredentialId]) -> Value {
         let allow: Vec<Value> = allow
             .iter()
             .map(|id| json!({ "type": "public-key", "id": id }))
@@ -186,7 +184,7 @@ impl RelyingParty {
 /// The parts of an AuthenticationResponseJSON (as `credential.toJSON()` gives it) we use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssertionResponse {
-    pub credential_id: String,
+    pub credential_id: CredentialId,
     pub authenticator_data: Vec<u8>,
     pub client_data_json: Vec<u8>,
     pub signature: Vec<u8>,
@@ -202,7 +200,7 @@ impl AssertionResponse {
         let raw_id = field(v, "rawId").or_else(|| field(v, "id"))?;
         let r = v.get("response")?;
         Some(AssertionResponse {
-            credential_id: b64(&raw_id),
+            credential_id: CredentialId::from_raw(&raw_id).ok()?,
             authenticator_data: field(r, "authenticatorData")?,
             client_data_json: field(r, "clientDataJSON")?,
             signature: field(r, "signature")?,

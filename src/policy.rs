@@ -12,6 +12,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use crate::domain::Requirement;
 use crate::jcs::Value;
 
 const BUILTIN: &str = include_str!("../policy.example.toml");
@@ -162,14 +163,6 @@ impl fmt::Display for Decimal {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Requirement {
-    pub approvals: u32,
-    pub groups: Vec<String>,
-    pub rule: String,
-    pub matched: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DisplayValue {
     pub label: String,
     pub format: Format,
@@ -275,8 +268,7 @@ impl ActionPolicy {
         let mut requirement = Requirement {
             approvals: self.quorum,
             groups: self.approvers.clone(),
-            rule: String::new(),
-            matched: Vec::new(),
+            rules: Vec::new(),
         };
         for rule in &self.rules {
             if !rule.matches(tx, risk_score)? {
@@ -291,13 +283,8 @@ impl ActionPolicy {
             if let Some(add) = rule.add_quorum {
                 requirement.approvals = requirement.approvals.saturating_add(add);
             }
-            requirement.matched.push(rule.name.clone());
+            requirement.rules.push(rule.name.clone());
         }
-        requirement.rule = if requirement.matched.is_empty() {
-            "default".to_owned()
-        } else {
-            requirement.matched.join("+")
-        };
         Ok(requirement)
     }
 
@@ -1397,8 +1384,7 @@ quorum = 2
             Requirement {
                 approvals: 1,
                 groups: vec!["finance".into()],
-                rule: "default".into(),
-                matched: vec![],
+                rules: vec![],
             }
         );
         for amount in [
@@ -1414,8 +1400,7 @@ quorum = 2
                 Requirement {
                     approvals: 2,
                     groups: vec!["finance-senior".into()],
-                    rule: "large-payment".into(),
-                    matched: vec!["large-payment".into()],
+                    rules: vec!["large-payment".into()],
                 },
                 "{amount}"
             );
@@ -1428,17 +1413,17 @@ quorum = 2
         let pay = action(&policy, "payment.transfer");
         let small = payment("50.00");
         assert_eq!(evaluate(pay, &small, Some(69)).approvals, 1);
-        assert_eq!(evaluate(pay, &small, None).rule, "default");
+        assert_eq!(evaluate(pay, &small, None).rule_label(), "default");
         let risky = evaluate(pay, &small, Some(70));
         assert_eq!(risky.approvals, 2);
         assert_eq!(risky.groups, ["finance"]);
-        assert_eq!(risky.rule, "risky");
+        assert_eq!(risky.rule_label(), "risky");
 
         let both = evaluate(pay, &payment("25000.00"), Some(100));
         assert_eq!(both.approvals, 3);
         assert_eq!(both.groups, ["finance-senior"]);
-        assert_eq!(both.rule, "large-payment+risky");
-        assert_eq!(both.matched, ["large-payment", "risky"]);
+        assert_eq!(both.rule_label(), "large-payment+risky");
+        assert_eq!(both.rules, ["large-payment", "risky"]);
     }
 
     #[test]
@@ -1451,7 +1436,7 @@ quorum = 2
         let a = action(&policy, "test.action");
         let req = evaluate(a, &tx(br#"{"amount":"500","currency":"EUR"}"#), None);
         assert_eq!(req.approvals, 3);
-        assert_eq!(req.rule, "big");
+        assert_eq!(req.rule_label(), "big");
     }
 
     #[test]
@@ -1459,9 +1444,15 @@ quorum = 2
         let policy = builtin();
         let admin = action(&policy, "admin.role_change");
         let owner = evaluate(admin, &tx(br#"{"user":"ann","role":"owner"}"#), None);
-        assert_eq!((owner.approvals, owner.rule.as_str()), (2, "owner-role"));
+        assert_eq!(
+            (owner.approvals, owner.rule_label()),
+            (2, "owner-role".into())
+        );
         let viewer = evaluate(admin, &tx(br#"{"user":"ann","role":"Owner"}"#), None);
-        assert_eq!((viewer.approvals, viewer.rule.as_str()), (1, "default"));
+        assert_eq!(
+            (viewer.approvals, viewer.rule_label()),
+            (1, "default".into())
+        );
     }
 
     #[test]

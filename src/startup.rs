@@ -3,23 +3,26 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{web, HttpServer};
 use anyhow::Context;
+use sha2::{Digest, Sha256};
 
-use crate::client::{NewKey, Rights};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::http::{self, AppState};
+use crate::domain::Actor;
+use crate::http::{self, AppState, Limits};
 use crate::issuer::Issuer;
 use crate::master_key::MasterKey;
 use crate::metrics::Metrics;
 use crate::passkeys::RelyingParty;
 use crate::policy::Policy;
-use crate::ratelimit::RateLimiter;
-use crate::signing::{generate, Sealer};
-use crate::store::{Store, StoreError};
+use crate::service::provision::{FirstStart, Provisioner};
+use crate::service::Services;
+use crate::signing::Sealer;
+use crate::store::Store;
 
 pub struct Application {
     addr: std::net::SocketAddr,
@@ -38,17 +41,26 @@ pub fn load_policy(config: &Config) -> anyhow::Result<Policy> {
     }
 }
 
+/// Keys derived from the master key for other purposes than sealing, so the master key is
+/// never used directly.
+fn derived(master: &MasterKey, purpose: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(purpose);
+    h.update(master.0);
+    h.finalize().into()
+}
+
 impl Application {
     /// Opens the store (applying migrations), loads the policy and binds `config.listen`.
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Application> {
-        let store = Store::open(&config.database_url).await?;
+        let store = crate::store::open(&config.database_url).await?;
         let policy = load_policy(&config)?;
         Self::build_with(config, store, policy, clock).await
     }
 
     pub async fn build_with(
         config: Config,
-        store: Store,
+        store: Arc<dyn Store>,
         policy: Policy,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
@@ -56,33 +68,47 @@ impl Application {
         if created {
             tracing::info!(path = %config.master_key_file.display(), "created a new master key file (mode 0600); back it up");
         }
-        let rp = RelyingParty::new(&config.public_origin)?;
-        let sealer = Sealer::new(&master_key);
         // Every replica starts with the same keys; the first start makes one.
-        store
-            .add_signing_key(&generate(&sealer)?, true, "system", clock.now())
-            .await?;
-        let issuer = Issuer::new(sealer, config.public_origin.clone());
-        store.start_change_listener().await?;
+        Provisioner {
+            store: store.as_ref(),
+            clock: clock.as_ref(),
+            origin: &config.public_origin,
+            actor: Actor::System,
+        }
+        .rotate(&master_key, true)
+        .await?;
+        let svc = Services::new(
+            store,
+            Arc::new(policy),
+            clock,
+            RelyingParty::new(&config.public_origin)?,
+            Arc::new(Issuer::new(
+                Sealer::new(&master_key),
+                config.public_origin.clone(),
+            )),
+            config.public_origin.clone(),
+            derived(&master_key, b"countersign/decoy-credential/v2\0"),
+        );
         let listener = TcpListener::bind(&config.listen)
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
-        let client_limit = RateLimiter::per_minute(config.client_requests_per_minute);
-        let ceremony_limit = RateLimiter::per_minute(config.ceremonies_per_minute);
         let state = web::Data::new(AppState {
-            store,
-            policy: Arc::new(policy),
-            clock,
-            config: Arc::new(config),
+            svc,
+            limits: Limits::new(&config),
             metrics: Arc::new(Metrics::default()),
-            rp: Arc::new(rp),
-            master_key: Arc::new(master_key),
-            issuer: Arc::new(issuer),
-            client_limit,
-            ceremony_limit,
+            config: Arc::new(config),
         });
         let app_state = state.clone();
+        let timeout = Duration::from_secs(state.config.client_timeout_secs);
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Idle and slow clients cannot starve the server: the request head must arrive within
+        // the timeout (the body has its own deadline, see `http::extract`), and connections
+        // are capped below what the process may open.
         let server = HttpServer::new(move || http::app(app_state.clone()))
+            .workers(workers)
+            .client_request_timeout(timeout)
+            .client_disconnect_timeout(Duration::from_secs(2))
+            .max_connections((state.config.max_connections / workers).max(1))
             .listen(listener)?
             .run();
         Ok(Application {
@@ -100,69 +126,27 @@ impl Application {
         self.addr
     }
 
-    pub fn store(&self) -> &Store {
-        &self.state.store
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.state.svc.store
     }
 
     pub fn policy(&self) -> &Policy {
-        &self.state.policy
+        &self.state.svc.policy
+    }
+
+    /// The operator's view of this server's store, acting as `actor`.
+    pub fn provisioner(&self, actor: Actor) -> Provisioner<'_> {
+        Provisioner {
+            store: self.state.svc.store.as_ref(),
+            clock: self.state.svc.clock.as_ref(),
+            origin: &self.state.config.public_origin,
+            actor,
+        }
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
-}
-
-/// What the first start created, for the operator to read once.
-pub struct FirstStart {
-    pub demo_key: Option<String>,
-    pub admin_link: Option<crate::cli::Invitation>,
-}
-
-/// On a database that never had a client, creates `demo` with every right. Two replicas
-/// starting together cannot both do it: the client name is unique.
-/// Likewise, on a database without approvers, invites `admin` into every group of the policy.
-pub async fn first_start(
-    store: &Store,
-    config: &Config,
-    policy: &Policy,
-    clock: &dyn Clock,
-) -> anyhow::Result<FirstStart> {
-    let now = clock.now();
-    let demo_key = if store.has_clients().await? {
-        None
-    } else {
-        let key = NewKey::generate();
-        match store
-            .create_client("demo", &key.hash, &Rights::everything(), "system", now)
-            .await
-        {
-            Ok(_) => Some(key.text),
-            Err(StoreError::Conflict(_)) => None,
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let admin_link = if store.has_users().await? {
-        None
-    } else {
-        let groups: Vec<String> = policy.groups().into_iter().collect();
-        Some(
-            crate::cli::invite(
-                store,
-                config,
-                "admin",
-                "Administrator",
-                &groups,
-                24 * 3600,
-                now,
-            )
-            .await?,
-        )
-    };
-    Ok(FirstStart {
-        demo_key,
-        admin_link,
-    })
 }
 
 /// The operator's first-start instructions.

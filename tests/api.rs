@@ -12,7 +12,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{payment, problem, TestApp};
-use countersign::client::Rights;
+use countersign::domain::Rights;
 use serde_json::{json, Value};
 
 both!(
@@ -146,18 +146,14 @@ async fn authentication_and_rights(app: TestApp) {
     );
     let name = app
         .store
-        .list_clients()
+        .clients()
         .await
         .unwrap()
         .into_iter()
         .find(|c| c.rights.create == vec!["payment.*".to_string()])
         .unwrap()
         .name;
-    assert!(app
-        .store
-        .revoke_client(&name, "test", app.clock_now())
-        .await
-        .unwrap());
+    app.operator().revoke_client(&name).await.unwrap();
     let res = app.post_json("/v1/approvals", &payer, &body).await;
     assert_eq!(problem(res).await, (401, "unauthorized".into()));
 }

@@ -107,11 +107,11 @@ async fn enrolment_tokens(app: TestApp) {
         .await;
     assert_eq!(res.status(), 201);
     let user = app.store.user_by_username("alice").await.unwrap().unwrap();
-    let creds = app.store.user_credentials(&user.id).await.unwrap();
+    let creds = app.store.credentials_of(user.id).await.unwrap();
     assert_eq!(creds.len(), 2);
     assert!(creds
         .iter()
-        .any(|c| c.id == cred_id && c.label == "YubiKey 5C"));
+        .any(|c| c.id.as_str() == cred_id && c.label == "YubiKey 5C"));
     // The same finish twice: the ceremony is spent.
     let token = app.invite("frank", &["finance"]).await;
     let res = app
@@ -373,8 +373,8 @@ async fn approve_with_the_derived_challenge(app: TestApp) {
         assert!(kinds.iter().any(|x| x == k), "{k} in {kinds:?}");
     }
     // The evidence is stored with the decision.
-    let d = &app.store.decisions(&id).await.unwrap()[0];
-    assert_eq!(d.nonce, nonce.to_vec());
+    let d = &app.decisions(&id).await[0];
+    assert_eq!(d.nonce.to_vec(), nonce.to_vec());
     assert!(d.user_verified);
     assert_eq!(d.public_jwk["crv"], "P-256");
     // And the approved request takes no more decisions.
@@ -474,7 +474,7 @@ async fn separation_of_duties(app: TestApp) {
         (code, body["code"].as_str().unwrap()),
         (403, "not_eligible")
     );
-    assert!(app.store.decisions(&id).await.unwrap().is_empty());
+    assert!(app.decisions(&id).await.is_empty());
 }
 
 async fn ceremonies_are_bound_and_single_use(app: TestApp) {
@@ -491,7 +491,7 @@ async fn ceremonies_are_bound_and_single_use(app: TestApp) {
         .decision_finish(&bob, &b, &oa["ceremony"], &credential)
         .await;
     assert_eq!(problem(res).await, (400, "ceremony_mismatch".into()));
-    assert!(app.store.decisions(&b).await.unwrap().is_empty());
+    assert!(app.decisions(&b).await.is_empty());
     // Still usable where it belongs, once.
     let res = app
         .decision_finish(&bob, &a, &oa["ceremony"], &credential)
@@ -525,7 +525,7 @@ async fn ceremonies_are_bound_and_single_use(app: TestApp) {
     // from the ceremony, and a reject challenge would differ.
     let (_, reject) = app.decision_options(&bob, &b, "reject").await;
     assert_ne!(challenge_of(&reject), challenge_of(&ob));
-    assert!(app.store.decisions(&b).await.unwrap().is_empty());
+    assert!(app.decisions(&b).await.is_empty());
 }
 
 async fn concurrent_finishes_of_one_assertion(app: TestApp) {
@@ -566,7 +566,7 @@ async fn concurrent_finishes_of_one_assertion(app: TestApp) {
             .all(|r| *r == (409, "ceremony_consumed".to_string())),
         "{results:?}"
     );
-    assert_eq!(app.store.decisions(&id).await.unwrap().len(), 1);
+    assert_eq!(app.decisions(&id).await.len(), 1);
 }
 
 async fn ceremony_lifetime(app: TestApp) {
@@ -581,7 +581,7 @@ async fn ceremony_lifetime(app: TestApp) {
         .decision_finish(&bob, &id, &opts["ceremony"], &credential)
         .await;
     assert_eq!(problem(res).await, (401, "ceremony_expired".into()));
-    assert!(app.store.decisions(&id).await.unwrap().is_empty());
+    assert!(app.decisions(&id).await.is_empty());
 }
 
 /// Decision options with a crafted device, a tweaked assertion, and the finish's (status, code).
@@ -674,7 +674,7 @@ async fn hostile_assertions(app: TestApp) {
         ),
     ];
     let user = app.store.user_by_username("bob").await.unwrap().unwrap();
-    let counter_before = app.store.user_credentials(&user.id).await.unwrap()[0].counter;
+    let counter_before = app.store.credentials_of(user.id).await.unwrap()[0].counter;
     for (i, (tweak, expected)) in cases.into_iter().enumerate() {
         let what = format!("case {i}: {tweak:?}");
         assert_eq!(
@@ -684,11 +684,11 @@ async fn hostile_assertions(app: TestApp) {
         );
     }
     assert_eq!(
-        app.store.user_credentials(&user.id).await.unwrap()[0].counter,
+        app.store.credentials_of(user.id).await.unwrap()[0].counter,
         counter_before,
         "no counter update"
     );
-    assert!(app.store.decisions(&id).await.unwrap().is_empty(), "∅");
+    assert!(app.decisions(&id).await.is_empty(), "∅");
     assert_eq!(status(&app, &id).await["status"], "pending");
     // The untampered assertion still works.
     assert_eq!(tweaked(&app, &mut bob, &id, Tweak::default()).await.0, 200);
@@ -719,20 +719,33 @@ async fn counter_regression_flags_the_credential(app: TestApp) {
         (401, "possible_clone".into())
     );
     let user = app.store.user_by_username("bob").await.unwrap().unwrap();
-    assert!(app.store.user_credentials(&user.id).await.unwrap()[0]
+    assert!(app.store.credentials_of(user.id).await.unwrap()[0]
         .flagged_at
         .is_some());
     assert!(audit_kinds(&app)
         .await
         .iter()
         .any(|k| k == "clone_suspected"));
-    // Flagged: no longer offered or accepted.
+    // Flagged: the session it opened has ended, and it no longer signs in.
     let (code, body) = app.decision_options(&bob, &id, "approve").await;
     assert_eq!(
         (code, body["code"].as_str().unwrap()),
-        (403, "credential_not_allowed")
+        (401, "unauthorized")
     );
-    assert!(app.store.decisions(&id).await.unwrap().is_empty());
+    let res = app
+        .approver_post("/v1/session/options", None, &json!({ "username": "bob" }))
+        .await;
+    let opts: Value = res.json().await.unwrap();
+    let credential = bob.devices[0].assert(&opts["publicKey"]);
+    let res = app
+        .approver_post(
+            "/v1/session/finish",
+            None,
+            &json!({ "ceremony": opts["ceremony"], "credential": credential }),
+        )
+        .await;
+    assert_eq!(problem(res).await, (401, "authentication_failed".into()));
+    assert!(app.decisions(&id).await.is_empty());
 }
 
 async fn credential_rules(app: TestApp) {
@@ -743,7 +756,7 @@ async fn credential_rules(app: TestApp) {
     let (_, opts) = app.decision_options(&bob, &id, "approve").await;
     let mut foreign_opts = opts["publicKey"].clone();
     let dave_user = app.store.user_by_username("dave").await.unwrap().unwrap();
-    let dave_cred = app.store.user_credentials(&dave_user.id).await.unwrap()[0]
+    let dave_cred = app.store.credentials_of(dave_user.id).await.unwrap()[0]
         .id
         .clone();
     foreign_opts["allowCredentials"] = json!([{ "type": "public-key", "id": dave_cred }]);
@@ -752,25 +765,27 @@ async fn credential_rules(app: TestApp) {
         .decision_finish(&bob, &id, &opts["ceremony"], &credential)
         .await;
     assert_eq!(problem(res).await, (403, "credential_not_allowed".into()));
-    assert!(app.store.decisions(&id).await.unwrap().is_empty());
+    assert!(app.decisions(&id).await.is_empty());
     let _ = &mut bob;
 }
 
 async fn changes_between_options_and_finish(app: TestApp) {
     let mut bob = app.person("bob", &["finance"], None).await;
     let id = pending(&app, "90.00", "carol").await;
-    // Revoked in between.
+    // Revoked in between: a second passkey, not the one the session was opened with (revoking
+    // that one ends the session, see `revocation_ends_sessions`).
+    let token = app.invite("bob", &["finance"]).await;
+    let mut second = common::webauthn::Device::soft();
+    let res = app.enrol_device(&token, &mut second, "Laptop").await;
+    let body: Value = res.json().await.unwrap();
+    let cred_id = body["credential_id"].as_str().unwrap().to_string();
+    bob.devices.push(second);
     let (_, opts) = app.decision_options(&bob, &id, "approve").await;
-    let credential = bob.devices[0].assert(&opts["publicKey"]);
-    let user = app.store.user_by_username("bob").await.unwrap().unwrap();
-    let cred_id = app.store.user_credentials(&user.id).await.unwrap()[0]
-        .id
-        .clone();
-    assert!(app
-        .store
-        .revoke_credential("bob", &cred_id, "test", app.clock_now())
+    let credential = bob.devices[1].assert(&opts["publicKey"]);
+    app.operator()
+        .revoke_credential("bob", &cred_id)
         .await
-        .unwrap());
+        .unwrap();
     let res = app
         .decision_finish(&bob, &id, &opts["ceremony"], &credential)
         .await;
@@ -779,25 +794,20 @@ async fn changes_between_options_and_finish(app: TestApp) {
     let mut dave = app.person("dave", &["finance"], None).await;
     let (_, opts) = app.decision_options(&dave, &id, "approve").await;
     let credential = dave.devices[0].assert(&opts["publicKey"]);
-    assert!(app
-        .store
-        .set_groups("dave", &["admins".to_string()], "test", app.clock_now())
+    app.operator()
+        .set_groups("dave", &["admins".to_string()])
         .await
-        .unwrap());
+        .unwrap();
     let res = app
         .decision_finish(&dave, &id, &opts["ceremony"], &credential)
         .await;
     assert_eq!(problem(res).await, (403, "not_eligible".into()));
-    assert!(app.store.decisions(&id).await.unwrap().is_empty());
+    assert!(app.decisions(&id).await.is_empty());
     // Disabled in between: the session itself is gone.
     let mut erin = app.person("erin", &["finance"], None).await;
     let (_, opts) = app.decision_options(&erin, &id, "approve").await;
     let credential = erin.devices[0].assert(&opts["publicKey"]);
-    assert!(app
-        .store
-        .disable_user("erin", "test", app.clock_now())
-        .await
-        .unwrap());
+    app.operator().disable("erin").await.unwrap();
     let res = app
         .decision_finish(&erin, &id, &opts["ceremony"], &credential)
         .await;
@@ -812,7 +822,7 @@ async fn changes_between_options_and_finish(app: TestApp) {
         .decision_finish(&finn, &id, &opts["ceremony"], &credential)
         .await;
     assert_eq!(problem(res).await, (409, "not_pending".into()));
-    assert!(app.store.decisions(&id).await.unwrap().is_empty());
+    assert!(app.decisions(&id).await.is_empty());
     let _ = (&mut bob, &mut dave, &mut erin);
 }
 

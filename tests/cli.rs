@@ -195,8 +195,8 @@ async fn clients_commands(backend: Backend) {
     let key = created["api_key"].as_str().unwrap();
     assert!(key.starts_with("cs_"));
     // The key is stored only as a hash.
-    let store = countersign::store::Store::open(&db).await.unwrap();
-    let hash = countersign::client::key_hash(key);
+    let store = countersign::store::open(&db).await.unwrap();
+    let hash = countersign::domain::client::key_hash(key);
     let found = store.client_by_key_hash(&hash).await.unwrap().unwrap();
     assert_eq!(found.rights.create, vec!["payment.*"]);
     let o = countersign(&dir, &db, &["clients", "create", "payments", "--json"]);

@@ -246,7 +246,7 @@ async fn killed_mid_write(backend: Backend) {
             acknowledged += 1;
         }
     }
-    let store = countersign::store::Store::open(&url).await.unwrap();
+    let store = countersign::store::open(&url).await.unwrap();
     let mut verifier = countersign::audit::ChainVerifier::default();
     let mut created = 0;
     let mut after = 0;
@@ -260,7 +260,7 @@ async fn killed_mid_write(backend: Backend) {
                 created += 1;
                 let id = e.approval_id.as_deref().unwrap();
                 assert!(
-                    store.approval(id).await.unwrap().is_some(),
+                    store.request(id.parse().unwrap()).await.unwrap().is_some(),
                     "audited request {id} is stored"
                 );
             }
@@ -318,35 +318,41 @@ async fn killed_mid_decision(backend: Backend) {
         .to_string();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let store = countersign::store::Store::open(&url).await.unwrap();
+    let store = countersign::store::open(&url).await.unwrap();
     // Two approvers with crafted passkeys, enrolled straight into the store, signed in over HTTP.
     let mut people = Vec::new();
     for name in ["bob", "erin"] {
-        let token = countersign::client::NewKey::generate();
         let now = system_now();
-        let user = store
-            .invite_user(
-                name,
-                name,
-                &["finance".into(), "finance-senior".into()],
-                &token.hash,
-                now + 3600,
-                "test",
-                now,
-            )
-            .await
-            .unwrap();
+        let operator = countersign::service::provision::Provisioner {
+            store: store.as_ref(),
+            clock: &countersign::clock::SystemClock,
+            origin: ORIGIN,
+            actor: countersign::domain::Actor::Operator,
+        };
+        let groups = ["finance".to_string(), "finance-senior".to_string()];
+        let invitation = operator.invite(name, None, &groups, 3600).await.unwrap();
+        let token = invitation.url.rsplit('/').next().unwrap();
+        let token_hash = countersign::domain::client::key_hash(token);
+        let user = invitation.user;
         let mut device = Crafted::new();
         let (x, y) = device.public_xy();
-        let cred = countersign::store::NewCredential {
-            id: device.cred_id_b64(),
+        let cred = countersign::domain::NewCredential {
+            id: countersign::domain::CredentialId::parse(&device.cred_id_b64()).unwrap(),
             label: "k".into(),
             public_x: x,
             public_y: y,
             counter: 0,
             passkey: "{}".into(),
         };
-        store.enrol(&token.hash, &user, &cred, now).await.unwrap();
+        let event = countersign::domain::NewEvent::new(
+            countersign::domain::EventKind::CredentialEnrolled,
+            countersign::domain::Actor::Operator,
+            json!({}),
+        );
+        store
+            .enrol(&token_hash, &user, &cred, event, now)
+            .await
+            .unwrap();
         let opts: Value = http
             .post(format!("{base}/v1/session/options"))
             .header("Origin", ORIGIN)
@@ -434,7 +440,11 @@ async fn killed_mid_decision(backend: Backend) {
     // After the crash, straight from the database.
     for id in &acknowledged {
         assert!(
-            !store.decisions(id).await.unwrap().is_empty(),
+            !store
+                .decisions(id.parse().unwrap())
+                .await
+                .unwrap()
+                .is_empty(),
             "an acknowledged decision on {id} survived"
         );
     }
@@ -474,15 +484,15 @@ async fn killed_mid_decision(backend: Backend) {
         let mut out = Vec::new();
         let all = store.audit_page(0, 10_000).await.unwrap();
         for e in all.iter().filter(|e| e.kind == "request_created") {
-            let id = e.approval_id.clone().unwrap();
-            let rec = store.approval(&id).await.unwrap().unwrap();
-            let decisions = store.decisions(&id).await.unwrap();
-            let receipt = store.receipt_for(&id).await.unwrap();
-            if rec.status == countersign::store::Status::Approved {
+            let id = e.approval_id.as_deref().unwrap().parse().unwrap();
+            let rec = store.request(id).await.unwrap().unwrap();
+            let decisions = store.decisions(id).await.unwrap();
+            let receipt = store.receipt_of(id).await.unwrap();
+            if rec.status == countersign::domain::Status::Approved {
                 approved += 1;
                 assert!(receipt.is_some(), "an approved request has its receipt");
                 assert!(
-                    decisions.len() as i64 >= rec.required_approvals,
+                    decisions.len() as u32 >= rec.required.approvals,
                     "a receipt never exists without its quorum"
                 );
             } else {
@@ -598,7 +608,12 @@ async fn killed_mid_redemption(backend: Backend) {
     );
     let mut redeemed = 0;
     for (id, _, _) in &receipts {
-        let r = app.store.receipt_for(id).await.unwrap().unwrap();
+        let r = app
+            .store
+            .receipt_of(id.parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
         if acknowledged.contains_key(id) {
             assert!(
                 r.redeemed_at.is_some(),

@@ -20,7 +20,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::webauthn::Person;
 use common::{payment, problem, TestApp};
-use countersign::client::Rights;
+use countersign::domain::Rights;
 use countersign::receipt::{decode_unverified, verify_evidence, Expect, Verifier};
 use serde_json::{json, Value};
 
@@ -470,13 +470,12 @@ async fn rotation_and_retirement(app: TestApp) {
         .unwrap()
         .to_string();
     let master = countersign::master_key::MasterKey::load(&app.dir.join("master.key")).unwrap();
-    let sealer = countersign::signing::Sealer::new(&master);
-    let new = countersign::signing::generate(&sealer).unwrap();
-    assert!(app
-        .store
-        .add_signing_key(&new, false, "test", app.clock_now())
+    let new_kid = app
+        .operator()
+        .rotate(&master, false)
         .await
-        .unwrap());
+        .unwrap()
+        .unwrap();
     let (_, fresh) = approved(&app, &mut bob).await;
     let kid_of = |r: &str| -> String {
         let h: Value = serde_json::from_slice(
@@ -487,7 +486,7 @@ async fn rotation_and_retirement(app: TestApp) {
         .unwrap();
         h["kid"].as_str().unwrap().to_string()
     };
-    assert_eq!(kid_of(&fresh), new.kid, "new receipts use the new key");
+    assert_eq!(kid_of(&fresh), new_kid, "new receipts use the new key");
     assert_eq!(jwks(&app).await["keys"].as_array().unwrap().len(), 2);
     let payments = app
         .client(Rights {
@@ -500,20 +499,9 @@ async fn rotation_and_retirement(app: TestApp) {
         200,
         "receipts before the rotation still verify"
     );
-    assert_eq!(
-        app.store
-            .retire_key(&new.kid, "test", app.clock_now())
-            .await
-            .unwrap(),
-        countersign::store::RetireOutcome::InUse
-    );
-    assert_eq!(
-        app.store
-            .retire_key(&old_kid, "test", app.clock_now())
-            .await
-            .unwrap(),
-        countersign::store::RetireOutcome::Retired
-    );
+    let in_use = app.operator().retire(&new_kid).await.unwrap_err();
+    assert!(in_use.to_string().contains("rotate first"), "{in_use}");
+    app.operator().retire(&old_kid).await.unwrap();
     let keys = jwks(&app).await;
     assert_eq!(keys["keys"].as_array().unwrap().len(), 1);
     assert_eq!(

@@ -1,26 +1,21 @@
-//! Request extractors that enforce the contract's conventions before a handler runs:
-//! JSON only (415), at most 64 KiB (413), unknown fields refused (400), and API-key auth.
+//! Request extractors that enforce the contract's conventions before a handler runs: JSON only
+//! (415), at most 64 KiB (413), unknown fields refused (400), and a deadline for the body to
+//! arrive (408). Who is calling has been settled before any body is read (see `guard`).
+
+use std::time::Duration;
 
 use actix_web::dev::Payload;
-use actix_web::http::{header, StatusCode};
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::problem::ApiError;
 use super::AppState;
-use crate::client::{key_hash, Client};
+use crate::domain::{Client, Refusal, User};
 
 pub const BODY_LIMIT: usize = 64 * 1024;
-
-fn too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        "request bodies are limited to 64 KiB",
-    )
-}
 
 fn is_json(req: &HttpRequest) -> bool {
     req.headers()
@@ -28,22 +23,6 @@ fn is_json(req: &HttpRequest) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
-}
-
-/// Reads the body, refusing more than [`BODY_LIMIT`] bytes without buffering them.
-async fn read_limited(mut payload: Payload) -> Result<Vec<u8>, ApiError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| match e {
-            actix_web::error::PayloadError::Overflow => too_large(),
-            other => ApiError::invalid_request(format!("could not read the body: {other}")),
-        })?;
-        if body.len() + chunk.len() > BODY_LIMIT {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 fn declared_too_large(req: &HttpRequest) -> bool {
@@ -54,6 +33,48 @@ fn declared_too_large(req: &HttpRequest) -> bool {
         .is_some_and(|n| n > BODY_LIMIT)
 }
 
+/// How long a body may take to arrive, from the configuration.
+fn deadline(req: &HttpRequest) -> Duration {
+    req.app_data::<web::Data<AppState>>()
+        .map_or(Duration::from_secs(20), |s| {
+            Duration::from_secs(s.config.client_timeout_secs)
+        })
+}
+
+/// Reads the body, refusing more than [`BODY_LIMIT`] bytes without buffering them, and a
+/// body that does not arrive within `deadline` (a client that sends headers and idles holds a
+/// connection and a file descriptor until then, not forever).
+async fn read_limited(mut payload: Payload, deadline: Duration) -> Result<Vec<u8>, ApiError> {
+    let read = async {
+        let mut body = Vec::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| match e {
+                actix_web::error::PayloadError::Overflow => {
+                    ApiError::from(Refusal::PayloadTooLarge)
+                }
+                other => ApiError::from(Refusal::InvalidRequest)
+                    .detail(format!("could not read the body: {other}")),
+            })?;
+            if body.len() + chunk.len() > BODY_LIMIT {
+                return Err(Refusal::PayloadTooLarge.into());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    };
+    match tokio::time::timeout(deadline, read).await {
+        Ok(body) => body,
+        Err(_) => {
+            tracing::warn!(target: "countersign::security", "request body did not arrive in time");
+            Err(Refusal::RequestTimeout.into())
+        }
+    }
+}
+
+fn invalid_json(e: serde_json::Error) -> ApiError {
+    ApiError::from(Refusal::InvalidRequest).detail(format!("invalid JSON body: {e}"))
+}
+
 /// A JSON body deserialised strictly (the target types use `deny_unknown_fields`).
 pub struct StrictJson<T>(pub T);
 
@@ -62,24 +83,20 @@ impl<T: DeserializeOwned + 'static> FromRequest for StrictJson<T> {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let precheck = if declared_too_large(req) {
-            Err(too_large())
+        let precheck: Result<(), ApiError> = if declared_too_large(req) {
+            Err(Refusal::PayloadTooLarge.into())
         } else if !is_json(req) {
-            Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send Content-Type: application/json",
-            ))
+            Err(Refusal::UnsupportedMediaType.into())
         } else {
             Ok(())
         };
-        let payload = payload.take();
+        let (payload, deadline) = (payload.take(), deadline(req));
         Box::pin(async move {
             precheck?;
-            let body = read_limited(payload).await?;
+            let body = read_limited(payload, deadline).await?;
             serde_json::from_slice(&body)
                 .map(StrictJson)
-                .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))
+                .map_err(invalid_json)
         })
     }
 }
@@ -96,67 +113,55 @@ impl FromRequest for EmptyBody {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let json = is_json(req);
-        let too_large = declared_too_large(req);
-        let payload = payload.take();
+        let (json, too_large) = (is_json(req), declared_too_large(req));
+        let (payload, deadline) = (payload.take(), deadline(req));
         Box::pin(async move {
             if too_large {
-                return Err(self::too_large());
+                return Err(Refusal::PayloadTooLarge.into());
             }
-            let body = read_limited(payload).await?;
+            let body = read_limited(payload, deadline).await?;
             if body.is_empty() {
                 return Ok(EmptyBody);
             }
             if !json {
-                return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    "send Content-Type: application/json",
-                ));
+                return Err(Refusal::UnsupportedMediaType.into());
             }
             serde_json::from_slice::<Empty>(&body)
                 .map(|_| EmptyBody)
-                .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))
+                .map_err(invalid_json)
         })
     }
 }
 
-/// The service client authenticated by `Authorization: Bearer <api key>`.
+/// The service client the `guard::client` middleware authenticated.
 pub struct ServiceClient(pub Client);
 
 impl FromRequest for ServiceClient {
     type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let hash = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|key| key_hash(key.trim()));
-        Box::pin(async move {
-            let (Some(state), Some(hash)) = (state, hash) else {
-                return Err(ApiError::unauthorized());
-            };
-            match state.store.client_by_key_hash(&hash).await? {
-                Some(client) if client.revoked_at.is_none() => {
-                    if !state.client_limit.allow(&client.id) {
-                        tracing::warn!(target: "countersign::security", client = %client.name, "API client rate-limited");
-                        return Err(ApiError::rate_limited());
-                    }
-                    Ok(ServiceClient(client))
-                }
-                Some(client) => {
-                    tracing::warn!(target: "countersign::security", client = %client.name, "revoked API key used");
-                    Err(ApiError::unauthorized())
-                }
-                None => {
-                    tracing::warn!(target: "countersign::security", "unknown API key used");
-                    Err(ApiError::unauthorized())
-                }
-            }
-        })
+        let client = req.extensions().get::<Client>().cloned();
+        // A route that takes a client without the guard is a wiring bug: refuse, never serve.
+        std::future::ready(
+            client
+                .map(ServiceClient)
+                .ok_or_else(|| Refusal::Unauthorized.into()),
+        )
+    }
+}
+
+/// The signed-in approver the `guard::approver` middleware found.
+pub struct Approver(pub User);
+
+impl FromRequest for Approver {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let user = req.extensions().get::<User>().cloned();
+        std::future::ready(user.map(Approver).ok_or_else(|| {
+            ApiError::from(Refusal::Unauthorized).detail("sign in with your passkey first")
+        }))
     }
 }

@@ -1,108 +1,176 @@
-//! The HTTP surface: routes, shared state, and cross-cutting headers, logging and metrics.
+//! The HTTP surface: thin handlers that extract, call a use case (`crate::service`) and render
+//! JSON (`api`) or HTML (`pages`); who is calling is settled first (`guard`); and what every
+//! response shares: headers, logging without secrets, metrics.
 
-mod approvals;
-mod audit;
-mod decide;
-mod enroll;
+mod api;
 mod extract;
+mod guard;
+mod log;
 mod pages;
 pub mod problem;
-mod public;
-mod receipts;
-mod session;
-mod views;
 
 use std::sync::Arc;
 
 use actix_web::dev::Service;
 use actix_web::http::header;
-use actix_web::middleware::DefaultHeaders;
+use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpResponse};
 
-use crate::clock::Clock;
 use crate::config::Config;
-use crate::master_key::MasterKey;
+use crate::domain::Refusal;
 use crate::metrics::Metrics;
-use crate::passkeys::RelyingParty;
-use crate::policy::Policy;
-use crate::store::Store;
+use crate::ratelimit::RateLimiter;
+use crate::service::Services;
 use problem::ApiError;
 
+pub use pages::CSP;
+
 pub struct AppState {
-    pub store: Store,
-    pub policy: Arc<Policy>,
-    pub clock: Arc<dyn Clock>,
+    pub svc: Services,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
-    pub rp: Arc<RelyingParty>,
-    pub master_key: Arc<MasterKey>,
-    pub issuer: Arc<crate::issuer::Issuer>,
-    pub client_limit: crate::ratelimit::RateLimiter,
-    pub ceremony_limit: crate::ratelimit::RateLimiter,
+    pub limits: Limits,
+}
+
+/// Token buckets that turn floods into 429s.
+pub struct Limits {
+    /// Requests per API client.
+    pub client: RateLimiter,
+    /// Ceremony starts per signed-in approver, per address before sign-in (sign-in options,
+    /// refused enrolment links), and per invitation (valid enrolment links): an invalid token
+    /// never spends a real invitee's budget.
+    pub ceremony: RateLimiter,
+}
+
+impl Limits {
+    pub fn new(config: &Config) -> Limits {
+        Limits {
+            client: RateLimiter::per_minute(config.client_requests_per_minute),
+            ceremony: RateLimiter::per_minute(config.ceremonies_per_minute),
+        }
+    }
 }
 
 impl AppState {
-    /// The request with this id as it stands now, expired first if its time is up. An id that
-    /// is not a UUID names nothing, and the store is not asked.
-    pub async fn approval_now(
-        &self,
-        id: &str,
-    ) -> Result<Option<crate::store::ApprovalRecord>, crate::store::StoreError> {
-        if uuid::Uuid::parse_str(id).is_err() {
-            return Ok(None);
-        }
-        self.store.expire_if_due(id, self.clock.now()).await
-    }
-
     /// 429 when `key` has started too many ceremonies lately.
     pub fn ceremony_allowed(&self, key: &str) -> Result<(), ApiError> {
-        if self.ceremony_limit.allow(key) {
+        if self.limits.ceremony.allow(key) {
             Ok(())
         } else {
             tracing::warn!(target: "countersign::security", key, "ceremony starts rate-limited");
-            Err(ApiError::rate_limited())
+            Err(Refusal::RateLimited.into())
         }
     }
+
+    pub fn cookie_name(&self) -> &'static str {
+        if self.config.is_https() {
+            "__Host-countersign-session"
+        } else {
+            "countersign-session"
+        }
+    }
+}
+
+/// Rate-limit key for calls made before sign-in: the peer address.
+pub fn peer_key(req: &actix_web::HttpRequest) -> String {
+    format!(
+        "addr:{}",
+        req.peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default()
+    )
 }
 
 /// Registers every route; used by the server and nowhere else, so tests exercise the real app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(
-        web::QueryConfig::default()
-            .error_handler(|e, _| ApiError::invalid_request(format!("invalid query: {e}")).into()),
+    let client = || from_fn(guard::client);
+    let approver = || from_fn(guard::approver);
+    let origin = || from_fn(guard::origin);
+    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
+        ApiError::from(Refusal::InvalidRequest)
+            .detail(format!("invalid query: {e}"))
+            .into()
+    }))
+    .app_data(
+        web::PathConfig::default().error_handler(|_, _| ApiError::from(Refusal::NotFound).into()),
     )
-    .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::not_found().into()))
-    .route("/healthz", web::get().to(public::healthz))
-    .route("/readyz", web::get().to(public::readyz))
-    .route("/metrics", web::get().to(public::metrics))
-    .route("/.well-known/jwks.json", web::get().to(receipts::jwks))
+    .route("/healthz", web::get().to(api::public::healthz))
+    .route("/readyz", web::get().to(api::public::readyz))
+    .route("/metrics", web::get().to(api::public::metrics))
+    .route("/.well-known/jwks.json", web::get().to(api::receipts::jwks))
     .service(
         // actix tries routes in order, matching a pattern with `{…}` by regular expression:
         // the decision path and the service calls come first.
         web::scope("/v1")
-            .route(
-                "/approvals/{id}/decision/finish",
-                web::post().to(decide::finish),
+            .service(
+                web::resource("/approvals/{id}/decision/finish")
+                    .wrap(approver())
+                    .route(web::post().to(api::decisions::finish)),
             )
-            .route(
-                "/approvals/{id}/decision/options",
-                web::post().to(decide::options),
+            .service(
+                web::resource("/approvals/{id}/decision/options")
+                    .wrap(approver())
+                    .route(web::post().to(api::decisions::options)),
             )
-            .route("/approvals", web::post().to(approvals::create))
-            .route("/approvals/{id}", web::get().to(approvals::get))
-            .route("/approvals/{id}/cancel", web::post().to(approvals::cancel))
-            .route("/audit", web::get().to(audit::export))
-            .route("/receipts/redeem", web::post().to(receipts::redeem))
-            .route("/enroll/{token}/options", web::post().to(enroll::options))
-            .route("/enroll/{token}/finish", web::post().to(enroll::finish))
-            .route("/session/options", web::post().to(session::options))
-            .route("/session/finish", web::post().to(session::finish))
-            .route("/session/logout", web::post().to(session::logout))
-            .route("/me/approvals", web::get().to(decide::mine)),
+            .service(
+                web::resource("/approvals")
+                    .wrap(client())
+                    .route(web::post().to(api::approvals::create)),
+            )
+            .service(
+                web::resource("/approvals/{id}")
+                    .wrap(client())
+                    .route(web::get().to(api::approvals::get)),
+            )
+            .service(
+                web::resource("/approvals/{id}/cancel")
+                    .wrap(client())
+                    .route(web::post().to(api::approvals::cancel)),
+            )
+            .service(
+                web::resource("/audit")
+                    .wrap(client())
+                    .route(web::get().to(api::audit::export)),
+            )
+            .service(
+                web::resource("/receipts/redeem")
+                    .wrap(client())
+                    .route(web::post().to(api::receipts::redeem)),
+            )
+            .service(
+                web::resource("/enroll/{token}/options")
+                    .wrap(origin())
+                    .route(web::post().to(api::enroll::options)),
+            )
+            .service(
+                web::resource("/enroll/{token}/finish")
+                    .wrap(origin())
+                    .route(web::post().to(api::enroll::finish)),
+            )
+            .service(
+                web::resource("/session/options")
+                    .wrap(origin())
+                    .route(web::post().to(api::session::options)),
+            )
+            .service(
+                web::resource("/session/finish")
+                    .wrap(origin())
+                    .route(web::post().to(api::session::finish)),
+            )
+            .service(
+                web::resource("/session/logout")
+                    .wrap(origin())
+                    .route(web::post().to(api::session::logout)),
+            )
+            .service(
+                web::resource("/me/approvals")
+                    .wrap(approver())
+                    .route(web::get().to(api::me::approvals)),
+            ),
     )
     .configure(pages::configure)
     .default_service(web::to(|| async {
-        Err::<HttpResponse, _>(ApiError::not_found())
+        Err::<HttpResponse, _>(ApiError::from(Refusal::NotFound))
     }));
 }
 
@@ -130,7 +198,8 @@ pub fn app(
         .wrap_fn(move |req, srv| {
             let started = std::time::Instant::now();
             let method = req.method().clone();
-            let path = req.path().to_string();
+            // Paths and queries can carry secrets (enrolment tokens): logged redacted.
+            let target = log::redacted(req.path(), req.query_string());
             let metrics = metrics.clone();
             let fut = srv.call(req);
             async move {
@@ -140,7 +209,7 @@ pub fn app(
                 tracing::info!(
                     target: "countersign::http",
                     %method,
-                    path,
+                    target,
                     status,
                     elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
                     "request"

@@ -1,390 +1,553 @@
-//! Persistence. One [`Store`] over sqlx's `Any` driver serves both databases with the same SQL
-//! (integers for times, `$n` placeholders, `RETURNING`, `ON CONFLICT`), and [`Dialect`] holds the
-//! few places where SQLite and PostgreSQL differ: how a write transaction starts and how other
-//! replicas hear about a change. Each database has its own migrations folder.
+//! Persistence: one [`Store`] trait of operations, one implementation per database
+//! ([`sqlite`], [`postgres`]), each with its own SQL and its own migrations folder, and one
+//! contract test suite (`tests/store.rs`) run against both.
 //!
-//! The decision path (its reads and its one write transaction) is written against
-//! [`sql::WriteTx`] and, on a SQLite file, runs on direct connections ([`sqlite`]) instead of
-//! sqlx's, which cost a thread round trip per statement; the SQL is the same.
-//!
-//! Every state change commits together with its audit event (see [`audit`]), and every
-//! single-use transition is one conditional statement, never a read followed by a write.
+//! An operation is a whole unit of work, never a statement: every state change commits together
+//! with its audit event, and every single-use transition (a ceremony, an invitation, a receipt,
+//! a request's status) is one conditional statement, never a read followed by a write. No
+//! policy lives here: where a transaction needs a rule (the decision's quorum, its receipt) the
+//! service passes it in ([`Judge`]).
 
-mod approvals;
-pub mod audit;
-mod ceremonies;
-mod clients;
-mod decisions;
-mod receipts;
-mod sql;
+mod postgres;
+mod rows;
 mod sqlite;
-mod users;
 
-use std::time::Duration;
+use std::sync::Arc;
 
-use sqlx::any::AnyPoolOptions;
-use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
+use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use sql::WriteTx;
+use crate::clock::UnixTime;
+use crate::domain::{
+    ApprovalId, Ceremony, CeremonyId, Client, ClientId, Credential, CredentialId, DecisionRecord,
+    InvitationState, NewCredential, NewEvent, ReceiptId, Request, Rights, Status, Taken, User,
+    UserId, Vote,
+};
+use crate::signing::NewSigningKey;
 
-pub use approvals::{ApprovalRecord, CancelOutcome, Created, Idempotency, Status};
-pub use audit::NewEvent;
-pub use ceremonies::{Ceremony, CeremonyKind, Taken};
-pub use decisions::{DecisionOutcome, DecisionRecord};
-pub use receipts::{ReceiptRow, ReceiptSigner, RedeemOutcome, RetireOutcome, SigningKeyRow};
-pub use users::{Credential, EnrolOutcome, InvitationState, NewCredential, User};
-
-/// Channel on which PostgreSQL replicas tell each other that an approval changed.
-const PG_CHANNEL: &str = "countersign_approvals";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Sqlite,
-    Postgres,
-}
+pub use crate::domain::ceremony::Expect;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached now; the caller answers 503 and may retry.
     #[error("the store is unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
-    /// A uniqueness rule refused the write (e.g. a client name that exists).
+    Unavailable(String),
+    /// A uniqueness rule refused the write (a client name that exists, a disabled user).
     #[error("conflict: {0}")]
     Conflict(&'static str),
     /// Stored data that does not decode: never expected, always logged.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
-    #[error(transparent)]
-    Database(sqlx::Error),
-    #[error(transparent)]
-    Sqlite(#[from] rusqlite::Error),
+    #[error("database error: {0}")]
+    Database(String),
     #[error(transparent)]
     Audit(#[from] crate::audit::ChainError),
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
-            // PostgreSQL shutting down, refusing or out of connections (57P, 08, 53, and 55000
-            // "database is not accepting connections").
-            sqlx::Error::Database(ref db)
-                if db.code().is_some_and(|c| {
-                    c.starts_with("57P")
-                        || c.starts_with("08")
-                        || c.starts_with("53")
-                        || c == "55000"
-                }) =>
-            {
-                StoreError::Unavailable(e)
-            }
-            other => StoreError::Database(other),
-        }
-    }
-}
-
 pub type StoreResult<T> = Result<T, StoreError>;
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
-/// The same, for a statement issued through [`sql::WriteTx`].
-fn is_unique(e: &StoreError) -> bool {
-    match e {
-        StoreError::Database(e) => is_unique_violation(e),
-        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
-            f.extended_code,
-            rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-        ),
-        _ => false,
-    }
-}
-
-#[derive(Clone)]
-pub struct Store {
-    dialect: Dialect,
-    /// SQLite: a single connection, so writers in this process queue instead of meeting
-    /// `database is locked`; PostgreSQL: the same pool as `read`.
-    write: AnyPool,
-    read: AnyPool,
-    /// SQLite (a file): the writer thread and direct reads of the decision path (see [`sqlite`]).
-    direct: Option<sqlite::Direct>,
-    changes: broadcast::Sender<String>,
-    url: String,
-}
-
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("dialect", &self.dialect)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Store {
-    /// Connects and applies pending migrations.
-    #[tracing::instrument(skip_all, fields(dialect))]
-    pub async fn open(url: &str) -> anyhow::Result<Store> {
-        use anyhow::Context;
-        sqlx::any::install_default_drivers();
-        let (dialect, write, read) = if url.starts_with("sqlite:") {
-            let url = sqlite_url(url);
-            let write = sqlite_pool(1)
-                .connect(&url)
-                .await
-                .context("opening the SQLite database")?;
-            let read = sqlite_pool(8)
-                .connect(&url)
-                .await
-                .context("opening the SQLite database")?;
-            (Dialect::Sqlite, write, read)
-        } else {
-            let pool = AnyPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(3))
-                .connect(url)
-                .await
-                .context("connecting to PostgreSQL")?;
-            (Dialect::Postgres, pool.clone(), pool)
-        };
-        tracing::Span::current().record("dialect", tracing::field::debug(dialect));
-        let mut store = Store {
-            dialect,
-            write,
-            read,
-            direct: None,
-            changes: broadcast::channel(1024).0,
-            url: url.to_string(),
-        };
-        store.migrate().await?;
-        if dialect == Dialect::Sqlite {
-            // The file the pools opened, as SQLite names it; empty for an in-memory database,
-            // which another connection could not share, so that keeps to the sqlx path.
-            let file: String =
-                sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
-                    .fetch_one(&store.write)
-                    .await
-                    .context("reading the SQLite file name")?;
-            if !file.is_empty() {
-                store.direct = Some(sqlite::Direct::start(&file)?);
-            }
-        }
-        Ok(store)
-    }
-
-    async fn migrate(&self) -> anyhow::Result<()> {
-        use anyhow::Context;
-        let migrator = match self.dialect {
-            Dialect::Sqlite => sqlx::migrate!("migrations/sqlite"),
-            Dialect::Postgres => sqlx::migrate!("migrations/postgres"),
-        };
-        migrator
-            .run(&self.write)
-            .await
-            .context("applying database migrations")
-    }
-
-    /// `/readyz`: can the store answer a query right now?
-    pub async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.read).await?;
-        Ok(())
-    }
-
-    /// Rows for a read of the decision path: read directly on SQLite, from the pool otherwise.
-    async fn read_all(&self, sql: &str, args: &[sql::Arg<'_>]) -> StoreResult<Vec<sql::Row>> {
-        Ok(match &self.direct {
-            Some(direct) => direct
-                .read(sql, args)?
-                .into_iter()
-                .map(sql::Row::Owned)
-                .collect(),
-            None => sql::bind(sql, args)
-                .fetch_all(&self.read)
-                .await?
-                .into_iter()
-                .map(sql::Row::Any)
-                .collect(),
-        })
-    }
-
-    async fn read_optional(
-        &self,
-        sql: &str,
-        args: &[sql::Arg<'_>],
-    ) -> StoreResult<Option<sql::Row>> {
-        Ok(self.read_all(sql, args).await?.into_iter().next())
-    }
-
-    /// Mean time of a minimal write transaction (one row updated, committed), one after
-    /// another, on the path the decision transaction takes on this store: the load generator's
-    /// baseline for what commits allow.
-    pub async fn bench_commit(&self, n: u32) -> StoreResult<Duration> {
-        const TOUCH: &str = "UPDATE audit_head SET seq = seq WHERE id = 1";
-        let started = std::time::Instant::now();
-        for _ in 0..n {
-            match &self.direct {
-                Some(direct) => {
-                    direct
-                        .transact(|tx| {
-                            sqlite::block_on(tx.execute(TOUCH, &[]))?.map(|_| ((), true))
-                        })
-                        .await?
-                }
-                None => {
-                    let mut tx = self.begin_write().await?;
-                    sqlx::query(TOUCH).execute(&mut *tx).await?;
-                    tx.commit().await?;
-                }
-            }
-        }
-        Ok(started.elapsed() / n.max(1))
-    }
-
-    /// A write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so a
-    /// transaction that reads before it writes cannot fail to upgrade under WAL.
-    async fn begin_write(&self) -> StoreResult<Write> {
-        let gate = match &self.direct {
-            Some(direct) => Some(direct.gate().lock_owned().await),
-            None => None,
-        };
-        let tx = match self.dialect {
-            Dialect::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
-            Dialect::Postgres => self.write.begin().await?,
-        };
-        Ok(Write { tx, _gate: gate })
-    }
-
-    /// Tells waiters (here and, on PostgreSQL, on every replica) that an approval changed.
-    /// On PostgreSQL the notification is part of the transaction, so it is delivered only on
-    /// commit; on SQLite there are no other replicas and [`Store::committed`] sends it.
-    async fn announce(&self, tx: &mut Write, approval_id: &str) -> StoreResult<()> {
-        if self.dialect == Dialect::Postgres {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(PG_CHANNEL)
-                .bind(approval_id)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Ok(())
-    }
-
-    fn committed(&self, approval_id: &str) {
-        if self.dialect == Dialect::Sqlite {
-            // No receiver is fine: nobody is waiting.
-            let _ = self.changes.send(approval_id.to_string());
-        }
-    }
-
-    /// Approval ids as they change. Subscribe before reading the state you wait on.
-    pub fn subscribe(&self) -> broadcast::Receiver<String> {
-        self.changes.subscribe()
-    }
-
-    /// On PostgreSQL, forwards other replicas' change notifications to [`Store::subscribe`]rs.
-    /// The listener reconnects by itself after the database comes back.
-    pub async fn start_change_listener(&self) -> anyhow::Result<()> {
-        if self.dialect != Dialect::Postgres {
-            return Ok(());
-        }
-        let mut listener = sqlx::postgres::PgListener::connect(&self.url).await?;
-        listener.listen(PG_CHANNEL).await?;
-        let changes = self.changes.clone();
-        tokio::spawn(async move {
-            loop {
-                match listener.recv().await {
-                    Ok(n) => {
-                        let _ = changes.send(n.payload().to_string());
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "change listener lost its connection; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            }
-        });
-        Ok(())
-    }
-}
-
-/// A write transaction through sqlx. On SQLite it holds the process's write gate, which the
-/// writer thread takes too: writers in this process queue for each other instead of meeting
-/// the database's lock and sleeping in SQLite's busy handler.
-pub(super) struct Write {
-    tx: Transaction<'static, Any>,
-    _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl Write {
-    async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
-    }
-
-    async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.tx.rollback().await
-    }
-}
-
-impl std::ops::Deref for Write {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
-        &self.tx
-    }
-}
-
-impl std::ops::DerefMut for Write {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        &mut self.tx
-    }
-}
-
-fn sqlite_url(url: &str) -> String {
-    if url.contains("mode=") {
-        url.to_string()
-    } else if url.contains('?') {
-        format!("{url}&mode=rwc")
+/// Opens the store a URL names (`sqlite://PATH` or `postgres://…`) and applies its pending
+/// migrations.
+pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::open(url)?))
     } else {
-        format!("{url}?mode=rwc")
+        Ok(Arc::new(postgres::PgStore::open(url).await?))
     }
 }
 
-fn sqlite_pool(max: u32) -> AnyPoolOptions {
-    AnyPoolOptions::new()
-        .max_connections(max)
-        // Writers queue for the single write connection; a generous wait beats a 503.
-        .acquire_timeout(Duration::from_secs(30))
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                for pragma in [
-                    "PRAGMA journal_mode = WAL",
-                    "PRAGMA synchronous = FULL",
-                    "PRAGMA foreign_keys = ON",
-                    // Other processes (the CLI beside a running server) wait instead of failing.
-                    "PRAGMA busy_timeout = 10000",
-                ] {
-                    conn.execute(pragma).await?;
-                }
-                Ok(())
-            })
+/// An `Idempotency-Key` with the hash of the request it came with and the response to replay.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: [u8; 32],
+    pub response: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    New,
+    /// The same key and request came before: here is the first response.
+    Replayed(String),
+    /// The same key came before with another request.
+    KeyConflict,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    Cancelled(Request),
+    NotPending(Request),
+    NotFound,
+}
+
+/// A request with who decided it so far and, once approved, its receipt: everything its
+/// creating service reads, in one read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub request: Request,
+    pub votes: Vec<Vote>,
+    pub receipt: Option<String>,
+}
+
+/// A request in a person's inbox or history, with every decision on it so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub request: Request,
+    pub votes: Vec<Vote>,
+}
+
+/// Where a list continues: after the entry with this time and request id (newest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub at: UnixTime,
+    pub id: ApprovalId,
+}
+
+impl Cursor {
+    /// `AT.ID`, as it travels in a `before` query parameter.
+    pub fn parse(s: &str) -> Option<Cursor> {
+        let (at, id) = s.split_once('.')?;
+        Some(Cursor {
+            at: at.parse().ok()?,
+            id: ApprovalId::parse(id).ok()?,
         })
+    }
 }
 
-fn get<T: sql::Col>(row: &impl sql::Columns, col: &str) -> StoreResult<T> {
-    row.col(col)
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.at, self.id)
+    }
 }
 
-fn json_col<T: serde::de::DeserializeOwned>(row: &impl sql::Columns, col: &str) -> StoreResult<T> {
-    let text: String = get(row, col)?;
-    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("column {col}: {e}")))
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub before: Option<Cursor>,
+    pub limit: u32,
 }
 
-fn hash32(bytes: Vec<u8>, what: &str) -> StoreResult<[u8; 32]> {
-    bytes
-        .try_into()
-        .map_err(|_| StoreError::Corrupt(format!("{what} is not 32 bytes")))
+/// Whose inbox: what decides whether a pending request belongs in it (an eligible group, not
+/// their own request unless the policy allowed that, not decided by them yet) is applied by
+/// the query itself, before the page is cut, so no volume of other work can push a request
+/// out of the inbox of the people who must decide it.
+#[derive(Debug, Clone)]
+pub struct InboxOf<'a> {
+    pub user: UserId,
+    /// The person's username in the identity form initiators are compared in.
+    pub identity: &'a str,
+    pub groups: &'a [String],
+}
+
+/// A decision to record: verified, with the ceremony it consumes and the signature counter
+/// its assertion carried.
+#[derive(Debug, Clone)]
+pub struct NewDecision {
+    pub record: DecisionRecord,
+    pub ceremony: CeremonyId,
+    pub counter: u32,
+    /// Recorded if the counter did not advance.
+    pub on_clone: NewEvent,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum DecisionOutcome {
+    /// Recorded; the request as it now stands and its decisions in receipt order.
+    Recorded(Box<Request>, Vec<DecisionRecord>),
+    AlreadyDecided,
+    /// The request was no longer pending (its status is for the caller to read).
+    NotPending,
+    /// Another finish consumed the ceremony first.
+    CeremonyConsumed,
+    /// The signature counter did not advance: the credential is now flagged, the sessions it
+    /// opened are ended, and that is audited.
+    PossibleClone,
+}
+
+/// The rules a decision transaction applies, supplied by the service that owns them: the
+/// store locks, counts and writes; the judge says what the decisions amount to and signs.
+pub trait Judge: Send + Sync {
+    /// The status `request` takes with `decisions` (the new one included, receipt order), if
+    /// they decide it.
+    fn verdict(&self, request: &Request, decisions: &[DecisionRecord]) -> Option<Status>;
+    /// The receipt for an approved request, signed with `key` over `approvals`.
+    fn issue(
+        &self,
+        request: &Request,
+        approvals: &[DecisionRecord],
+        key: &SealedKey,
+        now: UnixTime,
+    ) -> Result<IssuedReceipt, String>;
+    /// The events that record `decision` and what it did (`request` as it now stands).
+    fn events(
+        &self,
+        request: &Request,
+        decision: &DecisionRecord,
+        receipt: Option<(&IssuedReceipt, &str)>,
+    ) -> Vec<NewEvent>;
+}
+
+/// A signing key as stored: its id and its private half sealed under the master key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedKey {
+    pub kid: String,
+    pub sealed: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedReceipt {
+    pub jti: ReceiptId,
+    pub token: String,
+    pub expires_at: UnixTime,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub public_jwk: serde_json::Value,
+    pub created_at: UnixTime,
+    pub retired_at: Option<UnixTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptRow {
+    pub jti: ReceiptId,
+    pub approval_id: ApprovalId,
+    pub kid: String,
+    pub audience: String,
+    pub issued_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub redeemed_at: Option<UnixTime>,
+    pub redeemed_by: Option<String>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RedeemOutcome {
+    Redeemed(ReceiptRow),
+    AlreadyRedeemed(ReceiptRow),
+    Unknown,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RetireOutcome {
+    Retired,
+    NotFound,
+    /// The newest active key signs new receipts; rotate first.
+    InUse,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum EnrolOutcome {
+    Enrolled,
+    InvitationUsed,
+    InvitationExpired,
+    CredentialExists,
+}
+
+/// An invitation to store: the user is created (or re-invited) with it.
+#[derive(Debug, Clone)]
+pub struct NewInvitation<'a> {
+    pub username: &'a str,
+    pub display_name: &'a str,
+    pub groups: &'a [String],
+    pub token_hash: [u8; 32],
+    pub expires_at: UnixTime,
+}
+
+/// A session to start, on the passkey that opened it: revoking or flagging that passkey ends it.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id_hash: [u8; 32],
+    pub user_id: UserId,
+    pub credential_id: CredentialId,
+    pub expires_at: UnixTime,
+    /// A session presented before sign-in, ended with it so that a planted id never survives.
+    pub replaces: Option<[u8; 32]>,
+}
+
+/// What usable passkeys look like across all people: the lengths of their ids and how many
+/// each enabled person holds. Decoy sign-in options are drawn from it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CredentialShapes {
+    /// Raw byte lengths.
+    pub id_lengths: Vec<usize>,
+    pub per_person: Vec<usize>,
+}
+
+impl CredentialShapes {
+    /// From the stored (base64url) id lengths and per-person counts a query returns.
+    fn from_counts(text_lengths: &[i64], per_person: &[i64]) -> CredentialShapes {
+        let to_usize = |n: &i64| usize::try_from(*n).ok();
+        CredentialShapes {
+            id_lengths: text_lengths
+                .iter()
+                .filter_map(to_usize)
+                .map(|n| n * 3 / 4)
+                .collect(),
+            per_person: per_person.iter().filter_map(to_usize).collect(),
+        }
+    }
+}
+
+/// Everything the services need from a database: one trait (with a part per area, so each
+/// implementation keeps each area in its own file), one implementation per database.
+#[async_trait]
+pub trait Store:
+    RequestStore + DecisionStore + ReceiptStore + PeopleStore + ClientStore + AuditStore
+{
+    /// `/readyz`: can the store answer a query right now?
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Approval ids as they change, here and (PostgreSQL) on every replica. Subscribe before
+    /// reading the state you wait on.
+    fn subscribe(&self) -> broadcast::Receiver<ApprovalId>;
+}
+
+/// Approval requests: creating, reading, expiring, cancelling, and the approvers' lists.
+#[async_trait]
+pub trait RequestStore: Send + Sync + 'static {
+    /// Stores a new pending request with its event; with an idempotency key, replays the first
+    /// response of a repeat instead.
+    async fn create_request(
+        &self,
+        request: &Request,
+        idempotency: Option<&Idempotency>,
+        event: NewEvent,
+    ) -> StoreResult<Created>;
+
+    async fn request(&self, id: ApprovalId) -> StoreResult<Option<Request>>;
+
+    /// The request, its decisions and its receipt, in one read.
+    async fn snapshot(&self, id: ApprovalId) -> StoreResult<Option<Snapshot>>;
+
+    /// Marks a pending request whose time is up expired, with `event`; returns it as it now
+    /// stands.
+    async fn expire_request(
+        &self,
+        id: ApprovalId,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<Option<Request>>;
+
+    /// The creating client withdraws a pending, unexpired request.
+    async fn cancel_request(
+        &self,
+        id: ApprovalId,
+        client: ClientId,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<CancelOutcome>;
+
+    /// Pending, unexpired requests this person may decide and has not, newest first.
+    async fn inbox(&self, of: &InboxOf<'_>, now: UnixTime, page: Page) -> StoreResult<Vec<Listed>>;
+
+    /// Requests this person decided, most recent decision first; the cursor is the decision's.
+    async fn history(&self, user: UserId, page: Page) -> StoreResult<Vec<Listed>>;
+}
+
+/// WebAuthn ceremonies and the decision transaction.
+#[async_trait]
+pub trait DecisionStore: Send + Sync + 'static {
+    /// Stores a ceremony (with its audit event, if any) and ends those whose time is up.
+    async fn start_ceremony(&self, ceremony: &Ceremony, event: Option<NewEvent>)
+        -> StoreResult<()>;
+
+    /// Reads a ceremony without consuming it, classified as [`Store::take_ceremony`] would.
+    async fn peek_ceremony(&self, id: CeremonyId, expect: Expect) -> StoreResult<Taken>;
+
+    /// Consumes a ceremony in one statement if it is what the caller expects; of any number
+    /// of concurrent calls exactly one gets it.
+    async fn take_ceremony(&self, id: CeremonyId, expect: Expect) -> StoreResult<Taken>;
+
+    /// Ends a ceremony whatever became of it; false when it had been consumed already.
+    async fn discard_ceremony(&self, id: CeremonyId) -> StoreResult<bool>;
+
+    /// A request's decisions in receipt order.
+    async fn decisions(&self, id: ApprovalId) -> StoreResult<Vec<DecisionRecord>>;
+
+    /// Records a verified decision in one transaction: takes the pending request's row (so
+    /// concurrent last approvals, on any replica, take turns), consumes the ceremony, advances
+    /// the passkey's counter, inserts the decision and, when `judge` says the decisions decide
+    /// the request, moves it and (approved) stores the receipt `judge` signs — all audited.
+    async fn record_decision(
+        &self,
+        decision: &NewDecision,
+        judge: Arc<dyn Judge>,
+        now: UnixTime,
+    ) -> StoreResult<DecisionOutcome>;
+}
+
+/// Receipts and the keys that sign them.
+#[async_trait]
+pub trait ReceiptStore: Send + Sync + 'static {
+    /// Marks a receipt redeemed by `client`, with `event`: of any number of concurrent calls,
+    /// on any replica, exactly one succeeds.
+    async fn redeem(
+        &self,
+        jti: ReceiptId,
+        client: &str,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<RedeemOutcome>;
+
+    /// The receipt issued for a request, if any.
+    async fn receipt_of(&self, id: ApprovalId) -> StoreResult<Option<ReceiptRow>>;
+
+    /// Every signing key, oldest first.
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>>;
+
+    /// The key new receipts are signed with: the newest that is not retired.
+    async fn active_key(&self) -> StoreResult<Option<SealedKey>>;
+
+    /// Adds a signing key with `event`: at start only when none is active (`only_if_none`), or
+    /// on rotation. Returns whether it was added.
+    async fn add_signing_key(
+        &self,
+        key: &NewSigningKey,
+        only_if_none: bool,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
+
+    /// Retires a key with `event`: its receipts stop verifying and it leaves the JWKS.
+    async fn retire_key(
+        &self,
+        kid: &str,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<RetireOutcome>;
+}
+
+/// Approvers: invitations, passkeys and sessions.
+#[async_trait]
+pub trait PeopleStore: Send + Sync + 'static {
+    /// Creates the user if new (or updates their name and groups) with a one-time invitation.
+    async fn invite_user(
+        &self,
+        invitation: &NewInvitation<'_>,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<User>;
+
+    /// The invitation's user and whether it can still be used.
+    async fn invitation(
+        &self,
+        token_hash: &[u8; 32],
+        now: UnixTime,
+    ) -> StoreResult<Option<(User, InvitationState)>>;
+
+    /// Spends the invitation and stores the passkey in one transaction, with `event`.
+    async fn enrol(
+        &self,
+        token_hash: &[u8; 32],
+        user: &User,
+        credential: &NewCredential,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<EnrolOutcome>;
+
+    async fn user(&self, id: UserId) -> StoreResult<Option<User>>;
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
+    async fn users(&self) -> StoreResult<Vec<User>>;
+    async fn has_users(&self) -> StoreResult<bool>;
+
+    /// Disables a user and ends their sessions, with `event`; false when no active user has
+    /// that name.
+    async fn disable_user(
+        &self,
+        username: &str,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
+
+    /// Replaces a user's groups, with `event`; false when there is no such user.
+    async fn set_groups(
+        &self,
+        username: &str,
+        groups: &[String],
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
+
+    async fn credential(&self, id: &CredentialId) -> StoreResult<Option<Credential>>;
+    async fn credentials_of(&self, user: UserId) -> StoreResult<Vec<Credential>>;
+
+    /// The usable passkeys of the enabled person with this username (none if there is no such
+    /// person): one read whether or not they exist.
+    async fn sign_in_credentials(&self, username: &str) -> StoreResult<Vec<CredentialId>>;
+
+    async fn credential_shapes(&self) -> StoreResult<CredentialShapes>;
+
+    /// Revokes a passkey and ends the sessions it opened, with `event`; false when the user has
+    /// no such active passkey.
+    async fn revoke_credential(
+        &self,
+        username: &str,
+        credential: &CredentialId,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
+
+    /// Records a verified sign-in's counter: it only moves forward, in one statement. When it
+    /// does not (both non-zero), the passkey is flagged as a possible clone, the sessions it
+    /// opened end, and `on_clone` is recorded; returns false.
+    async fn advance_counter(
+        &self,
+        credential: &CredentialId,
+        counter: u32,
+        on_clone: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
+
+    async fn create_session(&self, session: &NewSession, now: UnixTime) -> StoreResult<()>;
+
+    /// The signed-in, enabled user of a live session (within both the idle limit and its
+    /// absolute end, on a passkey still usable), marking it seen.
+    async fn session_user(
+        &self,
+        id_hash: &[u8; 32],
+        now: UnixTime,
+        idle: i64,
+    ) -> StoreResult<Option<User>>;
+
+    async fn delete_session(&self, id_hash: &[u8; 32]) -> StoreResult<()>;
+}
+
+/// Service clients and their API keys.
+#[async_trait]
+pub trait ClientStore: Send + Sync + 'static {
+    /// Creates a client with `event`; `Conflict` when the name is taken.
+    async fn create_client(
+        &self,
+        name: &str,
+        key_hash: &[u8; 32],
+        rights: &Rights,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<Client>;
+
+    /// The client holding this key, revoked or not.
+    async fn client_by_key_hash(&self, key_hash: &[u8; 32]) -> StoreResult<Option<Client>>;
+
+    async fn clients(&self) -> StoreResult<Vec<Client>>;
+    async fn has_clients(&self) -> StoreResult<bool>;
+
+    /// Revokes a client's key at once, with `event`; false when no active client has that name.
+    async fn revoke_client(&self, name: &str, event: NewEvent, now: UnixTime) -> StoreResult<bool>;
+}
+
+/// The audit chain.
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
+    /// Records an event that goes with no other change (a refusal).
+    async fn record(&self, event: NewEvent, now: UnixTime) -> StoreResult<()>;
+
+    /// Events with `seq > after`, oldest first.
+    async fn audit_page(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<crate::audit::AuditEvent>>;
+
+    /// The last sequence number and hash, as the appenders recorded them.
+    async fn audit_head(&self) -> StoreResult<(i64, [u8; 32])>;
 }

@@ -15,10 +15,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use countersign::client::{NewKey, Rights};
 use countersign::clock::ManualClock;
 use countersign::config::Config;
+use countersign::domain::{Actor, Rights};
 use countersign::policy::Policy;
+use countersign::service::provision::Provisioner;
 use countersign::startup::Application;
 use countersign::store::Store;
 use serde_json::{json, Value};
@@ -37,7 +38,7 @@ pub const START: i64 = 1_795_000_000;
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
-    pub store: Store,
+    pub store: Arc<dyn Store>,
     pub clock: Arc<ManualClock>,
     /// Key of a client with every right.
     pub key: String,
@@ -129,7 +130,9 @@ pub async fn spawn_configured(
         countersign::telemetry::init(countersign::config::LogFormat::Text);
     }
     let clock = Arc::new(ManualClock::new(START));
-    let store = Store::open(database_url).await.expect("open store");
+    let store = countersign::store::open(database_url)
+        .await
+        .expect("open store");
     let mut config = test_config(database_url, &dir);
     change(&mut config);
     let app = Application::build_with(config, store.clone(), policy, clock.clone())
@@ -137,21 +140,17 @@ pub async fn spawn_configured(
         .expect("build app");
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    let key = NewKey::generate();
-    let name = format!("all-{}", uuid::Uuid::new_v4().simple());
-    store
-        .create_client(&name, &key.hash, &Rights::everything(), "test", START)
-        .await
-        .expect("client");
-    TestApp {
+    let mut app = TestApp {
         base,
         http: reqwest::Client::new(),
         store,
         clock,
-        key: key.text,
+        key: String::new(),
         database_url: database_url.to_string(),
         dir,
-    }
+    };
+    app.key = app.client(Rights::everything()).await;
+    app
 }
 
 pub fn payment(amount: &str) -> Value {
@@ -168,15 +167,24 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// The operator's commands on this server's store.
+    pub fn operator(&self) -> Provisioner<'_> {
+        Provisioner {
+            store: self.store.as_ref(),
+            clock: self.clock.as_ref(),
+            origin: "http://localhost:8080",
+            actor: Actor::Operator,
+        }
+    }
+
     /// A client with the given rights; returns its key.
     pub async fn client(&self, rights: Rights) -> String {
-        let key = NewKey::generate();
         let name = format!("c-{}", uuid::Uuid::new_v4().simple());
-        self.store
-            .create_client(&name, &key.hash, &rights, "test", self.clock_now())
+        self.operator()
+            .create_client(&name, rights)
             .await
-            .expect("client");
-        key.text
+            .expect("client")
+            .1
     }
 
     pub fn clock_now(&self) -> i64 {
@@ -215,16 +223,14 @@ impl TestApp {
         res.json().await.expect("json")
     }
 
+    /// The decisions recorded on a request, straight from the store.
+    pub async fn decisions(&self, id: &str) -> Vec<countersign::domain::DecisionRecord> {
+        self.store.decisions(id.parse().unwrap()).await.unwrap()
+    }
+
     /// Raw SQL on the test database, for tampering tests.
     pub async fn sql(&self, statement: &str) {
-        sqlx::any::install_default_drivers();
-        let mut conn = sqlx::AnyConnection::connect(&self.database_url)
-            .await
-            .expect("connect");
-        sqlx::query(statement)
-            .execute(&mut conn)
-            .await
-            .expect("sql");
+        raw_sql(&self.database_url, statement).await;
     }
 }
 
@@ -292,4 +298,25 @@ pub async fn read_until(out: &mut tokio::process::ChildStdout, marker: &str) -> 
         text.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     text
+}
+
+/// Raw SQL on a database, behind the store's back (tampering tests, fault injection).
+pub async fn raw_sql(database_url: &str, statement: &str) {
+    match database_url.strip_prefix("sqlite://") {
+        Some(path) => {
+            let conn = rusqlite::Connection::open(path).expect("open");
+            conn.busy_timeout(std::time::Duration::from_secs(10))
+                .unwrap();
+            conn.execute_batch(statement).expect("sql");
+        }
+        None => {
+            let mut conn = sqlx::PgConnection::connect(database_url)
+                .await
+                .expect("connect");
+            sqlx::raw_sql(statement)
+                .execute(&mut conn)
+                .await
+                .expect("sql");
+        }
+    }
 }

@@ -239,19 +239,12 @@ pub struct Person {
 impl TestApp {
     /// A one-time enrolment link's token for `username` in `groups`.
     pub async fn invite(&self, username: &str, groups: &[&str]) -> String {
-        let config = super::test_config(&self.database_url, &self.dir);
         let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-        let inv = countersign::cli::invite(
-            &self.store,
-            &config,
-            username,
-            &format!("{username} (test)"),
-            &groups,
-            3600,
-            self.clock_now(),
-        )
-        .await
-        .unwrap();
+        let inv = self
+            .operator()
+            .invite(username, Some(&format!("{username} (test)")), &groups, 3600)
+            .await
+            .unwrap();
         inv.url.rsplit('/').next().unwrap().to_string()
     }
 

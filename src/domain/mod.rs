@@ -1,0 +1,22 @@
+//! What countersign is about, as types: requests and where they stand, decisions with their
+//! evidence, ceremonies, people, clients, audit events and the one list of refusals. Below the
+//! services and the stores: it holds no I/O.
+
+pub mod audit;
+pub mod ceremony;
+pub mod client;
+pub mod decision;
+pub mod ids;
+pub mod people;
+pub mod refusal;
+pub mod request;
+pub mod text;
+
+pub use audit::{Actor, EventKind, NewEvent};
+pub use ceremony::{Ceremony, CeremonyKind, CeremonyState, Taken, CEREMONY_SECS};
+pub use client::{Client, NewKey, Rights};
+pub use decision::{Decision, DecisionRecord, Vote};
+pub use ids::{ApprovalId, CeremonyId, ClientId, CredentialId, InvalidId, ReceiptId, UserId};
+pub use people::{Credential, InvitationState, NewCredential, User};
+pub use refusal::Refusal;
+pub use request::{Initiator, Request, Requirement, Risk, Status};

@@ -1,0 +1,241 @@
+//! An approval request: what was asked, what the policy requires of it, and where it stands.
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{ApprovalId, ClientId};
+use super::text::{identity_key, plain, TextError};
+use crate::clock::UnixTime;
+use crate::tx_hash::TxHash;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Approved,
+    Rejected,
+    Expired,
+    Cancelled,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [
+        Status::Pending,
+        Status::Approved,
+        Status::Rejected,
+        Status::Expired,
+        Status::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Approved => "approved",
+            Status::Rejected => "rejected",
+            Status::Expired => "expired",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// A request is decided once: only a pending request moves, and every move is final.
+    pub fn can_become(self, next: Status) -> bool {
+        self == Status::Pending && next != Status::Pending
+    }
+}
+
+/// What a request needs before it is approved, as the policy said when it was made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Requirement {
+    /// Distinct people.
+    pub approvals: u32,
+    /// Groups whose members may decide.
+    pub groups: Vec<String>,
+    /// The escalation rules that applied, in policy order.
+    pub rules: Vec<String>,
+}
+
+impl Requirement {
+    /// `required.rule` in the API and `pol.rule` in receipts: the matched rules joined with
+    /// `+` (rule names cannot contain it), or `default`.
+    pub fn rule_label(&self) -> String {
+        if self.rules.is_empty() {
+            "default".to_owned()
+        } else {
+            self.rules.join("+")
+        }
+    }
+}
+
+/// The creating service's risk assessment, which rules may escalate on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Risk {
+    pub score: u32,
+    #[serde(default)]
+    pub reasons: Vec<String>,
+}
+
+pub const MAX_RISK_SCORE: u32 = 100;
+const MAX_REASONS: usize = 20;
+const MAX_REASON_CHARS: usize = 200;
+
+impl Risk {
+    pub fn check(&self) -> Result<(), String> {
+        if self.score > MAX_RISK_SCORE {
+            return Err(format!("risk.score must be between 0 and {MAX_RISK_SCORE}"));
+        }
+        if self.reasons.len() > MAX_REASONS {
+            return Err(format!("risk.reasons holds at most {MAX_REASONS} entries"));
+        }
+        self.reasons.iter().try_for_each(|r| {
+            plain(r, MAX_REASON_CHARS).map_err(|e| format!("each risk reason {e}"))
+        })
+    }
+}
+
+/// Who asked for the transaction, as the creating service declared it: the text as sent (shown
+/// and signed into receipts) and the form it is compared in (see [`identity_key`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Initiator {
+    text: String,
+    key: String,
+}
+
+pub const MAX_NAME_CHARS: usize = 128;
+
+impl Initiator {
+    pub fn parse(text: &str) -> Result<Initiator, TextError> {
+        let key = identity_key(text, MAX_NAME_CHARS)?;
+        Ok(Initiator {
+            text: text.to_owned(),
+            key,
+        })
+    }
+
+    /// As stored: both forms were derived when the request was made.
+    pub fn from_stored(text: String, key: String) -> Initiator {
+        Initiator { text, key }
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Whether this initiator is the person with that username, however either is spelled.
+    pub fn is(&self, username: &str) -> bool {
+        identity_key(username, MAX_NAME_CHARS).is_ok_and(|k| k == self.key)
+    }
+}
+
+/// An approval request as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub id: ApprovalId,
+    pub client_id: ClientId,
+    pub action: String,
+    /// RFC 8785 form of the transaction: what was hashed and what the page shows.
+    pub transaction_jcs: String,
+    pub tx_hash: TxHash,
+    pub initiator: Initiator,
+    pub audience: String,
+    pub risk: Option<Risk>,
+    /// Hash of the policy document in force when the request was made.
+    pub policy_rev: String,
+    pub required: Requirement,
+    pub status: Status,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub decided_at: Option<UnixTime>,
+    /// Whether the initiator may decide, as the policy said when the request was made.
+    pub self_approval: bool,
+    /// Receipt lifetime in seconds, as the policy said when the request was made.
+    pub receipt_ttl: i64,
+}
+
+impl Request {
+    /// Where the request stands at `now`: a pending request whose time is up is expired, even
+    /// before anyone has recorded that.
+    pub fn status_at(&self, now: UnixTime) -> Status {
+        if self.status == Status::Pending && self.expires_at <= now {
+            Status::Expired
+        } else {
+            self.status
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_is_decided_once() {
+        for next in Status::ALL {
+            assert_eq!(Status::Pending.can_become(next), next != Status::Pending);
+            for from in Status::ALL.into_iter().filter(|s| *s != Status::Pending) {
+                assert!(!from.can_become(next), "{from:?} -> {next:?}");
+            }
+        }
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Status::parse("Pending"), None);
+    }
+
+    #[test]
+    fn rule_labels() {
+        let mut r = Requirement {
+            approvals: 1,
+            groups: vec!["finance".into()],
+            rules: vec![],
+        };
+        assert_eq!(r.rule_label(), "default");
+        r.rules = vec!["large-payment".into(), "risky".into()];
+        assert_eq!(r.rule_label(), "large-payment+risky");
+    }
+
+    #[test]
+    fn risk_is_checked() {
+        let ok = Risk {
+            score: 100,
+            reasons: vec!["new payee".into()],
+        };
+        assert!(ok.check().is_ok());
+        assert!(Risk {
+            score: 101,
+            ..ok.clone()
+        }
+        .check()
+        .is_err());
+        assert!(Risk {
+            reasons: vec!["x\u{202E}".into()],
+            ..ok.clone()
+        }
+        .check()
+        .is_err());
+        assert!(Risk {
+            reasons: vec!["r".into(); 21],
+            ..ok
+        }
+        .check()
+        .is_err());
+    }
+
+    #[test]
+    fn initiators_compare_in_one_form() {
+        let i = Initiator::parse(" Dave").unwrap();
+        assert_eq!(i.text(), " Dave");
+        assert!(i.is("dave"));
+        assert!(i.is("DAVE"));
+        assert!(!i.is("davey"));
+        assert!(Initiator::parse("dave\u{200B}").is_err());
+        assert!(Initiator::parse("").is_err());
+    }
+}

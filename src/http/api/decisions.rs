@@ -1,0 +1,68 @@
+//! Deciding (signed in): each approve or reject is a fresh passkey assertion
+//! (`service::decide`).
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::super::extract::{Approver, StrictJson};
+use super::super::problem::ApiError;
+use super::super::AppState;
+use super::approval_id;
+use super::views::ApproverView;
+use crate::domain::{Decision, Status, Vote};
+use crate::metrics::Metrics;
+use crate::passkeys::b64;
+use crate::service::decide;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionOptions {
+    decision: Decision,
+}
+
+/// A ceremony's finish: which ceremony, and the browser's `credential.toJSON()`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Finish {
+    pub ceremony: String,
+    pub credential: Value,
+}
+
+#[tracing::instrument(skip_all, fields(user = %approver.0.username, approval_id = %path))]
+pub async fn options(
+    state: web::Data<AppState>,
+    approver: Approver,
+    path: web::Path<String>,
+    body: StrictJson<DecisionOptions>,
+) -> Result<HttpResponse, ApiError> {
+    let user = approver.0;
+    let id = approval_id(&path)?;
+    state.ceremony_allowed(&format!("user:{}", user.id))?;
+    let o = decide::options(&state.svc, &user, id, body.0.decision).await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({ "ceremony": o.ceremony, "publicKey": o.public_key, "nonce": b64(&o.nonce) })))
+}
+
+#[tracing::instrument(skip_all, fields(user = %approver.0.username, approval_id = %path))]
+pub async fn finish(
+    state: web::Data<AppState>,
+    approver: Approver,
+    path: web::Path<String>,
+    body: StrictJson<Finish>,
+) -> Result<HttpResponse, ApiError> {
+    let user = approver.0;
+    let id = approval_id(&path)?;
+    let (request, decisions) =
+        decide::finish(&state.svc, &user, id, &body.0.ceremony, &body.0.credential).await?;
+    if request.status == Status::Approved {
+        Metrics::inc(&state.metrics.receipts_issued);
+    }
+    let votes: Vec<Vote> = decisions.into_iter().map(|d| d.vote).collect();
+    Ok(HttpResponse::Ok().json(ApproverView::new(
+        &state.svc.policy,
+        &request,
+        &votes,
+        &user,
+    )))
+}

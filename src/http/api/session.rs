@@ -1,0 +1,68 @@
+//! Approver sessions over HTTP: sign-in options and finish (the session cookie), sign-out.
+
+use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::super::extract::{EmptyBody, StrictJson};
+use super::super::guard::presented_session;
+use super::super::problem::ApiError;
+use super::super::{peer_key, AppState};
+use super::decisions::Finish;
+use crate::service::sign_in::{self, ABSOLUTE_SECS};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignInOptions {
+    username: Option<String>,
+}
+
+/// Before sign-in, every ceremony written is counted against the caller's address.
+#[tracing::instrument(skip_all)]
+pub async fn options(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: StrictJson<SignInOptions>,
+) -> Result<HttpResponse, ApiError> {
+    state.ceremony_allowed(&peer_key(&req))?;
+    let (ceremony, public_key) = sign_in::options(&state.svc, body.0.username.as_deref()).await?;
+    Ok(HttpResponse::Ok().json(json!({ "ceremony": ceremony, "publicKey": public_key })))
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn finish(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: StrictJson<Finish>,
+) -> Result<HttpResponse, ApiError> {
+    let old = presented_session(&req, &state);
+    let signed = sign_in::finish(&state.svc, &body.0.ceremony, &body.0.credential, old).await?;
+    Ok(HttpResponse::Ok()
+        .cookie(session_cookie(&state, signed.cookie))
+        .json(json!({ "user": signed.user.username, "name": signed.user.display_name })))
+}
+
+fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
+    Cookie::build(state.cookie_name(), value)
+        .path("/")
+        .http_only(true)
+        .secure(state.config.is_https())
+        .same_site(SameSite::Strict)
+        .max_age(CookieDuration::seconds(ABSOLUTE_SECS))
+        .finish()
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn logout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    _body: EmptyBody,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(hash) = presented_session(&req, &state) {
+        sign_in::sign_out(&state.svc, &hash).await?;
+    }
+    let mut gone = session_cookie(&state, String::new());
+    gone.make_removal();
+    Ok(HttpResponse::NoContent().cookie(gone).finish())
+}

@@ -1,0 +1,136 @@
+//! How a request looks to its creating service and to an approver. Both come only from server
+//! state: nothing an approver's browser sends changes what is shown or approved.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::clock::rfc3339;
+use crate::domain::{Decision, Request, Risk, User, Vote};
+use crate::jcs;
+use crate::policy::{DisplayValue, Policy};
+
+#[derive(Serialize)]
+struct Person<'a> {
+    user: &'a str,
+    name: &'a str,
+    at: String,
+}
+
+fn decided(votes: &[Vote], which: Decision) -> Vec<Person<'_>> {
+    votes
+        .iter()
+        .filter(|v| v.decision == which)
+        .map(|v| Person {
+            user: &v.username,
+            name: &v.display_name,
+            at: rfc3339(v.at),
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct Required<'a> {
+    approvals: u32,
+    groups: &'a [String],
+    rule: String,
+}
+
+/// The request as its creating client sees it (`GET /v1/approvals/{id}`). Serialised straight
+/// from the records: the transaction is stored canonical, so it goes out as it is.
+#[derive(Serialize)]
+pub struct ServiceView<'a> {
+    id: String,
+    status: &'static str,
+    action: &'a str,
+    tx_hash: String,
+    transaction: Option<&'a RawValue>,
+    initiator: &'a str,
+    audience: &'a str,
+    created_at: String,
+    expires_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approval_url: Option<String>,
+    required: Required<'a>,
+    policy_rev: &'a str,
+    approvals: Vec<Person<'a>>,
+    rejections: Vec<Person<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    risk: Option<&'a Risk>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decided_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipt: Option<&'a str>,
+}
+
+impl<'a> ServiceView<'a> {
+    /// With `origin`, the view carries the link to the request's page.
+    pub fn new(
+        r: &'a Request,
+        votes: &'a [Vote],
+        receipt: Option<&'a str>,
+        origin: Option<&str>,
+    ) -> ServiceView<'a> {
+        ServiceView {
+            id: r.id.to_string(),
+            status: r.status.as_str(),
+            action: &r.action,
+            tx_hash: r.tx_hash.to_string(),
+            transaction: serde_json::from_str(&r.transaction_jcs).ok(),
+            initiator: r.initiator.text(),
+            audience: &r.audience,
+            created_at: rfc3339(r.created_at),
+            expires_at: rfc3339(r.expires_at),
+            approval_url: origin.map(|o| format!("{o}/approvals/{}", r.id)),
+            required: Required {
+                approvals: r.required.approvals,
+                groups: &r.required.groups,
+                rule: r.required.rule_label(),
+            },
+            policy_rev: &r.policy_rev,
+            approvals: decided(votes, Decision::Approve),
+            rejections: decided(votes, Decision::Reject),
+            risk: r.risk.as_ref(),
+            decided_at: r.decided_at.map(rfc3339),
+            receipt,
+        }
+    }
+}
+
+/// The request as an approver sees it: the service view (without the link to its own page)
+/// plus what the page shows.
+#[derive(Serialize)]
+pub struct ApproverView<'a> {
+    #[serde(flatten)]
+    request: ServiceView<'a>,
+    title: &'a str,
+    fingerprint: String,
+    transaction_canonical: &'a str,
+    display: Vec<DisplayValue>,
+    your_decision: Option<&'static str>,
+}
+
+impl<'a> ApproverView<'a> {
+    pub fn new(
+        policy: &'a Policy,
+        r: &'a Request,
+        votes: &'a [Vote],
+        user: &User,
+    ) -> ApproverView<'a> {
+        let action = policy.action(&r.action);
+        let display = match (action, jcs::parse(r.transaction_jcs.as_bytes())) {
+            (Some(a), Ok(tx)) => a.display_values(&tx),
+            _ => Vec::new(),
+        };
+        ApproverView {
+            request: ServiceView::new(r, votes, None, None),
+            title: action.map_or(r.action.as_str(), |a| a.title.as_str()),
+            fingerprint: r.tx_hash.fingerprint(),
+            transaction_canonical: &r.transaction_jcs,
+            display,
+            your_decision: votes
+                .iter()
+                .find(|v| v.user_id == user.id)
+                .map(|v| v.decision.as_str()),
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! `/approvals/{id}`: one request, every displayed field, the full transaction, its
+//! fingerprint, what the policy requires and why, the decisions so far, Approve and Reject.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+
+use super::super::problem::ApiError;
+use super::super::AppState;
+use super::respond::{failure, html, message, not_found, sign_in_first, signed_in};
+use super::rules::{rules, RuleView};
+use super::view::{
+    decision_word, fields, risk, span, status_view, title, Field, Mine, RiskView, Shell,
+    StatusView, When,
+};
+use crate::domain::decision::approvals;
+use crate::domain::text::{reveal, reveal_except};
+use crate::domain::{ApprovalId, Decision, Refusal, Status, User};
+use crate::service::decide::eligibility;
+use crate::service::read_request::settle;
+
+struct DecisionView {
+    name: String,
+    username: String,
+    /// approved or rejected
+    word: &'static str,
+    approved: bool,
+    at: When,
+    you: bool,
+}
+
+#[derive(Template)]
+#[template(path = "approval.html")]
+struct ApprovalPage {
+    shell: Shell,
+    id: String,
+    title: String,
+    action: String,
+    status: StatusView,
+    fields: Vec<Field>,
+    policy_known: bool,
+    any_hidden_chars: bool,
+    canonical: String,
+    pretty: String,
+    tx_hash: String,
+    fingerprint: String,
+    initiator: String,
+    initiator_is_you: bool,
+    audience: String,
+    risk: Option<RiskView>,
+    required: i64,
+    groups: String,
+    rules: Vec<RuleView>,
+    approvals: i64,
+    still_needed: i64,
+    decisions: Vec<DecisionView>,
+    created: When,
+    expires: When,
+    decided: Option<When>,
+    seconds_left: i64,
+    time_left: String,
+    can_decide: bool,
+    /// Why this user cannot decide (when the request is still pending).
+    blocked: String,
+    /// What this user decided, if anything.
+    mine: Option<Mine>,
+}
+
+pub async fn approval(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let id = ApprovalId::parse(&path).ok();
+    let user = match signed_in(&state, &req).await {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            return match id {
+                Some(id) => sign_in_first(&format!("/approvals/{id}")),
+                None => sign_in_first("/"),
+            }
+        }
+        Err(e) => return failure(None, &e),
+    };
+    let Some(id) = id else {
+        return not_found(Some(&user));
+    };
+    match page(&state, &user, id).await {
+        Ok(Some(page)) => html(StatusCode::OK, &page),
+        Ok(None) => not_found(Some(&user)),
+        Err(e) if e.refusal() == Refusal::NotEligible => message(
+            StatusCode::FORBIDDEN,
+            Some(&user),
+            "This request is not for you",
+            "You are not in a group that may decide this request, so its details are not \
+             shown. If you think you should decide it, ask your administrator.",
+            Some(("/", "Go to your inbox")),
+        ),
+        Err(e) => failure(Some(&user), &e),
+    }
+}
+
+async fn page(
+    state: &AppState,
+    user: &User,
+    id: ApprovalId,
+) -> Result<Option<ApprovalPage>, ApiError> {
+    let svc = &state.svc;
+    let now = svc.clock.now();
+    let Some(snap) = svc.store.snapshot(id).await? else {
+        return Ok(None);
+    };
+    let a = settle(svc, snap.request, now).await?;
+    let votes = snap.votes;
+    let mine = votes.iter().find(|v| v.user_id == user.id);
+    // Who may see a transaction: whoever may decide it, and whoever did (their history).
+    if !user.in_any(&a.required.groups) && mine.is_none() {
+        return Err(Refusal::NotEligible.into());
+    }
+    let fields = fields(&svc.policy, &a);
+    let approved = i64::from(approvals(votes.iter().map(|v| v.decision)));
+    let required = i64::from(a.required.approvals);
+    let pending = a.status == Status::Pending;
+    let seconds_left = if pending {
+        (a.expires_at - now).max(0)
+    } else {
+        0
+    };
+    let eligible = eligibility(user, &a);
+    let blocked = match (pending && mine.is_none(), eligible) {
+        (true, Err(Refusal::SelfApprovalForbidden)) => {
+            "You started this request, so someone else has to approve or reject it.".to_owned()
+        }
+        (true, Err(_)) => "You are not in a group that may decide this request.".to_owned(),
+        _ => String::new(),
+    };
+    let can_decide = pending && mine.is_none() && seconds_left > 0 && eligible.is_ok();
+    let action = svc.policy.action(&a.action);
+    let pretty = crate::jcs::parse(a.transaction_jcs.as_bytes())
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v.to_serde()).ok())
+        .unwrap_or_else(|| a.transaction_jcs.clone());
+    Ok(Some(ApprovalPage {
+        shell: Shell::new(Some(user), "inbox", &title(&svc.policy, &a)),
+        id: a.id.to_string(),
+        title: title(&svc.policy, &a),
+        action: a.action.clone(),
+        status: status_view(a.status),
+        any_hidden_chars: fields.iter().any(|f| f.hidden_chars),
+        policy_known: action.is_some(),
+        fields,
+        canonical: reveal(&a.transaction_jcs).0,
+        pretty: reveal_except(&pretty, Some('\n')).0,
+        tx_hash: a.tx_hash.to_string(),
+        fingerprint: a.tx_hash.fingerprint(),
+        initiator: reveal(a.initiator.text()).0,
+        initiator_is_you: a.initiator.is(&user.username),
+        audience: a.audience.clone(),
+        risk: risk(&a),
+        required,
+        groups: a.required.groups.join(", "),
+        rules: rules(action, &a.required.rules),
+        approvals: approved,
+        still_needed: (required - approved).max(0),
+        decisions: votes
+            .iter()
+            .map(|v| DecisionView {
+                name: reveal(&v.display_name).0,
+                username: v.username.clone(),
+                word: decision_word(v.decision),
+                approved: v.decision == Decision::Approve,
+                at: When::at(v.at),
+                you: v.user_id == user.id,
+            })
+            .collect(),
+        created: When::at(a.created_at),
+        expires: When::at(a.expires_at),
+        decided: a.decided_at.map(When::at),
+        seconds_left,
+        time_left: span(seconds_left),
+        can_decide,
+        blocked,
+        mine: Mine::of(&votes, user),
+    }))
+}

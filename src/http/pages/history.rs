@@ -1,0 +1,65 @@
+//! `/history`: the requests this person decided, with their decision and where each stands.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+
+use super::super::problem::ApiError;
+use super::super::AppState;
+use super::respond::{failure, html, query_param, sign_in_first, signed_in};
+use super::view::{row, Mine, Row, Shell};
+use crate::domain::User;
+use crate::service::inbox::{history as decided, DEFAULT_PAGE};
+use crate::store::{Cursor, Page};
+
+#[derive(Template)]
+#[template(path = "history.html")]
+struct HistoryPage {
+    shell: Shell,
+    rows: Vec<Row>,
+    later: bool,
+    older: Option<String>,
+}
+
+pub async fn history(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let user = match signed_in(&state, &req).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return sign_in_first("/history"),
+        Err(e) => return failure(None, &e),
+    };
+    let before = query_param(&req, "before").and_then(|c| Cursor::parse(&c));
+    match page(&state, &user, before).await {
+        Ok(page) => html(StatusCode::OK, &page),
+        Err(e) => failure(Some(&user), &e),
+    }
+}
+
+async fn page(
+    state: &AppState,
+    user: &User,
+    before: Option<Cursor>,
+) -> Result<HistoryPage, ApiError> {
+    let listing = decided(
+        &state.svc,
+        user,
+        Page {
+            before,
+            limit: DEFAULT_PAGE,
+        },
+    )
+    .await?;
+    let now = state.svc.clock.now();
+    Ok(HistoryPage {
+        shell: Shell::new(Some(user), "history", "History"),
+        rows: listing
+            .items
+            .iter()
+            .map(|l| Row {
+                mine: Mine::of(&l.votes, user),
+                ..row(&state.svc.policy, &l.request, &l.votes, now)
+            })
+            .collect(),
+        later: before.is_some(),
+        older: listing.next.map(|c| c.to_string()),
+    })
+}

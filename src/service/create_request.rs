@@ -1,0 +1,145 @@
+//! A backend service asks for an approval of one exact transaction.
+
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use super::{Error, Result, Services};
+use crate::clock::secs;
+use crate::domain::{
+    Actor, ApprovalId, Client, EventKind, Initiator, NewEvent, Refusal, Request, Risk, Status,
+};
+use crate::jcs;
+use crate::store::{Created, Idempotency};
+use crate::tx_hash::TxHash;
+
+/// `POST /v1/approvals`, as sent. Unknown fields are refused, so a client can never set status,
+/// quorum or approvers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRequest {
+    pub action: String,
+    pub transaction: Box<RawValue>,
+    pub initiator: String,
+    pub audience: Option<String>,
+    pub risk: Option<Risk>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The request was made; the response to send (as `render` gave it).
+    New(String),
+    /// An `Idempotency-Key` repeat: the first response, byte for byte.
+    Replayed(String),
+}
+
+/// Checks the request against the policy and stores it. `render` gives the 201 response for the
+/// new request, which is kept with an idempotency key so that a repeat gets it unchanged.
+#[tracing::instrument(skip_all, fields(client = %client.name, action = %input.action, approval_id))]
+pub async fn create_request(
+    svc: &Services,
+    client: &Client,
+    input: NewRequest,
+    idempotency_key: Option<String>,
+    render: impl Fn(&Request) -> Result<String>,
+) -> Result<Answer> {
+    let action = svc.policy.action(&input.action).ok_or_else(|| {
+        Error::from(Refusal::UnknownAction)
+            .detail(format!("no action {:?} in the policy", input.action))
+    })?;
+    if !client.rights.may_create(&action.id) {
+        return Err(Error::from(Refusal::Forbidden)
+            .detail(format!("this client may not request {:?}", action.id)));
+    }
+    let (tx_hash, tx) = TxHash::of_json(input.transaction.get().as_bytes())
+        .map_err(|e| Error::from(Refusal::InvalidTransaction).detail(e.to_string()))?;
+    let initiator = Initiator::parse(&input.initiator)
+        .map_err(|e| Error::from(Refusal::InvalidRequest).detail(format!("initiator {e}")))?;
+    if let Some(risk) = &input.risk {
+        risk.check()
+            .map_err(|e| Error::from(Refusal::InvalidRequest).detail(e))?;
+    }
+    let audience = match (&input.audience, action.audiences.as_slice()) {
+        (Some(a), allowed) if allowed.contains(a) => a.clone(),
+        (Some(a), _) => {
+            return Err(Error::from(Refusal::Forbidden)
+                .detail(format!("audience {a:?} is not allowed for {:?}", action.id)))
+        }
+        (None, [only]) => only.clone(),
+        (None, _) => {
+            return Err(Error::from(Refusal::InvalidRequest)
+                .detail("audience is required: the action's policy names several"))
+        }
+    };
+    let required = action
+        .evaluate(&tx, input.risk.as_ref().map(|r| r.score))
+        .map_err(|e| Error::from(Refusal::InvalidTransaction).detail(e.to_string()))?;
+
+    let now = svc.clock.now();
+    let request = Request {
+        id: ApprovalId::generate(),
+        client_id: client.id,
+        action: action.id.clone(),
+        transaction_jcs: jcs::canonicalize(&tx),
+        tx_hash,
+        initiator,
+        audience,
+        risk: input.risk,
+        policy_rev: svc.policy.revision.clone(),
+        required,
+        status: Status::Pending,
+        created_at: now,
+        expires_at: now.saturating_add(secs(action.request_ttl)),
+        decided_at: None,
+        self_approval: action.self_approval,
+        receipt_ttl: secs(action.receipt_ttl),
+    };
+    tracing::Span::current().record("approval_id", tracing::field::display(request.id));
+    let response = render(&request)?;
+    let idempotency = idempotency_key.map(|key| Idempotency {
+        key,
+        request_hash: fingerprint(&request, input.audience.as_deref()),
+        response: response.clone(),
+    });
+    let event = NewEvent::new(
+        EventKind::RequestCreated,
+        Actor::Client(client.name.clone()),
+        json!({
+            "action": request.action,
+            "tx_hash": request.tx_hash,
+            "initiator": request.initiator.text(),
+            "audience": request.audience,
+            "risk": request.risk,
+            "policy_rev": request.policy_rev,
+            "required": {
+                "approvals": request.required.approvals,
+                "groups": request.required.groups,
+                "rule": request.required.rule_label(),
+            },
+        }),
+    )
+    .about(request.id);
+    match svc
+        .store
+        .create_request(&request, idempotency.as_ref(), event)
+        .await?
+    {
+        Created::New => Ok(Answer::New(response)),
+        Created::Replayed(first) => Ok(Answer::Replayed(first)),
+        Created::KeyConflict => Err(Refusal::IdempotencyConflict.into()),
+    }
+}
+
+/// What makes two create requests "the same" for `Idempotency-Key`: every field the client
+/// sent, with the transaction by its hash so that formatting does not matter.
+fn fingerprint(r: &Request, audience_sent: Option<&str>) -> [u8; 32] {
+    let canonical = json!({
+        "action": r.action,
+        "transaction": r.tx_hash,
+        "initiator": r.initiator.text(),
+        "audience": audience_sent,
+        "risk": r.risk,
+    });
+    Sha256::digest(canonical.to_string().as_bytes()).into()
+}

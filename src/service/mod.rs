@@ -1,0 +1,142 @@
+//! The use cases, one a file, called alike by the JSON API, the pages and the CLI. Every rule
+//! lives here once: eligibility, separation of duties, quorum, status transitions, what is
+//! audited and how receipts are issued. Each use case reads the clock once and carries that
+//! `now` through, so its checks and its records agree on the time.
+
+pub mod cancel_request;
+pub mod create_request;
+pub mod decide;
+pub mod enrol;
+pub mod inbox;
+pub mod provision;
+pub mod read_request;
+pub mod redeem;
+pub mod sign_in;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::domain::Refusal;
+use crate::issuer::Issuer;
+use crate::passkeys::RelyingParty;
+use crate::policy::Policy;
+use crate::store::{Store, StoreError};
+
+/// What every use case works with.
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub policy: Arc<Policy>,
+    pub clock: Arc<dyn Clock>,
+    pub rp: RelyingParty,
+    pub issuer: Arc<Issuer>,
+    /// The server's public origin: links to pages, `iss` of receipts.
+    pub origin: String,
+    pub(crate) decoys: sign_in::Decoys,
+}
+
+impl Services {
+    pub fn new(
+        store: Arc<dyn Store>,
+        policy: Arc<Policy>,
+        clock: Arc<dyn Clock>,
+        rp: RelyingParty,
+        issuer: Arc<Issuer>,
+        origin: String,
+        decoy_secret: [u8; 32],
+    ) -> Services {
+        Services {
+            store,
+            policy,
+            clock,
+            rp,
+            issuer,
+            origin,
+            decoys: sign_in::Decoys::new(decoy_secret),
+        }
+    }
+}
+
+/// Why a use case did not do what was asked: a refusal from the one list, with what the caller
+/// may be told about it, or a store failure (logged where it is answered, never shown).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{refusal}: {detail}")]
+    Refused {
+        refusal: Refusal,
+        detail: Cow<'static, str>,
+        /// One extra member of the problem response (`approval_status`, `redeemed_at`).
+        extra: Option<(&'static str, String)>,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Error {
+    /// The refusal a caller sees: a store that cannot be reached is `store_unavailable`, any
+    /// other store failure `internal`.
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            Error::Refused { refusal, .. } => *refusal,
+            Error::Store(StoreError::Unavailable(_)) => Refusal::StoreUnavailable,
+            Error::Store(_) => Refusal::Internal,
+        }
+    }
+
+    /// The same refusal, saying more than its standard message.
+    pub fn detail(self, detail: impl Into<Cow<'static, str>>) -> Error {
+        match self {
+            Error::Refused { refusal, extra, .. } => Error::Refused {
+                refusal,
+                detail: detail.into(),
+                extra,
+            },
+            other => other,
+        }
+    }
+
+    pub fn with(self, key: &'static str, value: impl Into<String>) -> Error {
+        match self {
+            Error::Refused {
+                refusal, detail, ..
+            } => Error::Refused {
+                refusal,
+                detail,
+                extra: Some((key, value.into())),
+            },
+            other => other,
+        }
+    }
+}
+
+impl From<Refusal> for Error {
+    fn from(refusal: Refusal) -> Error {
+        Error::Refused {
+            refusal,
+            detail: Cow::Borrowed(refusal.message()),
+            extra: None,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `not_pending`, saying where the request stands.
+pub fn not_pending(status: crate::domain::Status) -> Error {
+    Error::from(Refusal::NotPending)
+        .detail(format!("the request is {}", status.as_str()))
+        .with("approval_status", status.as_str())
+}
+
+/// Shorthand: `refuse(Refusal::NotFound)`.
+pub fn refuse<T>(refusal: Refusal) -> Result<T> {
+    Err(refusal.into())
+}
+
+/// 32 random bytes (challenges, nonces, session ids).
+pub fn random32() -> [u8; 32] {
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b
+}

@@ -1,0 +1,91 @@
+use async_trait::async_trait;
+
+use super::super::super::rows::{to_json, ClientRow, CLIENT_COLS};
+use super::super::super::{ClientStore, StoreError, StoreResult};
+use super::super::{is_unique, PgStore};
+use super::append;
+use crate::clock::UnixTime;
+use crate::domain::{Client, ClientId, NewEvent, Rights};
+
+#[async_trait]
+impl ClientStore for PgStore {
+    #[tracing::instrument(skip(self, key_hash, event))]
+    async fn create_client(
+        &self,
+        name: &str,
+        key_hash: &[u8; 32],
+        rights: &Rights,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<Client> {
+        let client = Client {
+            id: ClientId::generate(),
+            name: name.to_owned(),
+            rights: rights.clone(),
+            created_at: now,
+            revoked_at: None,
+        };
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query("INSERT INTO clients (id, name, key_hash, rights, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(client.id.to_string())
+            .bind(name)
+            .bind(key_hash.as_slice())
+            .bind(to_json(rights)?)
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+        match inserted {
+            Err(e) if is_unique(&e) => return Err(StoreError::Conflict("client name exists")),
+            other => other?,
+        };
+        append(&mut tx, std::slice::from_ref(&event), now).await?;
+        tx.commit().await?;
+        Ok(client)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn client_by_key_hash(&self, key_hash: &[u8; 32]) -> StoreResult<Option<Client>> {
+        sqlx::query_as::<_, ClientRow>(&format!(
+            "SELECT {CLIENT_COLS} FROM clients WHERE key_hash = $1"
+        ))
+        .bind(key_hash.as_slice())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(ClientRow::into_domain)
+        .transpose()
+    }
+
+    async fn clients(&self) -> StoreResult<Vec<Client>> {
+        sqlx::query_as::<_, ClientRow>(&format!("SELECT {CLIENT_COLS} FROM clients ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(ClientRow::into_domain)
+            .collect()
+    }
+
+    async fn has_clients(&self) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM clients)")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    #[tracing::instrument(skip(self, event))]
+    async fn revoke_client(&self, name: &str, event: NewEvent, now: UnixTime) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE clients SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if done {
+            append(&mut tx, std::slice::from_ref(&event), now).await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+}

@@ -1,0 +1,296 @@
+use std::sync::{Arc, LazyLock};
+
+use async_trait::async_trait;
+use sqlx::{PgConnection, Row};
+
+use super::super::super::rows::{
+    CeremonyRow, DecisionRow, RequestRow, CEREMONY_COLS, DECISION_COLS, REQUEST_COLS,
+};
+use super::super::super::{
+    DecisionOutcome, DecisionStore, Expect, IssuedReceipt, Judge, NewDecision, SealedKey,
+    StoreError, StoreResult,
+};
+use super::super::PgStore;
+use super::{announce, append};
+use crate::clock::UnixTime;
+use crate::domain::decision::receipt_order;
+use crate::domain::{
+    ApprovalId, Ceremony, CeremonyId, Decision, DecisionRecord, NewEvent, Status, Taken,
+    CEREMONY_SECS,
+};
+
+static DECISIONS_OF: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {DECISION_COLS} FROM decisions WHERE approval_id = $1 ORDER BY at, username")
+});
+static INSERT_DECISION: LazyLock<String> = LazyLock::new(|| {
+    format!("INSERT INTO decisions ({DECISION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+});
+/// Locking the request row makes concurrent last approvals, on any replica, take turns.
+static LOCK_PENDING: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {REQUEST_COLS} FROM approvals WHERE id = $1 AND status = 'pending' AND expires_at > $2 FOR UPDATE")
+});
+static INSERT_CEREMONY: LazyLock<String> = LazyLock::new(|| {
+    format!("INSERT INTO ceremonies ({CEREMONY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+});
+static CEREMONY: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {CEREMONY_COLS} FROM ceremonies WHERE id = $1"));
+static TAKE_CEREMONY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "DELETE FROM ceremonies WHERE id = $1 AND kind = $2 AND COALESCE(user_id, '') = $3 \
+         AND COALESCE(approval_id, '') = $4 RETURNING {CEREMONY_COLS}"
+    )
+});
+
+fn classify(row: Option<CeremonyRow>, expect: Expect) -> StoreResult<Taken> {
+    let Some(row) = row else {
+        return Ok(Taken::Gone);
+    };
+    let c = row.into_domain()?;
+    Ok(if expect.matches(&c.state) {
+        Taken::Ceremony(c)
+    } else {
+        Taken::Mismatch
+    })
+}
+
+#[async_trait]
+impl DecisionStore for PgStore {
+    #[tracing::instrument(skip_all, fields(ceremony = %ceremony.id, kind = ceremony.state.kind().as_str()))]
+    async fn start_ceremony(
+        &self,
+        ceremony: &Ceremony,
+        event: Option<NewEvent>,
+    ) -> StoreResult<()> {
+        let row = CeremonyRow::of(ceremony);
+        let mut tx = self.pool.begin().await?;
+        // Ceremonies past their time are garbage once a late finish has had the time to be
+        // told so (`ceremony_expired` rather than `ceremony_consumed`).
+        sqlx::query("DELETE FROM ceremonies WHERE expires_at < $1")
+            .bind(row.created_at - CEREMONY_SECS)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&INSERT_CEREMONY)
+            .bind(&row.id)
+            .bind(&row.kind)
+            .bind(&row.user_id)
+            .bind(&row.approval_id)
+            .bind(&row.decision)
+            .bind(&row.secret)
+            .bind(&row.allow)
+            .bind(&row.invitation)
+            .bind(&row.registration)
+            .bind(row.created_at)
+            .bind(row.expires_at)
+            .execute(&mut *tx)
+            .await?;
+        append(&mut tx, event.as_slice(), row.created_at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn peek_ceremony(&self, id: CeremonyId, expect: Expect) -> StoreResult<Taken> {
+        let row = sqlx::query_as::<_, CeremonyRow>(&CEREMONY)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        classify(row, expect)
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn take_ceremony(&self, id: CeremonyId, expect: Expect) -> StoreResult<Taken> {
+        let taken = sqlx::query_as::<_, CeremonyRow>(&TAKE_CEREMONY)
+            .bind(id.to_string())
+            .bind(expect.kind.as_str())
+            .bind(expect.user.map(|u| u.to_string()).unwrap_or_default())
+            .bind(expect.approval.map(|a| a.to_string()).unwrap_or_default())
+            .fetch_optional(&self.pool)
+            .await?;
+        let row = match taken {
+            Some(row) => Some(row),
+            // Left in place: someone else's, or another kind. Tell it from gone.
+            None => {
+                sqlx::query_as::<_, CeremonyRow>(&CEREMONY)
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+        };
+        classify(row, expect)
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn discard_ceremony(&self, id: CeremonyId) -> StoreResult<bool> {
+        let n = sqlx::query("DELETE FROM ceremonies WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn decisions(&self, id: ApprovalId) -> StoreResult<Vec<DecisionRecord>> {
+        sqlx::query_as::<_, DecisionRow>(&DECISIONS_OF)
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(DecisionRow::into_domain)
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(approval_id = %decision.record.approval_id, user = %decision.record.vote.username))]
+    async fn record_decision(
+        &self,
+        decision: &NewDecision,
+        judge: Arc<dyn Judge>,
+        now: UnixTime,
+    ) -> StoreResult<DecisionOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let (outcome, keep) = decide(&mut tx, decision, judge.as_ref(), now).await?;
+        if keep {
+            if matches!(outcome, DecisionOutcome::Recorded(..)) {
+                announce(&mut tx, decision.record.approval_id).await?;
+            }
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(outcome)
+    }
+}
+
+/// The decision transaction: lock the pending request, consume the ceremony, refuse a second
+/// decision by the same person, advance the counter, insert the decision, and let the judge
+/// decide the request. Returns whether to commit: a refusal once the ceremony is consumed
+/// commits that (the ceremony cannot be tried again); one before it changes nothing.
+async fn decide(
+    tx: &mut PgConnection,
+    d: &NewDecision,
+    judge: &dyn Judge,
+    now: UnixTime,
+) -> StoreResult<(DecisionOutcome, bool)> {
+    let rec = &d.record;
+    let id = rec.approval_id.to_string();
+    let user = rec.vote.user_id.to_string();
+    let row = sqlx::query_as::<_, RequestRow>(&LOCK_PENDING)
+        .bind(&id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else {
+        return Ok((DecisionOutcome::NotPending, false));
+    };
+    let mut request = row.into_domain()?;
+    let consumed =
+        sqlx::query("DELETE FROM ceremonies WHERE id = $1 AND approval_id = $2 AND user_id = $3")
+            .bind(d.ceremony.to_string())
+            .bind(&id)
+            .bind(&user)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    if consumed != 1 {
+        return Ok((DecisionOutcome::CeremonyConsumed, false));
+    }
+    let mut decisions = sqlx::query_as::<_, DecisionRow>(&DECISIONS_OF)
+        .bind(&id)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(DecisionRow::into_domain)
+        .collect::<StoreResult<Vec<_>>>()?;
+    if decisions.iter().any(|x| x.vote.user_id == rec.vote.user_id) {
+        return Ok((DecisionOutcome::AlreadyDecided, true));
+    }
+    if !super::people::advance_counter_in(tx, &rec.credential_id, d.counter, now).await? {
+        super::people::flag_clone_in(tx, &rec.credential_id, now).await?;
+        append(tx, std::slice::from_ref(&d.on_clone), now).await?;
+        return Ok((DecisionOutcome::PossibleClone, true));
+    }
+    sqlx::query(&INSERT_DECISION)
+        .bind(&id)
+        .bind(&user)
+        .bind(rec.vote.decision.as_str())
+        .bind(&rec.vote.username)
+        .bind(&rec.vote.display_name)
+        .bind(rec.credential_id.as_str())
+        .bind(rec.vote.at)
+        .bind(rec.nonce.as_slice())
+        .bind(&rec.authenticator_data)
+        .bind(&rec.client_data_json)
+        .bind(&rec.signature)
+        .bind(rec.public_jwk.to_string())
+        .bind(i64::from(rec.user_verified))
+        .execute(&mut *tx)
+        .await?;
+    decisions.push(rec.clone());
+    receipt_order(&mut decisions);
+    let mut receipt: Option<(IssuedReceipt, String)> = None;
+    if let Some(status) = judge.verdict(&request, &decisions) {
+        if !request.status.can_become(status) {
+            return Err(StoreError::Corrupt(format!(
+                "a verdict of {status:?} on a pending request"
+            )));
+        }
+        if status == Status::Approved {
+            // The receipt is stored with the approval itself: after any crash there is either
+            // an approved request with its receipt, or neither.
+            let key = active_key(tx)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("no active signing key".into()))?;
+            let approvals: Vec<DecisionRecord> = decisions
+                .iter()
+                .filter(|x| x.vote.decision == Decision::Approve)
+                .cloned()
+                .collect();
+            let issued = judge
+                .issue(&request, &approvals, &key, now)
+                .map_err(|e| StoreError::Corrupt(format!("signing a receipt: {e}")))?;
+            sqlx::query("INSERT INTO receipts (jti, approval_id, kid, audience, token, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(issued.jti.to_string())
+                .bind(&id)
+                .bind(&key.kid)
+                .bind(&request.audience)
+                .bind(&issued.token)
+                .bind(now)
+                .bind(issued.expires_at)
+                .execute(&mut *tx)
+                .await?;
+            receipt = Some((issued, key.kid));
+        }
+        sqlx::query("UPDATE approvals SET status = $1, decided_at = $2 WHERE id = $3")
+            .bind(status.as_str())
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        request.status = status;
+        request.decided_at = Some(now);
+    }
+    let events = judge.events(
+        &request,
+        rec,
+        receipt.as_ref().map(|(r, kid)| (r, kid.as_str())),
+    );
+    append(tx, &events, now).await?;
+    Ok((
+        DecisionOutcome::Recorded(Box::new(request), decisions),
+        true,
+    ))
+}
+
+/// The key new receipts are signed with: the newest that is not retired.
+pub(super) async fn active_key(conn: &mut PgConnection) -> StoreResult<Option<SealedKey>> {
+    let row = sqlx::query("SELECT kid, sealed FROM signing_keys WHERE retired_at IS NULL ORDER BY generation DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(match row {
+        Some(r) => Some(SealedKey {
+            kid: r.try_get("kid")?,
+            sealed: r.try_get("sealed")?,
+        }),
+        None => None,
+    })
+}

@@ -1,0 +1,463 @@
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use sqlx::{PgConnection, Row};
+
+use super::super::super::rows::{to_json, CredentialRow, UserRow, CREDENTIAL_COLS, USER_COLS};
+use super::super::super::{
+    CredentialShapes, EnrolOutcome, NewInvitation, NewSession, PeopleStore, StoreError, StoreResult,
+};
+use super::super::{is_unique, PgStore};
+use super::append;
+use crate::clock::UnixTime;
+use crate::domain::{
+    Credential, CredentialId, InvitationState, NewCredential, NewEvent, User, UserId,
+};
+
+static USER_BY_NAME: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {USER_COLS} FROM users WHERE username = $1"));
+static USER_BY_ID: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {USER_COLS} FROM users WHERE id = $1"));
+/// A live session's user, through a passkey that is still usable.
+static SESSION_USER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT s.last_seen_at AS last_seen_at, {} FROM sessions s \
+         JOIN users u ON u.id = s.user_id \
+         JOIN credentials c ON c.id = s.credential_id AND c.user_id = s.user_id \
+         WHERE s.id_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $3 \
+           AND u.disabled_at IS NULL AND c.revoked_at IS NULL AND c.flagged_at IS NULL",
+        USER_COLS
+            .split(", ")
+            .map(|c| format!("u.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+});
+const USABLE: &str = "FROM credentials c JOIN users u ON u.id = c.user_id \
+     WHERE u.disabled_at IS NULL AND c.revoked_at IS NULL AND c.flagged_at IS NULL";
+
+/// WebAuthn L3 §7.2 step 21 as one conditional statement: true when the counter advanced (or
+/// both it and the stored one are zero, for authenticators that do not count).
+pub(super) async fn advance_counter_in(
+    tx: &mut PgConnection,
+    credential: &CredentialId,
+    counter: u32,
+    now: UnixTime,
+) -> StoreResult<bool> {
+    let n = sqlx::query(
+        "UPDATE credentials SET counter = $1, last_used_at = $2 \
+         WHERE id = $3 AND flagged_at IS NULL AND (counter < $1 OR ($1 = 0 AND counter = 0))",
+    )
+    .bind(i64::from(counter))
+    .bind(now)
+    .bind(credential.as_str())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Flags a passkey as a possible clone and ends the sessions it opened.
+pub(super) async fn flag_clone_in(
+    tx: &mut PgConnection,
+    credential: &CredentialId,
+    now: UnixTime,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE credentials SET flagged_at = $1 WHERE id = $2 AND flagged_at IS NULL")
+        .bind(now)
+        .bind(credential.as_str())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM sessions WHERE credential_id = $1")
+        .bind(credential.as_str())
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl PeopleStore for PgStore {
+    #[tracing::instrument(skip_all, fields(username = %invitation.username))]
+    async fn invite_user(
+        &self,
+        invitation: &NewInvitation<'_>,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<User> {
+        let groups_json = to_json(&invitation.groups)?;
+        let mut tx = self.pool.begin().await?;
+        let existing = sqlx::query_as::<_, UserRow>(&format!("{} FOR UPDATE", *USER_BY_NAME))
+            .bind(invitation.username)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let user = match existing {
+            Some(row) => {
+                let mut user = row.into_domain()?;
+                if user.disabled_at.is_some() {
+                    return Err(StoreError::Conflict("user is disabled"));
+                }
+                sqlx::query("UPDATE users SET display_name = $1, groups = $2 WHERE id = $3")
+                    .bind(invitation.display_name)
+                    .bind(&groups_json)
+                    .bind(user.id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                invitation.display_name.clone_into(&mut user.display_name);
+                user.groups = invitation.groups.to_vec();
+                user
+            }
+            None => {
+                let user = User {
+                    id: UserId::generate(),
+                    username: invitation.username.to_owned(),
+                    display_name: invitation.display_name.to_owned(),
+                    groups: invitation.groups.to_vec(),
+                    created_at: now,
+                    disabled_at: None,
+                };
+                sqlx::query(&format!(
+                    "INSERT INTO users ({USER_COLS}) VALUES ($1, $2, $3, $4, $5, NULL)"
+                ))
+                .bind(user.id.to_string())
+                .bind(&user.username)
+                .bind(&user.display_name)
+                .bind(&groups_json)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                user
+            }
+        };
+        sqlx::query("INSERT INTO invitations (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(invitation.token_hash.as_slice())
+            .bind(user.id.to_string())
+            .bind(now)
+            .bind(invitation.expires_at)
+            .execute(&mut *tx)
+            .await?;
+        append(&mut tx, std::slice::from_ref(&event), now).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn invitation(
+        &self,
+        token_hash: &[u8; 32],
+        now: UnixTime,
+    ) -> StoreResult<Option<(User, InvitationState)>> {
+        let row = sqlx::query(&format!(
+            "SELECT i.used_at AS used_at, i.expires_at AS invitation_expires_at, {} FROM invitations i \
+             JOIN users u ON u.id = i.user_id WHERE i.token_hash = $1",
+            USER_COLS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
+        ))
+        .bind(token_hash.as_slice())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let used: Option<i64> = row.try_get("used_at")?;
+        let expires_at: i64 = row.try_get("invitation_expires_at")?;
+        let user = <UserRow as sqlx::FromRow<_>>::from_row(&row)?.into_domain()?;
+        let state = if used.is_some() {
+            InvitationState::Used
+        } else if expires_at <= now || user.disabled_at.is_some() {
+            InvitationState::Expired
+        } else {
+            InvitationState::Usable
+        };
+        Ok(Some((user, state)))
+    }
+
+    #[tracing::instrument(skip_all, fields(credential_id = %credential.id))]
+    async fn enrol(
+        &self,
+        token_hash: &[u8; 32],
+        user: &User,
+        credential: &NewCredential,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<EnrolOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let spent = sqlx::query(
+            "UPDATE invitations SET used_at = $1 WHERE token_hash = $2 AND user_id = $3 AND used_at IS NULL AND expires_at > $1",
+        )
+        .bind(now)
+        .bind(token_hash.as_slice())
+        .bind(user.id.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if spent != 1 {
+            let used: Option<Option<i64>> =
+                sqlx::query_scalar("SELECT used_at FROM invitations WHERE token_hash = $1")
+                    .bind(token_hash.as_slice())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            tx.rollback().await?;
+            return Ok(if used.flatten().is_some() {
+                EnrolOutcome::InvitationUsed
+            } else {
+                EnrolOutcome::InvitationExpired
+            });
+        }
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO credentials ({CREDENTIAL_COLS}, passkey) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, NULL, $8)"
+        ))
+        .bind(credential.id.as_str())
+        .bind(user.id.to_string())
+        .bind(&credential.label)
+        .bind(&credential.public_x)
+        .bind(&credential.public_y)
+        .bind(credential.counter)
+        .bind(now)
+        .bind(&credential.passkey)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique(&e) => return Ok(EnrolOutcome::CredentialExists),
+            other => other?,
+        };
+        append(&mut tx, std::slice::from_ref(&event), now).await?;
+        tx.commit().await?;
+        Ok(EnrolOutcome::Enrolled)
+    }
+
+    async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
+        sqlx::query_as::<_, UserRow>(&USER_BY_ID)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(UserRow::into_domain)
+            .transpose()
+    }
+
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
+        sqlx::query_as::<_, UserRow>(&USER_BY_NAME)
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(UserRow::into_domain)
+            .transpose()
+    }
+
+    async fn users(&self) -> StoreResult<Vec<User>> {
+        sqlx::query_as::<_, UserRow>(&format!("SELECT {USER_COLS} FROM users ORDER BY username"))
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(UserRow::into_domain)
+            .collect()
+    }
+
+    async fn has_users(&self) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users)")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    #[tracing::instrument(skip(self, event))]
+    async fn disable_user(
+        &self,
+        username: &str,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let id: Option<String> = sqlx::query_scalar("UPDATE users SET disabled_at = $1 WHERE username = $2 AND disabled_at IS NULL RETURNING id")
+            .bind(now)
+            .bind(username)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(id) = id else { return Ok(false) };
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        append(&mut tx, std::slice::from_ref(&event), now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    #[tracing::instrument(skip(self, event))]
+    async fn set_groups(
+        &self,
+        username: &str,
+        groups: &[String],
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE users SET groups = $1 WHERE username = $2")
+            .bind(to_json(&groups)?)
+            .bind(username)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if done {
+            append(&mut tx, std::slice::from_ref(&event), now).await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn credential(&self, id: &CredentialId) -> StoreResult<Option<Credential>> {
+        sqlx::query_as::<_, CredentialRow>(&format!(
+            "SELECT {CREDENTIAL_COLS} FROM credentials WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(CredentialRow::into_domain)
+        .transpose()
+    }
+
+    async fn credentials_of(&self, user: UserId) -> StoreResult<Vec<Credential>> {
+        sqlx::query_as::<_, CredentialRow>(&format!(
+            "SELECT {CREDENTIAL_COLS} FROM credentials WHERE user_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(user.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(CredentialRow::into_domain)
+        .collect()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn sign_in_credentials(&self, username: &str) -> StoreResult<Vec<CredentialId>> {
+        let ids: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT c.id {USABLE} AND u.username = $1 ORDER BY c.created_at, c.id"
+        ))
+        .bind(username)
+        .fetch_all(&self.pool)
+        .await?;
+        ids.iter()
+            .map(|s| CredentialId::parse(s).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
+    }
+
+    async fn credential_shapes(&self) -> StoreResult<CredentialShapes> {
+        let lengths: Vec<i32> =
+            sqlx::query_scalar(&format!("SELECT length(c.id) {USABLE} LIMIT 1000"))
+                .fetch_all(&self.pool)
+                .await?;
+        let counts: Vec<i64> = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) {USABLE} GROUP BY c.user_id LIMIT 1000"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        let lengths: Vec<i64> = lengths.into_iter().map(i64::from).collect();
+        Ok(CredentialShapes::from_counts(&lengths, &counts))
+    }
+
+    #[tracing::instrument(skip(self, event))]
+    async fn revoke_credential(
+        &self,
+        username: &str,
+        credential: &CredentialId,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE credentials SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
+             AND user_id = (SELECT id FROM users WHERE username = $3)",
+        )
+        .bind(now)
+        .bind(credential.as_str())
+        .bind(username)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if done {
+            sqlx::query("DELETE FROM sessions WHERE credential_id = $1")
+                .bind(credential.as_str())
+                .execute(&mut *tx)
+                .await?;
+            append(&mut tx, std::slice::from_ref(&event), now).await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    #[tracing::instrument(skip(self, on_clone))]
+    async fn advance_counter(
+        &self,
+        credential: &CredentialId,
+        counter: u32,
+        on_clone: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let moved = advance_counter_in(&mut tx, credential, counter, now).await?;
+        if !moved {
+            flag_clone_in(&mut tx, credential, now).await?;
+            append(&mut tx, std::slice::from_ref(&on_clone), now).await?;
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    #[tracing::instrument(skip_all, fields(user = %session.user_id))]
+    async fn create_session(&self, session: &NewSession, now: UnixTime) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(old) = &session.replaces {
+            sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+                .bind(old.as_slice())
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO sessions (id_hash, user_id, credential_id, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $4, $5)")
+            .bind(session.id_hash.as_slice())
+            .bind(session.user_id.to_string())
+            .bind(session.credential_id.as_str())
+            .bind(now)
+            .bind(session.expires_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn session_user(
+        &self,
+        id_hash: &[u8; 32],
+        now: UnixTime,
+        idle: i64,
+    ) -> StoreResult<Option<User>> {
+        let row = sqlx::query(&SESSION_USER)
+            .bind(id_hash.as_slice())
+            .bind(now)
+            .bind(now - idle)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let last_seen: i64 = row.try_get("last_seen_at")?;
+        // Writing on every request would cost a write per read; a minute is enough.
+        if now - last_seen >= 60 {
+            sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2")
+                .bind(now)
+                .bind(id_hash.as_slice())
+                .execute(&self.pool)
+                .await?;
+        }
+        <UserRow as sqlx::FromRow<_>>::from_row(&row)?
+            .into_domain()
+            .map(Some)
+    }
+
+    async fn delete_session(&self, id_hash: &[u8; 32]) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+            .bind(id_hash.as_slice())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,142 @@
+//! The store's operations on SQLite, an area a file. Writes run on the writer thread (which
+//! excludes every other writer, so reading a row there is as good as locking it); reads on the
+//! caller's thread.
+
+mod audit;
+mod clients;
+mod decisions;
+mod people;
+mod receipts;
+mod requests;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, Params, Row};
+use tokio::sync::broadcast;
+
+use super::super::rows::{
+    chain, CeremonyRow, ClientRow, CredentialRow, DecisionRow, EventRow, KeyRow, ReceiptDbRow,
+    RequestRow, UserRow, VoteRow,
+};
+use super::super::{Store, StoreResult};
+use super::SqliteStore;
+use crate::clock::UnixTime;
+use crate::domain::{ApprovalId, NewEvent};
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.engine
+            .read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<ApprovalId> {
+        self.changes.subscribe()
+    }
+}
+
+/// A row type read by column name.
+pub(super) trait FromRow: Sized {
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self>;
+}
+
+macro_rules! from_row {
+    ($($t:ident { $($f:ident),* $(,)? })*) => {$(
+        impl FromRow for $t {
+            fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+                Ok($t { $($f: row.get(stringify!($f))?),* })
+            }
+        }
+    )*};
+}
+
+from_row! {
+    RequestRow { id, client_id, action, transaction_jcs, tx_hash, initiator, initiator_key,
+        audience, risk, policy_rev, required_approvals, required_groups, rules, status,
+        created_at, expires_at, decided_at, self_approval, receipt_ttl }
+    DecisionRow { approval_id, user_id, decision, username, display_name, credential_id, at,
+        nonce, authenticator_data, client_data_json, signature, public_jwk, user_verified }
+    VoteRow { vote_user, vote_username, vote_name, vote_decision, vote_at }
+    UserRow { id, username, display_name, groups, created_at, disabled_at }
+    CredentialRow { id, user_id, label, public_x, public_y, counter, created_at, last_used_at,
+        revoked_at, flagged_at }
+    ClientRow { id, name, rights, created_at, revoked_at }
+    CeremonyRow { id, kind, user_id, approval_id, decision, secret, allow, invitation,
+        registration, created_at, expires_at }
+    ReceiptDbRow { jti, approval_id, kid, audience, issued_at, expires_at, redeemed_at,
+        redeemed_by }
+    KeyRow { kid, public_jwk, created_at, retired_at }
+    EventRow { seq, at, kind, actor, approval_id, data, prev_hash, hash }
+}
+
+impl<A: FromRow, B: FromRow> FromRow for (A, B) {
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok((A::from_row(row)?, B::from_row(row)?))
+    }
+}
+
+/// Every row of a statement.
+pub(super) fn all<T: FromRow>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+) -> StoreResult<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, T::from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<T>>>()?)
+}
+
+/// The first row of a statement, if any.
+pub(super) fn first<T: FromRow>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+) -> StoreResult<Option<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    Ok(match rows.next()? {
+        Some(row) => Some(T::from_row(row)?),
+        None => None,
+    })
+}
+
+/// Rows changed by a statement.
+pub(super) fn exec(conn: &Connection, sql: &str, params: impl Params) -> StoreResult<usize> {
+    Ok(conn.prepare_cached(sql)?.execute(params)?)
+}
+
+/// Appends events to the audit chain inside the writer's transaction. The writer excludes
+/// every other writer, so reading the head is as good as locking it.
+pub(super) fn append(conn: &Connection, events: &[NewEvent], now: UnixTime) -> StoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let (seq, hash): (i64, Vec<u8>) = conn
+        .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (seq, prev) = super::super::rows::head(seq, hash)?;
+    let chained = chain(events, seq, prev, now)?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO audit_events (seq, at, kind, actor, approval_id, data, prev_hash, hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for e in &chained {
+        insert.execute(rusqlite::params![
+            e.seq,
+            now,
+            e.kind,
+            e.actor,
+            e.approval_id,
+            e.data,
+            e.prev_hash.as_slice(),
+            e.hash.as_slice()
+        ])?;
+    }
+    if let Some(last) = chained.last() {
+        exec(
+            conn,
+            "UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1",
+            rusqlite::params![last.seq, last.hash.as_slice()],
+        )?;
+    }
+    Ok(())
+}

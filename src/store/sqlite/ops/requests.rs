@@ -1,0 +1,279 @@
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use rusqlite::{params, OptionalExtension};
+
+use super::super::super::rows::{
+    group_votes, RequestCols, RequestRow, VoteRow, REQUEST_COLS, VOTE_COLS,
+};
+use super::super::super::{
+    CancelOutcome, Created, Idempotency, InboxOf, Listed, Page, RequestStore, Snapshot, StoreError,
+    StoreResult,
+};
+use super::super::{Outcome, SqliteStore};
+use super::{all, append, exec, first};
+use crate::clock::UnixTime;
+use crate::domain::{ApprovalId, ClientId, NewEvent, Request, UserId};
+
+static INSERT: LazyLock<String> = LazyLock::new(|| {
+    format!("INSERT INTO approvals ({REQUEST_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)")
+});
+static BY_ID: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {REQUEST_COLS} FROM approvals WHERE id = ?1"));
+/// A request with its votes and its receipt: one row per vote (or one with NULL votes).
+static SNAPSHOT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {}, {VOTE_COLS}, r.token AS receipt FROM approvals a \
+         LEFT JOIN decisions d ON d.approval_id = a.id LEFT JOIN receipts r ON r.approval_id = a.id \
+         WHERE a.id = ?1 ORDER BY d.at, d.username",
+        prefixed("a")
+    )
+});
+static EXPIRE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE approvals SET status = 'expired', decided_at = expires_at \
+             WHERE id = ?1 AND status = 'pending' AND expires_at <= ?2 RETURNING {REQUEST_COLS}"
+    )
+});
+static CANCEL: LazyLock<String> = LazyLock::new(|| {
+    format!("UPDATE approvals SET status = 'cancelled', decided_at = ?3 \
+             WHERE id = ?1 AND client_id = ?2 AND status = 'pending' AND expires_at > ?3 RETURNING {REQUEST_COLS}")
+});
+/// The page of the inbox is cut after every eligibility condition has been applied.
+static INBOX: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {}, {VOTE_COLS} FROM ( \
+            SELECT * FROM approvals x \
+            WHERE x.status = 'pending' AND x.expires_at > ?1 \
+              AND (?2 IS NULL OR (x.created_at, x.id) < (?2, ?3)) \
+              AND EXISTS (SELECT 1 FROM json_each(x.required_groups) g \
+                          WHERE g.value IN (SELECT value FROM json_each(?4))) \
+              AND (x.self_approval = 1 OR x.initiator_key <> ?5) \
+              AND NOT EXISTS (SELECT 1 FROM decisions m WHERE m.approval_id = x.id AND m.user_id = ?6) \
+            ORDER BY x.created_at DESC, x.id DESC LIMIT ?7) a \
+         LEFT JOIN decisions d ON d.approval_id = a.id \
+         ORDER BY a.created_at DESC, a.id DESC, d.at, d.username",
+        prefixed("a")
+    )
+});
+static HISTORY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {}, {VOTE_COLS} FROM ( \
+            SELECT x.*, m.at AS my_at FROM decisions m JOIN approvals x ON x.id = m.approval_id \
+            WHERE m.user_id = ?1 AND (?2 IS NULL OR (m.at, m.approval_id) < (?2, ?3)) \
+            ORDER BY m.at DESC, m.approval_id DESC LIMIT ?4) a \
+         LEFT JOIN decisions d ON d.approval_id = a.id \
+         ORDER BY a.my_at DESC, a.id DESC, d.at, d.username",
+        prefixed("a")
+    )
+});
+
+/// The request columns qualified by a table alias.
+pub(super) fn prefixed(alias: &str) -> String {
+    REQUEST_COLS
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The receipt column of a snapshot row.
+pub(super) struct Receipt {
+    receipt: Option<String>,
+}
+
+impl super::FromRow for Receipt {
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Receipt {
+            receipt: row.get("receipt")?,
+        })
+    }
+}
+
+fn cursor(page: &Page) -> (Option<i64>, Option<String>) {
+    match page.before {
+        Some(c) => (Some(c.at), Some(c.id.to_string())),
+        None => (None, None),
+    }
+}
+
+#[async_trait]
+impl RequestStore for SqliteStore {
+    #[tracing::instrument(skip_all, fields(approval_id = %request.id))]
+    async fn create_request(
+        &self,
+        request: &Request,
+        idempotency: Option<&Idempotency>,
+        event: NewEvent,
+    ) -> StoreResult<Created> {
+        let r = request.clone();
+        let cols = RequestCols::of(&r)?;
+        let idem = idempotency.cloned();
+        let client = r.client_id.to_string();
+        self.engine
+            .write(move |conn| {
+                if let Some(idem) = &idem {
+                    // The writer excludes every other writer: a key looked up here cannot be
+                    // taken before the insert below.
+                    let prior: Option<(Vec<u8>, String)> = conn
+                        .prepare_cached("SELECT request_hash, response FROM idempotency_keys WHERE client_id = ?1 AND key = ?2")?
+                        .query_row(params![client, idem.key], |row| Ok((row.get(0)?, row.get(1)?)))
+                        .optional()?;
+                    if let Some((hash, response)) = prior {
+                        return Ok(Outcome::Keep(if hash == idem.request_hash {
+                            Created::Replayed(response)
+                        } else {
+                            Created::KeyConflict
+                        }));
+                    }
+                }
+                exec(conn, &INSERT, params![
+                    r.id.to_string(),
+                    client,
+                    r.action,
+                    r.transaction_jcs,
+                    r.tx_hash.to_string(),
+                    r.initiator.text(),
+                    r.initiator.key(),
+                    r.audience,
+                    cols.risk,
+                    r.policy_rev,
+                    i64::from(r.required.approvals),
+                    cols.groups,
+                    cols.rules,
+                    r.status.as_str(),
+                    r.created_at,
+                    r.expires_at,
+                    r.decided_at,
+                    i64::from(r.self_approval),
+                    r.receipt_ttl,
+                ])?;
+                if let Some(idem) = &idem {
+                    exec(conn,
+                        "INSERT INTO idempotency_keys (client_id, key, request_hash, approval_id, response, created_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![client, idem.key, idem.request_hash.as_slice(), r.id.to_string(), idem.response, r.created_at])?;
+                }
+                append(conn, std::slice::from_ref(&event), r.created_at)?;
+                Ok(Outcome::Keep(Created::New))
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn request(&self, id: ApprovalId) -> StoreResult<Option<Request>> {
+        self.engine
+            .read(|conn| first::<RequestRow>(conn, &BY_ID, params![id.to_string()]))?
+            .map(RequestRow::into_domain)
+            .transpose()
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn snapshot(&self, id: ApprovalId) -> StoreResult<Option<Snapshot>> {
+        let rows = self.engine.read(|conn| {
+            all::<((RequestRow, VoteRow), Receipt)>(conn, &SNAPSHOT, params![id.to_string()])
+        })?;
+        let receipt = rows.first().and_then(|(_, r)| r.receipt.clone());
+        let rows = rows.into_iter().map(|(pair, _)| pair).collect();
+        Ok(group_votes(rows)?.pop().map(|l| Snapshot {
+            request: l.request,
+            votes: l.votes,
+            receipt,
+        }))
+    }
+
+    #[tracing::instrument(skip(self, event))]
+    async fn expire_request(
+        &self,
+        id: ApprovalId,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<Option<Request>> {
+        let expired = self
+            .engine
+            .write(move |conn| {
+                let row = first::<RequestRow>(conn, &EXPIRE, params![id.to_string(), now])?;
+                if row.is_some() {
+                    append(conn, std::slice::from_ref(&event), now)?;
+                }
+                Ok(Outcome::Keep(row))
+            })
+            .await?;
+        match expired {
+            Some(row) => {
+                self.changed(id);
+                row.into_domain().map(Some)
+            }
+            // Not due, decided, or someone else expired it meanwhile: as it stands.
+            None => self.request(id).await,
+        }
+    }
+
+    #[tracing::instrument(skip(self, event))]
+    async fn cancel_request(
+        &self,
+        id: ApprovalId,
+        client: ClientId,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<CancelOutcome> {
+        let cancelled = self
+            .engine
+            .write(move |conn| {
+                let row = first::<RequestRow>(
+                    conn,
+                    &CANCEL,
+                    params![id.to_string(), client.to_string(), now],
+                )?;
+                if row.is_some() {
+                    append(conn, std::slice::from_ref(&event), now)?;
+                }
+                Ok(Outcome::Keep(row))
+            })
+            .await?;
+        if let Some(row) = cancelled {
+            self.changed(id);
+            return Ok(CancelOutcome::Cancelled(row.into_domain()?));
+        }
+        Ok(match self.request(id).await? {
+            Some(r) if r.client_id == client => CancelOutcome::NotPending(r),
+            _ => CancelOutcome::NotFound,
+        })
+    }
+
+    #[tracing::instrument(skip(self, of), fields(user = %of.user))]
+    async fn inbox(&self, of: &InboxOf<'_>, now: UnixTime, page: Page) -> StoreResult<Vec<Listed>> {
+        let (before_at, before_id) = cursor(&page);
+        let groups =
+            serde_json::to_string(of.groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let rows = self.engine.read(|conn| {
+            all::<(RequestRow, VoteRow)>(
+                conn,
+                &INBOX,
+                params![
+                    now,
+                    before_at,
+                    before_id,
+                    groups,
+                    of.identity,
+                    of.user.to_string(),
+                    page.limit
+                ],
+            )
+        })?;
+        group_votes(rows)
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn history(&self, user: UserId, page: Page) -> StoreResult<Vec<Listed>> {
+        let (before_at, before_id) = cursor(&page);
+        let rows = self.engine.read(|conn| {
+            all::<(RequestRow, VoteRow)>(
+                conn,
+                &HISTORY,
+                params![user.to_string(), before_at, before_id, page.limit],
+            )
+        })?;
+        group_votes(rows)
+    }
+}
