@@ -3,7 +3,7 @@
 //! every query value but a few known harmless ones.
 
 /// Query parameters whose values are never secret.
-const PLAIN_QUERY: &[&str] = &["wait", "status", "after", "limit", "before", "next"];
+const PLAIN_QUERY: &[&str] = &["wait", "status", "after", "limit", "before"];
 
 pub fn redacted(path: &str, query: &str) -> String {
     let mut out = String::with_capacity(path.len() + query.len() + 1);
@@ -57,6 +57,7 @@ mod tests {
         );
         assert_eq!(redacted("/x", "token=SECRET&limit=5"), "/x?token=…&limit=5");
         assert_eq!(redacted("/", "next=%2Fhistory"), "/?next=…");
+        assert_eq!(redacted("/", "next=/enroll/SECRET"), "/?next=…");
         assert_eq!(redacted("/enroll/", ""), "/enroll/");
     }
 }

@@ -253,7 +253,12 @@ pub async fn problem(res: reqwest::Response) -> (u16, String) {
         Some(u64::from(status)),
         "problem status member: {body}"
     );
-    (status, body["code"].as_str().unwrap_or("").to_string())
+    let code = body["code"].as_str().unwrap_or("").to_string();
+    // One list of codes: every problem carries one of them, with its status.
+    let refusal = countersign::domain::Refusal::from_code(&code)
+        .unwrap_or_else(|| panic!("problem code {code:?} is not a Refusal: {body}"));
+    assert_eq!(refusal.status(), status, "{code} answered with {status}");
+    (status, code)
 }
 
 /// Runs an async test body against SQLite and PostgreSQL: `both!(name);` expects
@@ -317,6 +322,26 @@ pub async fn raw_sql(database_url: &str, statement: &str) {
                 .execute(&mut conn)
                 .await
                 .expect("sql");
+        }
+    }
+}
+
+/// How many rows a table holds, read behind the store's back.
+pub async fn count(database_url: &str, table: &str) -> i64 {
+    let sql = format!("SELECT COUNT(*) FROM {table}");
+    match database_url.strip_prefix("sqlite://") {
+        Some(path) => {
+            let conn = rusqlite::Connection::open(path).expect("open");
+            conn.query_row(&sql, [], |r| r.get(0)).expect("count")
+        }
+        None => {
+            let mut conn = sqlx::PgConnection::connect(database_url)
+                .await
+                .expect("connect");
+            sqlx::query_scalar(&sql)
+                .fetch_one(&mut conn)
+                .await
+                .expect("count")
         }
     }
 }

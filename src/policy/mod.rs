@@ -1,0 +1,205 @@
+//! The policy file: which actions exist, who may decide them, what approvers
+//! see, and which escalations apply to a given transaction.
+
+mod decimal;
+mod display;
+mod raw;
+mod rules;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+pub use crate::domain::Requirement;
+use crate::jcs::Value;
+pub use decimal::{Decimal, InvalidDecimal};
+pub use display::{money, DisplayField, DisplayValue, Format};
+use raw::{check_names, invalid, is_identifier, toml_error, ttl, RawAction, RawPolicy};
+pub use rules::{Condition, Rule};
+
+const BUILTIN: &str = include_str!("../../policy.example.toml");
+
+const REQUEST_TTL_MIN: Duration = Duration::from_secs(60);
+const REQUEST_TTL_MAX: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+const RECEIPT_TTL_MIN: Duration = Duration::from_secs(30);
+const RECEIPT_TTL_MAX: Duration = Duration::from_secs(60 * 60);
+const DEFAULT_REQUEST_TTL: Duration = Duration::from_secs(30 * 60);
+const DEFAULT_RECEIPT_TTL: Duration = Duration::from_secs(5 * 60);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub revision: String,
+    pub actions: Vec<ActionPolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionPolicy {
+    pub id: String,
+    pub title: String,
+    pub audiences: Vec<String>,
+    pub approvers: Vec<String>,
+    pub quorum: u32,
+    pub self_approval: bool,
+    pub request_ttl: Duration,
+    pub receipt_ttl: Duration,
+    pub display: Vec<DisplayField>,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// TOML syntax, type, missing or unknown key; `message` is toml's own,
+    /// which names the key and shows its line.
+    #[error("{context}: {message}")]
+    Toml { context: String, message: String },
+    #[error("policy file: at least one [[action]] is required")]
+    NoActions,
+    #[error("action {action:?}: {key} {problem}")]
+    Invalid {
+        action: String,
+        key: String,
+        problem: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxRefusal {
+    #[error("missing required field {pointer:?} (label {label:?})")]
+    MissingField { pointer: String, label: String },
+    #[error("field {pointer:?} is not a decimal string")]
+    NotDecimal { pointer: String },
+    #[error("field {pointer:?} needs a currency string at {currency_pointer:?}")]
+    MissingCurrency {
+        pointer: String,
+        currency_pointer: String,
+    },
+    #[error("field {pointer:?} is not an RFC 3339 date-time string")]
+    NotDatetime { pointer: String },
+    #[error("field {pointer:?} is not an IBAN (letters, digits and spaces)")]
+    NotIban { pointer: String },
+    #[error("field {pointer:?} is not a string, number or boolean")]
+    NotText { pointer: String },
+    #[error("rule {rule:?} needs field {pointer:?}, which is missing")]
+    RuleFieldMissing { rule: String, pointer: String },
+    #[error(
+        "rule {rule:?} needs field {pointer:?} to be a decimal string or a non-negative integer"
+    )]
+    RuleFieldNotDecimal { rule: String, pointer: String },
+}
+
+impl Policy {
+    pub fn parse(text: &str) -> Result<Policy, PolicyError> {
+        let raw: RawPolicy = toml::from_str(text).map_err(|err| toml_error(text, &err))?;
+        if raw.action.is_empty() {
+            return Err(PolicyError::NoActions);
+        }
+        let mut ids = BTreeSet::new();
+        let mut actions = Vec::with_capacity(raw.action.len());
+        for raw_action in raw.action {
+            let action = ActionPolicy::from_raw(raw_action)?;
+            if !ids.insert(action.id.clone()) {
+                return Err(invalid(&action.id, "id", "is used by more than one action"));
+            }
+            actions.push(action);
+        }
+        Ok(Policy {
+            revision: URL_SAFE_NO_PAD.encode(Sha256::digest(text.as_bytes())),
+            actions,
+        })
+    }
+
+    /// The example policy shipped in the binary. Returns a Result rather than
+    /// panicking; a unit test proves it parses.
+    pub fn builtin() -> Result<Policy, PolicyError> {
+        Policy::parse(BUILTIN)
+    }
+
+    pub fn action(&self, id: &str) -> Option<&ActionPolicy> {
+        self.actions.iter().find(|action| action.id == id)
+    }
+
+    pub fn groups(&self) -> BTreeSet<String> {
+        let mut groups = BTreeSet::new();
+        for action in &self.actions {
+            groups.extend(action.approvers.iter().cloned());
+            for rule in &action.rules {
+                groups.extend(rule.approvers.iter().flatten().cloned());
+            }
+        }
+        groups
+    }
+}
+
+impl ActionPolicy {
+    /// Values for the approval page, in display order. Meant for transactions
+    /// that passed `evaluate`; a value that would have been refused is shown
+    /// as its raw text rather than hidden.
+    pub fn display_values(&self, tx: &Value) -> Vec<DisplayValue> {
+        self.display.iter().map(|field| field.value(tx)).collect()
+    }
+
+    fn from_raw(raw: RawAction) -> Result<ActionPolicy, PolicyError> {
+        let id = raw.id;
+        if !is_identifier(&id) {
+            return Err(invalid(&id, "id", "must match ^[a-z0-9][a-z0-9._-]*$"));
+        }
+        if raw.title.trim().is_empty() {
+            return Err(invalid(&id, "title", "must not be empty"));
+        }
+        check_names(&id, "audiences", &raw.audiences)?;
+        check_names(&id, "approvers", &raw.approvers)?;
+        if raw.quorum < 1 {
+            return Err(invalid(&id, "quorum", "must be at least 1"));
+        }
+        let request_ttl = ttl(
+            &id,
+            "request_ttl",
+            raw.request_ttl.as_deref(),
+            DEFAULT_REQUEST_TTL,
+            (REQUEST_TTL_MIN, REQUEST_TTL_MAX, "1m and 7d"),
+        )?;
+        let receipt_ttl = ttl(
+            &id,
+            "receipt_ttl",
+            raw.receipt_ttl.as_deref(),
+            DEFAULT_RECEIPT_TTL,
+            (RECEIPT_TTL_MIN, RECEIPT_TTL_MAX, "30s and 60m"),
+        )?;
+        let display = raw
+            .display
+            .into_iter()
+            .enumerate()
+            .map(|(index, field)| DisplayField::from_raw(&id, index, field))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut rules: Vec<Rule> = Vec::with_capacity(raw.rule.len());
+        for (index, raw_rule) in raw.rule.into_iter().enumerate() {
+            let rule = Rule::from_raw(&id, index, raw_rule)?;
+            if rules.iter().any(|earlier| earlier.name == rule.name) {
+                return Err(invalid(
+                    &id,
+                    format!("rule {:?}: name", rule.name),
+                    "is used by more than one rule of this action",
+                ));
+            }
+            rules.push(rule);
+        }
+        Ok(ActionPolicy {
+            id,
+            title: raw.title,
+            audiences: raw.audiences,
+            approvers: raw.approvers,
+            quorum: raw.quorum,
+            self_approval: raw.self_approval,
+            request_ttl,
+            receipt_ttl,
+            display,
+            rules,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,189 @@
+//! Escalation rules: when a transaction or its risk matches, who may decide and how many.
+
+use super::display::present;
+use super::raw::{
+    check_names, check_pointer, invalid, is_identifier, RawCondition, RawRule, MAX_RISK,
+};
+use super::{ActionPolicy, Decimal, PolicyError, Requirement, TxRefusal};
+use crate::jcs::Value;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub name: String,
+    pub when: Condition,
+    pub approvers: Option<Vec<String>>,
+    pub quorum: Option<u32>,
+    pub add_quorum: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    AtLeast { pointer: String, at_least: Decimal },
+    Equals { pointer: String, equals: String },
+    RiskAtLeast { risk_at_least: u32 },
+}
+
+impl ActionPolicy {
+    /// Validates the transaction against the action (required display fields
+    /// present, money fields decimal strings, currency present when money has
+    /// currency_pointer, rule pointers resolvable) and computes what is
+    /// required. risk_score is the request's optional risk score (0..=100).
+    pub fn evaluate(&self, tx: &Value, risk_score: Option<u32>) -> Result<Requirement, TxRefusal> {
+        for field in &self.display {
+            field.check(tx)?;
+        }
+        let mut requirement = Requirement {
+            approvals: self.quorum,
+            groups: self.approvers.clone(),
+            rules: Vec::new(),
+        };
+        for rule in &self.rules {
+            if !rule.matches(tx, risk_score)? {
+                continue;
+            }
+            if let Some(approvers) = &rule.approvers {
+                requirement.groups.clone_from(approvers);
+            }
+            if let Some(quorum) = rule.quorum {
+                requirement.approvals = requirement.approvals.max(quorum);
+            }
+            if let Some(add) = rule.add_quorum {
+                requirement.approvals = requirement.approvals.saturating_add(add);
+            }
+            requirement.rules.push(rule.name.clone());
+        }
+        Ok(requirement)
+    }
+}
+
+impl Rule {
+    pub(super) fn from_raw(action: &str, index: usize, raw: RawRule) -> Result<Rule, PolicyError> {
+        if !is_identifier(&raw.name) || raw.name == "default" {
+            let problem = if raw.name == "default" {
+                "is reserved for the requirement when no rule matched".to_owned()
+            } else {
+                format!(
+                    "{:?} must match ^[a-z0-9][a-z0-9._-]*$ (matched names are joined with '+')",
+                    raw.name
+                )
+            };
+            return Err(invalid(
+                action,
+                format!("rule #{}: name", index + 1),
+                problem,
+            ));
+        }
+        let context = format!("rule {:?}", raw.name);
+        let when = Condition::from_raw(action, &context, raw.when)?;
+        if raw.approvers.is_none() && raw.quorum.is_none() && raw.add_quorum.is_none() {
+            return Err(invalid(
+                action,
+                context,
+                "needs at least one of approvers, quorum or add_quorum",
+            ));
+        }
+        if let Some(approvers) = &raw.approvers {
+            check_names(action, &format!("{context}: approvers"), approvers)?;
+        }
+        for (key, value) in [("quorum", raw.quorum), ("add_quorum", raw.add_quorum)] {
+            if value == Some(0) {
+                return Err(invalid(
+                    action,
+                    format!("{context}: {key}"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        Ok(Rule {
+            name: raw.name,
+            when,
+            approvers: raw.approvers,
+            quorum: raw.quorum,
+            add_quorum: raw.add_quorum,
+        })
+    }
+
+    fn matches(&self, tx: &Value, risk_score: Option<u32>) -> Result<bool, TxRefusal> {
+        match &self.when {
+            Condition::AtLeast { pointer, at_least } => {
+                // Fail closed: leaving the amount out must not dodge the escalation.
+                let value = present(tx, pointer).ok_or_else(|| TxRefusal::RuleFieldMissing {
+                    rule: self.name.clone(),
+                    pointer: pointer.clone(),
+                })?;
+                let amount = match value {
+                    Value::String(s) => s.parse::<Decimal>().ok(),
+                    Value::Number(n) => Decimal::from_i64(*n),
+                    _ => None,
+                }
+                .ok_or_else(|| TxRefusal::RuleFieldNotDecimal {
+                    rule: self.name.clone(),
+                    pointer: pointer.clone(),
+                })?;
+                Ok(amount >= *at_least)
+            }
+            Condition::Equals { pointer, equals } => {
+                Ok(tx.pointer(pointer).and_then(Value::as_str) == Some(equals.as_str()))
+            }
+            Condition::RiskAtLeast { risk_at_least } => {
+                Ok(risk_score.is_some_and(|risk| risk >= *risk_at_least))
+            }
+        }
+    }
+}
+
+impl Condition {
+    pub(super) fn from_raw(
+        action: &str,
+        context: &str,
+        raw: RawCondition,
+    ) -> Result<Condition, PolicyError> {
+        let key = |name: &str| format!("{context}: when.{name}");
+        let condition = match raw {
+            RawCondition {
+                pointer: Some(pointer),
+                at_least: Some(at_least),
+                equals: None,
+                risk_at_least: None,
+            } => {
+                check_pointer(action, &key("pointer"), &pointer)?;
+                let at_least = at_least.parse::<Decimal>().map_err(|err| {
+                    invalid(action, key("at_least"), format!("{at_least:?} is {err}"))
+                })?;
+                Condition::AtLeast { pointer, at_least }
+            }
+            RawCondition {
+                pointer: Some(pointer),
+                at_least: None,
+                equals: Some(equals),
+                risk_at_least: None,
+            } => {
+                check_pointer(action, &key("pointer"), &pointer)?;
+                Condition::Equals { pointer, equals }
+            }
+            RawCondition {
+                pointer: None,
+                at_least: None,
+                equals: None,
+                risk_at_least: Some(risk_at_least),
+            } => {
+                if risk_at_least > MAX_RISK {
+                    return Err(invalid(
+                        action,
+                        key("risk_at_least"),
+                        format!("must be at most {MAX_RISK} (risk scores are 0..=100)"),
+                    ));
+                }
+                Condition::RiskAtLeast { risk_at_least }
+            }
+            _ => {
+                return Err(invalid(
+                    action,
+                    format!("{context}: when"),
+                    "must be exactly one of { pointer, at_least }, { pointer, equals } or { risk_at_least }",
+                ))
+            }
+        };
+        Ok(condition)
+    }
+}

@@ -1,0 +1,65 @@
+//! Secrets never reach the logs: an enrolment link's token travels in the path, and every log
+//! line about the request shows it redacted. (A test binary of its own: it installs the
+//! process-wide log subscriber.)
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use serde_json::json;
+
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOG.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolment_tokens_are_not_logged() {
+    tracing_subscriber::fmt()
+        .with_env_filter("debug")
+        .with_ansi(false)
+        .with_writer(|| Capture)
+        .init();
+    let app = common::spawn_app(common::Backend::Sqlite).await.unwrap();
+    let token = app.invite("erin", &["finance"]).await;
+    assert_eq!(
+        app.approver_get(&format!("/enroll/{token}"), None)
+            .await
+            .status(),
+        200
+    );
+    let res = app
+        .approver_post(&format!("/v1/enroll/{token}/options"), None, &json!({}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = app
+        .approver_post(
+            &format!("/v1/enroll/{token}/finish"),
+            None,
+            &json!({ "ceremony": "x", "credential": {} }),
+        )
+        .await;
+    assert_eq!(res.status(), 409);
+    app.approver_get(&format!("/?next=/enroll/{token}"), None)
+        .await;
+    let log = String::from_utf8(LOG.lock().unwrap().clone()).unwrap();
+    assert!(
+        log.contains("/v1/enroll/…/options"),
+        "requests are logged: {log}"
+    );
+    assert!(
+        !log.contains(&token),
+        "the token appears in the log:\n{log}"
+    );
+}

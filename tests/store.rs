@@ -1,0 +1,941 @@
+//! The `Store` contract: one suite, run against every implementation (SQLite and PostgreSQL),
+//! through the trait alone. Each test gets a fresh database.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::sync::Arc;
+
+use countersign::audit::ChainVerifier;
+use countersign::domain::client::key_hash;
+use countersign::domain::{
+    Actor, ApprovalId, Ceremony, CeremonyId, CeremonyKind, CeremonyState, ClientId, CredentialId,
+    Decision, DecisionRecord, EventKind, Initiator, NewCredential, NewEvent, Request, Requirement,
+    Rights, Status, Taken, User, UserId, Vote,
+};
+use countersign::store::{
+    CancelOutcome, Created, Cursor, DecisionOutcome, EnrolOutcome, Expect, Idempotency, InboxOf,
+    IssuedReceipt, Judge, NewDecision, NewInvitation, NewSession, Page, RedeemOutcome,
+    RetireOutcome, SealedKey, Store, StoreError,
+};
+use countersign::tx_hash::TxHash;
+use serde_json::json;
+
+const NOW: i64 = 1_795_000_000;
+
+/// Runs each contract test against a fresh store of every kind.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(store) = super::open(crate::common::Backend::Sqlite).await {
+                        super::$name(store).await;
+                    }
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(store) = super::open(crate::common::Backend::Postgres).await {
+                        super::$name(store).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    requests_are_created_once_and_replayed,
+    expiry_and_cancellation_are_conditional,
+    ceremonies_are_taken_once,
+    decisions_meet_the_quorum_once,
+    a_counter_that_does_not_advance_flags_the_passkey,
+    receipts_are_redeemed_once,
+    the_inbox_filters_before_it_pages,
+    sessions_end_with_their_passkey_or_person,
+    clients_keys_and_invitations,
+    every_change_is_on_the_audit_chain,
+);
+
+async fn open(backend: common::Backend) -> Option<Arc<dyn Store>> {
+    let dir = common::temp_dir();
+    let url = common::fresh_database(backend, &dir).await?;
+    Some(countersign::store::open(&url).await.unwrap())
+}
+
+fn event(kind: EventKind) -> NewEvent {
+    NewEvent::new(kind, Actor::Operator, json!({}))
+}
+
+async fn client(store: &Arc<dyn Store>, name: &str) -> ClientId {
+    store
+        .create_client(
+            name,
+            &key_hash(name),
+            &Rights::everything(),
+            event(EventKind::ClientCreated),
+            NOW,
+        )
+        .await
+        .unwrap()
+        .id
+}
+
+fn request(client: ClientId, initiator: &str, groups: &[&str], quorum: u32, at: i64) -> Request {
+    Request {
+        id: ApprovalId::generate(),
+        client_id: client,
+        action: "payment.transfer".into(),
+        transaction_jcs: r#"{"amount":"1.00"}"#.into(),
+        tx_hash: TxHash::of_json(br#"{"amount":"1.00"}"#).unwrap().0,
+        initiator: Initiator::parse(initiator).unwrap(),
+        audience: "payments".into(),
+        risk: None,
+        policy_rev: "rev".into(),
+        required: Requirement {
+            approvals: quorum,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            rules: vec!["large".into()],
+        },
+        status: Status::Pending,
+        created_at: at,
+        expires_at: at + 600,
+        decided_at: None,
+        self_approval: false,
+        receipt_ttl: 300,
+    }
+}
+
+async fn create(store: &Arc<dyn Store>, r: &Request) {
+    let e = event(EventKind::RequestCreated).about(r.id);
+    assert_eq!(
+        store.create_request(r, None, e).await.unwrap(),
+        Created::New
+    );
+}
+
+/// A person with one passkey, enrolled through an invitation.
+async fn person(store: &Arc<dyn Store>, name: &str, groups: &[&str]) -> (User, CredentialId) {
+    let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+    let token = key_hash(name);
+    let inv = NewInvitation {
+        username: name,
+        display_name: name,
+        groups: &groups,
+        token_hash: token,
+        expires_at: NOW + 3600,
+    };
+    let user = store
+        .invite_user(&inv, event(EventKind::UserInvited), NOW)
+        .await
+        .unwrap();
+    let id = CredentialId::from_raw(format!("cred-{name}").as_bytes()).unwrap();
+    let cred = NewCredential {
+        id: id.clone(),
+        label: "k".into(),
+        public_x: vec![1; 32],
+        public_y: vec![2; 32],
+        counter: 0,
+        passkey: "{}".into(),
+    };
+    let out = store
+        .enrol(
+            &token,
+            &user,
+            &cred,
+            event(EventKind::CredentialEnrolled),
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, EnrolOutcome::Enrolled);
+    (user, id)
+}
+
+fn decision_ceremony(user: &User, approval: ApprovalId, allow: CredentialId) -> Ceremony {
+    Ceremony {
+        id: CeremonyId::generate(),
+        state: CeremonyState::Decision {
+            user: user.id,
+            approval,
+            decision: Decision::Approve,
+            nonce: [9; 32],
+            allow: vec![allow],
+        },
+        created_at: NOW,
+        expires_at: NOW + 300,
+    }
+}
+
+fn record(
+    user: &User,
+    cred: &CredentialId,
+    approval: ApprovalId,
+    decision: Decision,
+) -> DecisionRecord {
+    DecisionRecord {
+        approval_id: approval,
+        vote: Vote {
+            user_id: user.id,
+            username: user.username.clone(),
+            display_name: user.display_name.clone(),
+            decision,
+            at: NOW + 1,
+        },
+        credential_id: cred.clone(),
+        nonce: [9; 32],
+        authenticator_data: vec![1, 2, 3],
+        client_data_json: b"{}".to_vec(),
+        signature: vec![4, 5],
+        public_jwk: json!({ "kty": "EC" }),
+        user_verified: true,
+    }
+}
+
+/// The rules of a test: quorum counting, a receipt that names the approvers.
+struct Quorum;
+
+impl Judge for Quorum {
+    fn verdict(&self, request: &Request, decisions: &[DecisionRecord]) -> Option<Status> {
+        if decisions
+            .iter()
+            .any(|d| d.vote.decision == Decision::Reject)
+        {
+            return Some(Status::Rejected);
+        }
+        (decisions.len() as u32 >= request.required.approvals).then_some(Status::Approved)
+    }
+    fn issue(
+        &self,
+        _: &Request,
+        approvals: &[DecisionRecord],
+        key: &SealedKey,
+        now: i64,
+    ) -> Result<IssuedReceipt, String> {
+        let names: Vec<&str> = approvals.iter().map(|a| a.vote.username.as_str()).collect();
+        Ok(IssuedReceipt {
+            jti: countersign::domain::ReceiptId::generate(),
+            token: format!("{}:{}", key.kid, names.join(",")),
+            expires_at: now + 300,
+        })
+    }
+    fn events(
+        &self,
+        request: &Request,
+        _: &DecisionRecord,
+        _: Option<(&IssuedReceipt, &str)>,
+    ) -> Vec<NewEvent> {
+        vec![event(EventKind::ApprovalRecorded).about(request.id)]
+    }
+}
+
+async fn with_key(store: &Arc<dyn Store>) {
+    let master =
+        countersign::master_key::MasterKey::load_or_create(&common::temp_dir().join("master.key"))
+            .unwrap()
+            .0;
+    let key = countersign::signing::generate(&countersign::signing::Sealer::new(&master)).unwrap();
+    assert!(store
+        .add_signing_key(&key, true, event(EventKind::KeyRotated), NOW)
+        .await
+        .unwrap());
+}
+
+async fn decide(
+    store: &Arc<dyn Store>,
+    user: &User,
+    cred: &CredentialId,
+    id: ApprovalId,
+    counter: u32,
+) -> DecisionOutcome {
+    let ceremony = decision_ceremony(user, id, cred.clone());
+    store.start_ceremony(&ceremony, None).await.unwrap();
+    let d = NewDecision {
+        record: record(user, cred, id, Decision::Approve),
+        ceremony: ceremony.id,
+        counter,
+        on_clone: event(EventKind::CloneSuspected),
+    };
+    store
+        .record_decision(&d, Arc::new(Quorum), NOW + 1)
+        .await
+        .unwrap()
+}
+
+async fn requests_are_created_once_and_replayed(store: Arc<dyn Store>) {
+    let c = client(&store, "svc").await;
+    let r = request(c, "Carol", &["finance"], 1, NOW);
+    let idem = Idempotency {
+        key: "k1".into(),
+        request_hash: [1; 32],
+        response: "first".into(),
+    };
+    let e = || event(EventKind::RequestCreated).about(r.id);
+    assert_eq!(
+        store.create_request(&r, Some(&idem), e()).await.unwrap(),
+        Created::New
+    );
+    let again = request(c, "Carol", &["finance"], 1, NOW);
+    assert_eq!(
+        store
+            .create_request(&again, Some(&idem), e())
+            .await
+            .unwrap(),
+        Created::Replayed("first".into())
+    );
+    let other = Idempotency {
+        request_hash: [2; 32],
+        ..idem.clone()
+    };
+    assert_eq!(
+        store
+            .create_request(&again, Some(&other), e())
+            .await
+            .unwrap(),
+        Created::KeyConflict
+    );
+    assert!(
+        store.request(again.id).await.unwrap().is_none(),
+        "a replay stores nothing"
+    );
+    let stored = store.request(r.id).await.unwrap().unwrap();
+    assert_eq!(stored, r, "every field round-trips");
+    assert_eq!(stored.initiator.key(), "carol");
+    let snap = store.snapshot(r.id).await.unwrap().unwrap();
+    assert_eq!((snap.request, snap.votes.len(), snap.receipt), (r, 0, None));
+    assert!(store
+        .snapshot(ApprovalId::generate())
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn expiry_and_cancellation_are_conditional(store: Arc<dyn Store>) {
+    let c = client(&store, "svc").await;
+    let r = request(c, "carol", &["finance"], 1, NOW);
+    create(&store, &r).await;
+    let expired = || event(EventKind::RequestExpired).about(r.id);
+    let not_due = store
+        .expire_request(r.id, expired(), NOW + 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(not_due.status, Status::Pending);
+    let due = store
+        .expire_request(r.id, expired(), NOW + 600)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (due.status, due.decided_at),
+        (Status::Expired, Some(NOW + 600))
+    );
+    let twice = store
+        .expire_request(r.id, expired(), NOW + 700)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(twice.decided_at, Some(NOW + 600), "expired once");
+    let cancel = |id, client| {
+        let store = store.clone();
+        async move {
+            store
+                .cancel_request(
+                    id,
+                    client,
+                    event(EventKind::RequestCancelled).about(id),
+                    NOW + 20,
+                )
+                .await
+                .unwrap()
+        }
+    };
+    assert!(
+        matches!(cancel(r.id, c).await, CancelOutcome::NotPending(x) if x.status == Status::Expired)
+    );
+    let r2 = request(c, "carol", &["finance"], 1, NOW);
+    create(&store, &r2).await;
+    assert_eq!(
+        cancel(r2.id, ClientId::generate()).await,
+        CancelOutcome::NotFound,
+        "another client's"
+    );
+    assert!(
+        matches!(cancel(r2.id, c).await, CancelOutcome::Cancelled(x) if x.status == Status::Cancelled)
+    );
+    assert!(matches!(
+        cancel(r2.id, c).await,
+        CancelOutcome::NotPending(_)
+    ));
+    let kinds: Vec<String> = store
+        .audit_page(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "request_expired").count(), 1);
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "request_cancelled").count(),
+        1
+    );
+}
+
+async fn ceremonies_are_taken_once(store: Arc<dyn Store>) {
+    let (bob, cred) = person(&store, "bob", &["finance"]).await;
+    let c = decision_ceremony(&bob, ApprovalId::generate(), cred);
+    store
+        .start_ceremony(&c, Some(event(EventKind::CeremonyStarted)))
+        .await
+        .unwrap();
+    let expect = Expect {
+        kind: CeremonyKind::Decision,
+        user: Some(bob.id),
+        approval: c.state.approval(),
+    };
+    assert_eq!(
+        store.peek_ceremony(c.id, expect).await.unwrap(),
+        Taken::Ceremony(c.clone())
+    );
+    // Another person's, or another kind: left in place.
+    let wrong = Expect {
+        user: Some(UserId::generate()),
+        ..expect
+    };
+    assert_eq!(
+        store.take_ceremony(c.id, wrong).await.unwrap(),
+        Taken::Mismatch
+    );
+    let sign_in = Expect {
+        kind: CeremonyKind::SignIn,
+        user: None,
+        approval: None,
+    };
+    assert_eq!(
+        store.take_ceremony(c.id, sign_in).await.unwrap(),
+        Taken::Mismatch
+    );
+    // Twenty at once: one gets it.
+    let takes: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.take_ceremony(c.id, expect).await.unwrap() })
+        })
+        .collect();
+    let mut got = 0;
+    for t in takes {
+        match t.await.unwrap() {
+            Taken::Ceremony(taken) => {
+                assert_eq!(taken, c);
+                got += 1;
+            }
+            other => assert_eq!(other, Taken::Gone),
+        }
+    }
+    assert_eq!(got, 1);
+    assert!(!store.discard_ceremony(c.id).await.unwrap());
+    let s = Ceremony {
+        id: CeremonyId::generate(),
+        state: CeremonyState::SignIn {
+            challenge: [3; 32],
+            allow: None,
+        },
+        created_at: NOW,
+        expires_at: NOW + 300,
+    };
+    store.start_ceremony(&s, None).await.unwrap();
+    assert_eq!(
+        store.take_ceremony(s.id, sign_in).await.unwrap(),
+        Taken::Ceremony(s.clone())
+    );
+    assert_eq!(
+        store.take_ceremony(s.id, sign_in).await.unwrap(),
+        Taken::Gone
+    );
+}
+
+async fn decisions_meet_the_quorum_once(store: Arc<dyn Store>) {
+    with_key(&store).await;
+    let c = client(&store, "svc").await;
+    let mut people = Vec::new();
+    for name in ["ann", "bob", "cat", "dan"] {
+        people.push(person(&store, name, &["finance"]).await);
+    }
+    // Quorum 2: the first approval leaves it pending, the second approves it with a receipt.
+    let r = request(c, "carol", &["finance"], 2, NOW);
+    create(&store, &r).await;
+    let (ann, ann_cred) = &people[0];
+    match decide(&store, ann, ann_cred, r.id, 1).await {
+        DecisionOutcome::Recorded(req, decisions) => {
+            assert_eq!((req.status, decisions.len()), (Status::Pending, 1));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        decide(&store, ann, ann_cred, r.id, 2).await,
+        DecisionOutcome::AlreadyDecided
+    );
+    let (bob, bob_cred) = &people[1];
+    match decide(&store, bob, bob_cred, r.id, 1).await {
+        DecisionOutcome::Recorded(req, decisions) => {
+            assert_eq!((req.status, decisions.len()), (Status::Approved, 2));
+        }
+        other => panic!("{other:?}"),
+    }
+    let snap = store.snapshot(r.id).await.unwrap().unwrap();
+    assert!(snap.receipt.unwrap().ends_with(":ann,bob"));
+    assert_eq!(snap.votes.len(), 2);
+    assert_eq!(
+        decide(&store, &people[2].0, &people[2].1, r.id, 1).await,
+        DecisionOutcome::NotPending
+    );
+    // The last two approvals at once: exactly one approves it.
+    for round in 0..5 {
+        let r = request(c, "carol", &["finance"], 3, NOW + round);
+        create(&store, &r).await;
+        assert!(matches!(
+            decide(&store, &people[0].0, &people[0].1, r.id, 10 + round as u32).await,
+            DecisionOutcome::Recorded(..)
+        ));
+        let last: Vec<_> = people[1..3]
+            .iter()
+            .cloned()
+            .map(|(user, cred)| {
+                let store = store.clone();
+                let id = r.id;
+                let n = 10 + round as u32;
+                tokio::spawn(async move { decide(&store, &user, &cred, id, n).await })
+            })
+            .collect();
+        let mut approved = 0;
+        for t in last {
+            if let DecisionOutcome::Recorded(req, _) = t.await.unwrap() {
+                approved += usize::from(req.status == Status::Approved);
+            }
+        }
+        assert_eq!(approved, 1);
+        assert!(store.receipt_of(r.id).await.unwrap().is_some());
+    }
+    // A ceremony taken already.
+    let r = request(c, "carol", &["finance"], 1, NOW);
+    create(&store, &r).await;
+    let d = NewDecision {
+        record: record(&people[3].0, &people[3].1, r.id, Decision::Reject),
+        ceremony: CeremonyId::generate(),
+        counter: 50,
+        on_clone: event(EventKind::CloneSuspected),
+    };
+    assert_eq!(
+        store
+            .record_decision(&d, Arc::new(Quorum), NOW + 1)
+            .await
+            .unwrap(),
+        DecisionOutcome::CeremonyConsumed
+    );
+    let ceremony = decision_ceremony(&people[3].0, r.id, people[3].1.clone());
+    store.start_ceremony(&ceremony, None).await.unwrap();
+    let d = NewDecision {
+        ceremony: ceremony.id,
+        ..d
+    };
+    match store
+        .record_decision(&d, Arc::new(Quorum), NOW + 1)
+        .await
+        .unwrap()
+    {
+        DecisionOutcome::Recorded(req, _) => assert_eq!(req.status, Status::Rejected),
+        other => panic!("{other:?}"),
+    }
+    assert!(store.receipt_of(r.id).await.unwrap().is_none());
+}
+
+async fn a_counter_that_does_not_advance_flags_the_passkey(store: Arc<dyn Store>) {
+    with_key(&store).await;
+    let c = client(&store, "svc").await;
+    let (bob, cred) = person(&store, "bob", &["finance"]).await;
+    let session = NewSession {
+        id_hash: [7; 32],
+        user_id: bob.id,
+        credential_id: cred.clone(),
+        expires_at: NOW + 3600,
+        replaces: None,
+    };
+    store.create_session(&session, NOW).await.unwrap();
+    assert!(store
+        .advance_counter(&cred, 5, event(EventKind::CloneSuspected), NOW)
+        .await
+        .unwrap());
+    let r = request(c, "carol", &["finance"], 2, NOW);
+    create(&store, &r).await;
+    assert_eq!(
+        decide(&store, &bob, &cred, r.id, 5).await,
+        DecisionOutcome::PossibleClone
+    );
+    assert!(store
+        .credential(&cred)
+        .await
+        .unwrap()
+        .unwrap()
+        .flagged_at
+        .is_some());
+    assert!(
+        store
+            .session_user(&[7; 32], NOW + 2, 1800)
+            .await
+            .unwrap()
+            .is_none(),
+        "its session ended"
+    );
+    assert!(store.decisions(r.id).await.unwrap().is_empty());
+    assert!(
+        !store
+            .advance_counter(&cred, 9, event(EventKind::CloneSuspected), NOW)
+            .await
+            .unwrap(),
+        "flagged stays flagged"
+    );
+}
+
+async fn receipts_are_redeemed_once(store: Arc<dyn Store>) {
+    with_key(&store).await;
+    let c = client(&store, "svc").await;
+    let (bob, cred) = person(&store, "bob", &["finance"]).await;
+    let r = request(c, "carol", &["finance"], 1, NOW);
+    create(&store, &r).await;
+    decide(&store, &bob, &cred, r.id, 1).await;
+    let jti = store.receipt_of(r.id).await.unwrap().unwrap().jti;
+    let redeems: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .redeem(jti, "svc", event(EventKind::ReceiptRedeemed), NOW + 5)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in redeems {
+        match t.await.unwrap() {
+            RedeemOutcome::Redeemed(row) => {
+                assert_eq!(
+                    (row.redeemed_at, row.redeemed_by.as_deref()),
+                    (Some(NOW + 5), Some("svc"))
+                );
+                ok += 1;
+            }
+            RedeemOutcome::AlreadyRedeemed(row) => assert_eq!(row.redeemed_at, Some(NOW + 5)),
+            RedeemOutcome::Unknown => panic!("unknown"),
+        }
+    }
+    assert_eq!(ok, 1);
+    let unknown = countersign::domain::ReceiptId::generate();
+    assert_eq!(
+        store
+            .redeem(unknown, "svc", event(EventKind::ReceiptRedeemed), NOW)
+            .await
+            .unwrap(),
+        RedeemOutcome::Unknown
+    );
+}
+
+async fn the_inbox_filters_before_it_pages(store: Arc<dyn Store>) {
+    let c = client(&store, "svc").await;
+    let (bob, bob_cred) = person(&store, "bob", &["finance"]).await;
+    with_key(&store).await;
+    // Interleaved: requests bob may decide, and many he may not (another group, his own).
+    let mut his = Vec::new();
+    for i in 0..30 {
+        let at = NOW + i;
+        create(&store, &request(c, "carol", &["admins"], 1, at)).await;
+        create(&store, &request(c, " BOB", &["finance"], 1, at)).await;
+        let mine = request(c, "carol", &["finance", "other"], 2, at);
+        create(&store, &mine).await;
+        his.push(mine.id);
+    }
+    // One he decided already is not his to decide again.
+    decide(&store, &bob, &bob_cred, his[0], 1).await;
+    let of = InboxOf {
+        user: bob.id,
+        identity: "bob",
+        groups: &bob.groups,
+    };
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .inbox(&of, NOW + 100, Page { before, limit: 7 })
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        seen.extend(page.iter().map(|l| l.request.id));
+        let last = page.last().unwrap();
+        before = Some(Cursor {
+            at: last.request.created_at,
+            id: last.request.id,
+        });
+    }
+    let mut expected: Vec<ApprovalId> = his[1..].to_vec();
+    expected.reverse();
+    assert_eq!(seen, expected, "newest first, each once, only his");
+    // Past their time, none.
+    assert!(store
+        .inbox(
+            &of,
+            NOW + 10_000,
+            Page {
+                before: None,
+                limit: 7
+            }
+        )
+        .await
+        .unwrap()
+        .is_empty());
+    // His history: the one he decided, with its vote.
+    let history = store
+        .history(
+            bob.id,
+            Page {
+                before: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!((history[0].request.id, history[0].votes.len()), (his[0], 1));
+}
+
+async fn sessions_end_with_their_passkey_or_person(store: Arc<dyn Store>) {
+    let (bob, cred) = person(&store, "bob", &["finance"]).await;
+    let new = |hash: u8, replaces| NewSession {
+        id_hash: [hash; 32],
+        user_id: bob.id,
+        credential_id: cred.clone(),
+        expires_at: NOW + 3600,
+        replaces,
+    };
+    store.create_session(&new(1, None), NOW).await.unwrap();
+    assert_eq!(
+        store
+            .session_user(&[1; 32], NOW + 10, 1800)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        bob.id
+    );
+    assert!(
+        store
+            .session_user(&[1; 32], NOW + 1801, 1800)
+            .await
+            .unwrap()
+            .is_none(),
+        "idle"
+    );
+    store
+        .create_session(&new(2, Some([1; 32])), NOW)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .session_user(&[1; 32], NOW, 1800)
+            .await
+            .unwrap()
+            .is_none(),
+        "replaced"
+    );
+    assert!(
+        store
+            .session_user(&[2; 32], NOW + 3601, 1_000_000)
+            .await
+            .unwrap()
+            .is_none(),
+        "absolute end"
+    );
+    assert!(store
+        .revoke_credential("bob", &cred, event(EventKind::CredentialRevoked), NOW)
+        .await
+        .unwrap());
+    assert!(
+        store
+            .session_user(&[2; 32], NOW + 1, 1800)
+            .await
+            .unwrap()
+            .is_none(),
+        "passkey revoked"
+    );
+    let (erin, erin_cred) = person(&store, "erin", &["finance"]).await;
+    let s = NewSession {
+        id_hash: [3; 32],
+        user_id: erin.id,
+        credential_id: erin_cred,
+        expires_at: NOW + 3600,
+        replaces: None,
+    };
+    store.create_session(&s, NOW).await.unwrap();
+    assert!(store
+        .disable_user("erin", event(EventKind::UserDisabled), NOW)
+        .await
+        .unwrap());
+    assert!(
+        store
+            .session_user(&[3; 32], NOW + 1, 1800)
+            .await
+            .unwrap()
+            .is_none(),
+        "person disabled"
+    );
+    assert_eq!(store.sign_in_credentials("erin").await.unwrap(), vec![]);
+}
+
+async fn clients_keys_and_invitations(store: Arc<dyn Store>) {
+    let id = client(&store, "svc").await;
+    let dup = store
+        .create_client(
+            "svc",
+            &[9; 32],
+            &Rights::default(),
+            event(EventKind::ClientCreated),
+            NOW,
+        )
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))));
+    assert_eq!(
+        store
+            .client_by_key_hash(&key_hash("svc"))
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        id
+    );
+    assert!(store
+        .revoke_client("svc", event(EventKind::ClientRevoked), NOW)
+        .await
+        .unwrap());
+    assert!(!store
+        .revoke_client("svc", event(EventKind::ClientRevoked), NOW)
+        .await
+        .unwrap());
+    assert!(store
+        .client_by_key_hash(&key_hash("svc"))
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_some());
+    with_key(&store).await;
+    let master =
+        countersign::master_key::MasterKey::load_or_create(&common::temp_dir().join("m.key"))
+            .unwrap()
+            .0;
+    let key = countersign::signing::generate(&countersign::signing::Sealer::new(&master)).unwrap();
+    assert!(
+        !store
+            .add_signing_key(&key, true, event(EventKind::KeyRotated), NOW)
+            .await
+            .unwrap(),
+        "one exists"
+    );
+    assert!(store
+        .add_signing_key(&key, false, event(EventKind::KeyRotated), NOW)
+        .await
+        .unwrap());
+    assert_eq!(store.active_key().await.unwrap().unwrap().kid, key.kid);
+    assert_eq!(
+        store
+            .retire_key(&key.kid, event(EventKind::KeyRetired), NOW)
+            .await
+            .unwrap(),
+        RetireOutcome::InUse
+    );
+    let first = store.signing_keys().await.unwrap()[0].kid.clone();
+    assert_eq!(
+        store
+            .retire_key(&first, event(EventKind::KeyRetired), NOW)
+            .await
+            .unwrap(),
+        RetireOutcome::Retired
+    );
+    assert_eq!(
+        store
+            .retire_key(&first, event(EventKind::KeyRetired), NOW)
+            .await
+            .unwrap(),
+        RetireOutcome::NotFound
+    );
+    // Invitations: one enrolment each.
+    let (bob, _) = person(&store, "bob", &["finance"]).await;
+    let (user, state) = store
+        .invitation(&key_hash("bob"), NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (user.id, state),
+        (bob.id, countersign::domain::InvitationState::Used)
+    );
+    assert!(store
+        .set_groups(
+            "bob",
+            &["admins".into()],
+            event(EventKind::UserGroupsChanged),
+            NOW
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        store.user(bob.id).await.unwrap().unwrap().groups,
+        vec!["admins"]
+    );
+    assert!(!store
+        .set_groups("nobody", &[], event(EventKind::UserGroupsChanged), NOW)
+        .await
+        .unwrap());
+    let shapes = store.credential_shapes().await.unwrap();
+    assert_eq!((shapes.id_lengths, shapes.per_person), (vec![8], vec![1]));
+}
+
+async fn every_change_is_on_the_audit_chain(store: Arc<dyn Store>) {
+    with_key(&store).await;
+    let c = client(&store, "svc").await;
+    let (bob, cred) = person(&store, "bob", &["finance"]).await;
+    for i in 0..5 {
+        let r = request(c, "carol", &["finance"], 1, NOW + i);
+        create(&store, &r).await;
+        decide(&store, &bob, &cred, r.id, 1 + i as u32).await;
+    }
+    store
+        .record(event(EventKind::DecisionRefused), NOW)
+        .await
+        .unwrap();
+    let events = store.audit_page(0, 1000).await.unwrap();
+    let mut chain = ChainVerifier::default();
+    events.iter().for_each(|e| chain.push(e).unwrap());
+    let (seq, hash) = store.audit_head().await.unwrap();
+    assert_eq!(chain.finish(seq, &hash).unwrap(), events.len() as i64);
+    assert_eq!(events.last().unwrap().kind, "decision_refused");
+    assert_eq!(events.last().unwrap().actor, "operator");
+    assert_eq!(
+        store
+            .audit_page(events.len() as i64 - 2, 1000)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
