@@ -126,6 +126,16 @@ pub struct Page {
     pub limit: u32,
 }
 
+impl Page {
+    /// The cursor as a query binds it: NULLs for the first page.
+    pub(crate) fn bounds(&self) -> (Option<i64>, Option<String>) {
+        match self.before {
+            Some(c) => (Some(c.at), Some(c.id.to_string())),
+            None => (None, None),
+        }
+    }
+}
+
 /// Whose inbox: what decides whether a pending request belongs in it (an eligible group, not
 /// their own request unless the policy allowed that, not decided by them yet) is applied by
 /// the query itself, before the page is cut, so no volume of other work can push a request

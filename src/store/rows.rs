@@ -38,6 +38,14 @@ fn decision(text: &str) -> StoreResult<Decision> {
     text.parse().map_err(|e| corrupt("decision", e))
 }
 
+/// A column list with each column qualified by a table alias (`a.id, a.client_id, …`).
+pub(super) fn qualified(cols: &str, alias: &str) -> String {
+    cols.split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The columns of `approvals`, in this order, for both databases.
 pub(super) const REQUEST_COLS: &str = "id, client_id, action, transaction_jcs, tx_hash, initiator, initiator_key, \
      audience, risk, policy_rev, required_approvals, required_groups, rules, status, created_at, expires_at, \
@@ -367,6 +375,23 @@ impl CeremonyRow {
             }
         }
         row
+    }
+
+    /// What a ceremony read or deleted by id is to a caller expecting `expect`.
+    pub fn classify(
+        row: Option<CeremonyRow>,
+        expect: super::Expect,
+    ) -> StoreResult<crate::domain::Taken> {
+        use crate::domain::Taken;
+        let Some(row) = row else {
+            return Ok(Taken::Gone);
+        };
+        let c = row.into_domain()?;
+        Ok(if expect.matches(&c.state) {
+            Taken::Ceremony(c)
+        } else {
+            Taken::Mismatch
+        })
     }
 
     pub fn into_domain(self) -> StoreResult<Ceremony> {

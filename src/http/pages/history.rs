@@ -7,7 +7,7 @@ use askama::Template;
 use super::super::problem::ApiError;
 use super::super::AppState;
 use super::respond::{failure, html, query_param, sign_in_first, signed_in};
-use super::view::{row, Mine, Row, Shell};
+use super::view::{rows, Row, Shell};
 use crate::domain::User;
 use crate::service::inbox::{history as decided, DEFAULT_PAGE};
 use crate::store::{Cursor, Page};
@@ -39,27 +39,21 @@ async fn page(
     user: &User,
     before: Option<Cursor>,
 ) -> Result<HistoryPage, ApiError> {
-    let listing = decided(
-        &state.svc,
-        user,
-        Page {
-            before,
-            limit: DEFAULT_PAGE,
-        },
-    )
-    .await?;
-    let now = state.svc.clock.now();
+    let page = Page {
+        before,
+        limit: DEFAULT_PAGE,
+    };
+    let listing = decided(&state.svc, user, page).await?;
+    let (rows, older) = rows(
+        &state.svc.policy,
+        &listing,
+        state.svc.clock.now(),
+        Some(user),
+    );
     Ok(HistoryPage {
         shell: Shell::new(Some(user), "history", "History"),
-        rows: listing
-            .items
-            .iter()
-            .map(|l| Row {
-                mine: Mine::of(&l.votes, user),
-                ..row(&state.svc.policy, &l.request, &l.votes, now)
-            })
-            .collect(),
+        rows,
         later: before.is_some(),
-        older: listing.next.map(|c| c.to_string()),
+        older,
     })
 }

@@ -7,7 +7,7 @@ use askama::Template;
 use super::super::problem::ApiError;
 use super::super::AppState;
 use super::respond::{failure, html, query_param, safe_next, see_other, signed_in};
-use super::view::{row, Row, Shell};
+use super::view::{rows, Row, Shell};
 use crate::domain::User;
 use crate::service::inbox::{inbox, DEFAULT_PAGE};
 use crate::store::{Cursor, Page};
@@ -60,24 +60,16 @@ async fn page(
     user: &User,
     before: Option<Cursor>,
 ) -> Result<InboxPage, ApiError> {
-    let listing = inbox(
-        &state.svc,
-        user,
-        Page {
-            before,
-            limit: DEFAULT_PAGE,
-        },
-    )
-    .await?;
-    let now = state.svc.clock.now();
+    let page = Page {
+        before,
+        limit: DEFAULT_PAGE,
+    };
+    let listing = inbox(&state.svc, user, page).await?;
+    let (rows, older) = rows(&state.svc.policy, &listing, state.svc.clock.now(), None);
     Ok(InboxPage {
         shell: Shell::new(Some(user), "inbox", "Inbox"),
-        rows: listing
-            .items
-            .iter()
-            .map(|l| row(&state.svc.policy, &l.request, &l.votes, now))
-            .collect(),
+        rows,
         later: before.is_some(),
-        older: listing.next.map(|c| c.to_string()),
+        older,
     })
 }

@@ -7,6 +7,7 @@ use crate::domain::decision::approvals;
 use crate::domain::text::reveal;
 use crate::domain::{Decision, Request, Status, User, Vote};
 use crate::policy::{DisplayValue, Format, Policy};
+use crate::service::inbox::Listing;
 
 /// How many display fields a list row shows; the request page shows all of them.
 const KEY_FIELDS: usize = 3;
@@ -224,6 +225,25 @@ pub fn row(policy: &Policy, r: &Request, votes: &[Vote], now: UnixTime) -> Row {
         risk: risk(r),
         mine: None,
     }
+}
+
+/// The rows of a page of the inbox or the history (with what `mine`, if given, decided), and
+/// the cursor of the page after it.
+pub fn rows(
+    policy: &Policy,
+    listing: &Listing,
+    now: UnixTime,
+    mine: Option<&User>,
+) -> (Vec<Row>, Option<String>) {
+    let rows = listing
+        .items
+        .iter()
+        .map(|l| Row {
+            mine: mine.and_then(|user| Mine::of(&l.votes, user)),
+            ..row(policy, &l.request, &l.votes, now)
+        })
+        .collect();
+    (rows, listing.next.map(|c| c.to_string()))
 }
 
 pub struct RiskView {

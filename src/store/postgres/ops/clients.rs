@@ -72,20 +72,11 @@ impl ClientStore for PgStore {
 
     #[tracing::instrument(skip(self, event))]
     async fn revoke_client(&self, name: &str, event: NewEvent, now: UnixTime) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
+        let update = sqlx::query(
             "UPDATE clients SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
         )
         .bind(now)
-        .bind(name)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if done {
-            append(&mut tx, std::slice::from_ref(&event), now).await?;
-        }
-        tx.commit().await?;
-        Ok(done)
+        .bind(name);
+        self.update_audited(update, event, now).await
     }
 }

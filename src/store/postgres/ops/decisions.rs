@@ -41,18 +41,6 @@ static TAKE_CEREMONY: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-fn classify(row: Option<CeremonyRow>, expect: Expect) -> StoreResult<Taken> {
-    let Some(row) = row else {
-        return Ok(Taken::Gone);
-    };
-    let c = row.into_domain()?;
-    Ok(if expect.matches(&c.state) {
-        Taken::Ceremony(c)
-    } else {
-        Taken::Mismatch
-    })
-}
-
 #[async_trait]
 impl DecisionStore for PgStore {
     #[tracing::instrument(skip_all, fields(ceremony = %ceremony.id, kind = ceremony.state.kind().as_str()))]
@@ -94,7 +82,7 @@ impl DecisionStore for PgStore {
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?;
-        classify(row, expect)
+        CeremonyRow::classify(row, expect)
     }
 
     #[tracing::instrument(skip(self))]
@@ -116,7 +104,7 @@ impl DecisionStore for PgStore {
                     .await?
             }
         };
-        classify(row, expect)
+        CeremonyRow::classify(row, expect)
     }
 
     #[tracing::instrument(skip(self))]

@@ -69,6 +69,25 @@ pub(super) async fn append(
     Ok(())
 }
 
+impl PgStore {
+    /// One conditional UPDATE and, when it changed a row, its event, in one transaction: the
+    /// shape of an operator's change. Returns whether it changed a row.
+    pub(super) async fn update_audited(
+        &self,
+        update: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = update.execute(&mut *tx).await?.rows_affected() == 1;
+        if done {
+            append(&mut tx, std::slice::from_ref(&event), now).await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+}
+
 /// Tells every replica (this one included) that a request changed, once the transaction
 /// commits: a notification inside a transaction is delivered only on commit.
 pub(super) async fn announce(tx: &mut PgConnection, id: ApprovalId) -> StoreResult<()> {

@@ -3,7 +3,9 @@ use std::sync::LazyLock;
 use async_trait::async_trait;
 use sqlx::{PgConnection, Row};
 
-use super::super::super::rows::{to_json, CredentialRow, UserRow, CREDENTIAL_COLS, USER_COLS};
+use super::super::super::rows::{
+    qualified, to_json, CredentialRow, UserRow, CREDENTIAL_COLS, USER_COLS,
+};
 use super::super::super::{
     CredentialShapes, EnrolOutcome, NewInvitation, NewSession, PeopleStore, StoreError, StoreResult,
 };
@@ -26,11 +28,7 @@ static SESSION_USER: LazyLock<String> = LazyLock::new(|| {
          JOIN credentials c ON c.id = s.credential_id AND c.user_id = s.user_id \
          WHERE s.id_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $3 \
            AND u.disabled_at IS NULL AND c.revoked_at IS NULL AND c.flagged_at IS NULL",
-        USER_COLS
-            .split(", ")
-            .map(|c| format!("u.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        qualified(USER_COLS, "u")
     )
 });
 const USABLE: &str = "FROM credentials c JOIN users u ON u.id = c.user_id \
@@ -149,7 +147,7 @@ impl PeopleStore for PgStore {
         let row = sqlx::query(&format!(
             "SELECT i.used_at AS used_at, i.expires_at AS invitation_expires_at, {} FROM invitations i \
              JOIN users u ON u.id = i.user_id WHERE i.token_hash = $1",
-            USER_COLS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
+            qualified(USER_COLS, "u")
         ))
         .bind(token_hash.as_slice())
         .fetch_optional(&self.pool)
@@ -286,19 +284,10 @@ impl PeopleStore for PgStore {
         event: NewEvent,
         now: UnixTime,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("UPDATE users SET groups = $1 WHERE username = $2")
+        let update = sqlx::query("UPDATE users SET groups = $1 WHERE username = $2")
             .bind(to_json(&groups)?)
-            .bind(username)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
-        if done {
-            append(&mut tx, std::slice::from_ref(&event), now).await?;
-        }
-        tx.commit().await?;
-        Ok(done)
+            .bind(username);
+        self.update_audited(update, event, now).await
     }
 
     async fn credential(&self, id: &CredentialId) -> StoreResult<Option<Credential>> {

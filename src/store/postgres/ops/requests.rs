@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::super::super::rows::{
-    group_votes, RequestCols, RequestRow, VoteRow, REQUEST_COLS, VOTE_COLS,
+    group_votes, qualified, RequestCols, RequestRow, VoteRow, REQUEST_COLS, VOTE_COLS,
 };
 use super::super::super::{
     CancelOutcome, Created, Idempotency, InboxOf, Listed, Page, RequestStore, Snapshot, StoreError,
@@ -26,7 +26,7 @@ static SNAPSHOT: LazyLock<String> = LazyLock::new(|| {
         "SELECT {}, {VOTE_COLS}, r.token AS receipt FROM approvals a \
          LEFT JOIN decisions d ON d.approval_id = a.id LEFT JOIN receipts r ON r.approval_id = a.id \
          WHERE a.id = $1 ORDER BY d.at, d.username",
-        prefixed("a")
+        qualified(REQUEST_COLS, "a")
     )
 });
 static EXPIRE: LazyLock<String> = LazyLock::new(|| {
@@ -54,7 +54,7 @@ static INBOX: LazyLock<String> = LazyLock::new(|| {
             ORDER BY x.created_at DESC, x.id COLLATE \"C\" DESC LIMIT $7) a \
          LEFT JOIN decisions d ON d.approval_id = a.id \
          ORDER BY a.created_at DESC, a.id COLLATE \"C\" DESC, d.at, d.username",
-        prefixed("a")
+        qualified(REQUEST_COLS, "a")
     )
 });
 static HISTORY: LazyLock<String> = LazyLock::new(|| {
@@ -66,24 +66,9 @@ static HISTORY: LazyLock<String> = LazyLock::new(|| {
             ORDER BY m.at DESC, m.approval_id COLLATE \"C\" DESC LIMIT $4) a \
          LEFT JOIN decisions d ON d.approval_id = a.id \
          ORDER BY a.my_at DESC, a.id COLLATE \"C\" DESC, d.at, d.username",
-        prefixed("a")
+        qualified(REQUEST_COLS, "a")
     )
 });
-
-fn prefixed(alias: &str) -> String {
-    REQUEST_COLS
-        .split(", ")
-        .map(|c| format!("{alias}.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn cursor(page: &Page) -> (Option<i64>, Option<String>) {
-    match page.before {
-        Some(c) => (Some(c.at), Some(c.id.to_string())),
-        None => (None, None),
-    }
-}
 
 /// A list query's rows, each a request and one of its votes.
 fn listed(rows: Vec<sqlx::postgres::PgRow>) -> StoreResult<Vec<Listed>> {
@@ -195,7 +180,7 @@ impl RequestStore for PgStore {
 
     #[tracing::instrument(skip(self, of), fields(user = %of.user))]
     async fn inbox(&self, of: &InboxOf<'_>, now: UnixTime, page: Page) -> StoreResult<Vec<Listed>> {
-        let (at, id) = cursor(&page);
+        let (at, id) = page.bounds();
         let rows = sqlx::query(&INBOX)
             .bind(now)
             .bind(at)
@@ -211,7 +196,7 @@ impl RequestStore for PgStore {
 
     #[tracing::instrument(skip(self))]
     async fn history(&self, user: UserId, page: Page) -> StoreResult<Vec<Listed>> {
-        let (at, id) = cursor(&page);
+        let (at, id) = page.bounds();
         let rows = sqlx::query(&HISTORY)
             .bind(user.to_string())
             .bind(at)

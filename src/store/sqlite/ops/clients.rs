@@ -4,7 +4,7 @@ use rusqlite::params;
 use super::super::super::rows::{to_json, ClientRow, CLIENT_COLS};
 use super::super::super::{ClientStore, StoreError, StoreResult};
 use super::super::{is_unique, Outcome, SqliteStore};
-use super::{all, append, exec, first};
+use super::{all, append, first};
 use crate::clock::UnixTime;
 use crate::domain::{Client, ClientId, NewEvent, Rights};
 
@@ -79,19 +79,13 @@ impl ClientStore for SqliteStore {
 
     #[tracing::instrument(skip(self, event))]
     async fn revoke_client(&self, name: &str, event: NewEvent, now: UnixTime) -> StoreResult<bool> {
-        let name = name.to_owned();
-        self.engine
-            .write(move |conn| {
-                let done = exec(
-                    conn,
-                    "UPDATE clients SET revoked_at = ?1 WHERE name = ?2 AND revoked_at IS NULL",
-                    params![now, name],
-                )? == 1;
-                if done {
-                    append(conn, std::slice::from_ref(&event), now)?;
-                }
-                Ok(Outcome::Keep(done))
-            })
-            .await
+        let params = vec![now.into(), name.to_owned().into()];
+        self.update_audited(
+            "UPDATE clients SET revoked_at = ?1 WHERE name = ?2 AND revoked_at IS NULL",
+            params,
+            event,
+            now,
+        )
+        .await
     }
 }

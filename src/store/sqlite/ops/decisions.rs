@@ -41,18 +41,6 @@ static TAKE_CEREMONY: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-fn classify(row: Option<CeremonyRow>, expect: Expect) -> StoreResult<Taken> {
-    let Some(row) = row else {
-        return Ok(Taken::Gone);
-    };
-    let c = row.into_domain()?;
-    Ok(if expect.matches(&c.state) {
-        Taken::Ceremony(c)
-    } else {
-        Taken::Mismatch
-    })
-}
-
 #[async_trait]
 impl DecisionStore for SqliteStore {
     #[tracing::instrument(skip_all, fields(ceremony = %ceremony.id, kind = ceremony.state.kind().as_str()))]
@@ -99,7 +87,7 @@ impl DecisionStore for SqliteStore {
         let row = self
             .engine
             .read(|conn| first::<CeremonyRow>(conn, &CEREMONY, params![id.to_string()]))?;
-        classify(row, expect)
+        CeremonyRow::classify(row, expect)
     }
 
     #[tracing::instrument(skip(self))]
@@ -124,7 +112,7 @@ impl DecisionStore for SqliteStore {
                 }))
             })
             .await?;
-        classify(row, expect)
+        CeremonyRow::classify(row, expect)
     }
 
     #[tracing::instrument(skip(self))]

@@ -34,6 +34,28 @@ impl Store for SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// One conditional UPDATE and, when it changed a row, its event, in one transaction: the
+    /// shape of an operator's change. Returns whether it changed a row.
+    pub(super) async fn update_audited(
+        &self,
+        sql: &'static str,
+        params: Vec<rusqlite::types::Value>,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        self.engine
+            .write(move |conn| {
+                let done = exec(conn, sql, rusqlite::params_from_iter(&params))? == 1;
+                if done {
+                    append(conn, std::slice::from_ref(&event), now)?;
+                }
+                Ok(super::Outcome::Keep(done))
+            })
+            .await
+    }
+}
+
 /// A row type read by column name.
 pub(super) trait FromRow: Sized {
     fn from_row(row: &Row<'_>) -> rusqlite::Result<Self>;

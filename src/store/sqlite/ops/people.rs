@@ -3,7 +3,9 @@ use std::sync::LazyLock;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::super::super::rows::{to_json, CredentialRow, UserRow, CREDENTIAL_COLS, USER_COLS};
+use super::super::super::rows::{
+    qualified, to_json, CredentialRow, UserRow, CREDENTIAL_COLS, USER_COLS,
+};
 use super::super::super::{
     CredentialShapes, EnrolOutcome, NewInvitation, NewSession, PeopleStore, StoreError, StoreResult,
 };
@@ -28,11 +30,7 @@ static SESSION_USER: LazyLock<String> = LazyLock::new(|| {
          JOIN credentials c ON c.id = s.credential_id AND c.user_id = s.user_id \
          WHERE s.id_hash = ?1 AND s.expires_at > ?2 AND s.last_seen_at > ?3 \
            AND u.disabled_at IS NULL AND c.revoked_at IS NULL AND c.flagged_at IS NULL",
-        USER_COLS
-            .split(", ")
-            .map(|c| format!("u.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        qualified(USER_COLS, "u")
     )
 });
 
@@ -263,20 +261,14 @@ impl PeopleStore for SqliteStore {
         event: NewEvent,
         now: UnixTime,
     ) -> StoreResult<bool> {
-        let (username, groups) = (username.to_owned(), to_json(&groups)?);
-        self.engine
-            .write(move |conn| {
-                let done = exec(
-                    conn,
-                    "UPDATE users SET groups = ?1 WHERE username = ?2",
-                    params![groups, username],
-                )? == 1;
-                if done {
-                    append(conn, std::slice::from_ref(&event), now)?;
-                }
-                Ok(Outcome::Keep(done))
-            })
-            .await
+        let params = vec![to_json(&groups)?.into(), username.to_owned().into()];
+        self.update_audited(
+            "UPDATE users SET groups = ?1 WHERE username = ?2",
+            params,
+            event,
+            now,
+        )
+        .await
     }
 
     async fn credential(&self, id: &CredentialId) -> StoreResult<Option<Credential>> {

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
 
 use super::super::super::rows::{
-    group_votes, RequestCols, RequestRow, VoteRow, REQUEST_COLS, VOTE_COLS,
+    group_votes, qualified, RequestCols, RequestRow, VoteRow, REQUEST_COLS, VOTE_COLS,
 };
 use super::super::super::{
     CancelOutcome, Created, Idempotency, InboxOf, Listed, Page, RequestStore, Snapshot, StoreError,
@@ -26,7 +26,7 @@ static SNAPSHOT: LazyLock<String> = LazyLock::new(|| {
         "SELECT {}, {VOTE_COLS}, r.token AS receipt FROM approvals a \
          LEFT JOIN decisions d ON d.approval_id = a.id LEFT JOIN receipts r ON r.approval_id = a.id \
          WHERE a.id = ?1 ORDER BY d.at, d.username",
-        prefixed("a")
+        qualified(REQUEST_COLS, "a")
     )
 });
 static EXPIRE: LazyLock<String> = LazyLock::new(|| {
@@ -53,7 +53,7 @@ static INBOX: LazyLock<String> = LazyLock::new(|| {
             ORDER BY x.created_at DESC, x.id DESC LIMIT ?7) a \
          LEFT JOIN decisions d ON d.approval_id = a.id \
          ORDER BY a.created_at DESC, a.id DESC, d.at, d.username",
-        prefixed("a")
+        qualified(REQUEST_COLS, "a")
     )
 });
 static HISTORY: LazyLock<String> = LazyLock::new(|| {
@@ -64,18 +64,9 @@ static HISTORY: LazyLock<String> = LazyLock::new(|| {
             ORDER BY m.at DESC, m.approval_id DESC LIMIT ?4) a \
          LEFT JOIN decisions d ON d.approval_id = a.id \
          ORDER BY a.my_at DESC, a.id DESC, d.at, d.username",
-        prefixed("a")
+        qualified(REQUEST_COLS, "a")
     )
 });
-
-/// The request columns qualified by a table alias.
-pub(super) fn prefixed(alias: &str) -> String {
-    REQUEST_COLS
-        .split(", ")
-        .map(|c| format!("{alias}.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// The receipt column of a snapshot row.
 pub(super) struct Receipt {
@@ -87,13 +78,6 @@ impl super::FromRow for Receipt {
         Ok(Receipt {
             receipt: row.get("receipt")?,
         })
-    }
-}
-
-fn cursor(page: &Page) -> (Option<i64>, Option<String>) {
-    match page.before {
-        Some(c) => (Some(c.at), Some(c.id.to_string())),
-        None => (None, None),
     }
 }
 
@@ -243,7 +227,7 @@ impl RequestStore for SqliteStore {
 
     #[tracing::instrument(skip(self, of), fields(user = %of.user))]
     async fn inbox(&self, of: &InboxOf<'_>, now: UnixTime, page: Page) -> StoreResult<Vec<Listed>> {
-        let (before_at, before_id) = cursor(&page);
+        let (before_at, before_id) = page.bounds();
         let groups =
             serde_json::to_string(of.groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let rows = self.engine.read(|conn| {
@@ -266,7 +250,7 @@ impl RequestStore for SqliteStore {
 
     #[tracing::instrument(skip(self))]
     async fn history(&self, user: UserId, page: Page) -> StoreResult<Vec<Listed>> {
-        let (before_at, before_id) = cursor(&page);
+        let (before_at, before_id) = page.bounds();
         let rows = self.engine.read(|conn| {
             all::<(RequestRow, VoteRow)>(
                 conn,
