@@ -11,8 +11,8 @@ use actix_web::{web, HttpMessage};
 use super::problem::ApiError;
 use super::AppState;
 use crate::assertion::same_origin;
-use crate::domain::client::key_hash;
 use crate::domain::Refusal;
+use crate::service::authenticate;
 use crate::service::sign_in::{session_hash, session_user};
 
 fn state(req: &ServiceRequest) -> Result<web::Data<AppState>, ApiError> {
@@ -28,32 +28,12 @@ pub async fn client(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let state = state(&req)?;
-    let hash = req
+    let key = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|key| key_hash(key.trim()));
-    let Some(hash) = hash else {
-        return Err(ApiError::from(Refusal::Unauthorized).into());
-    };
-    let client = match state
-        .svc
-        .store
-        .client_by_key_hash(&hash)
-        .await
-        .map_err(ApiError::from)?
-    {
-        Some(client) if client.revoked_at.is_none() => client,
-        Some(client) => {
-            tracing::warn!(target: "countersign::security", client = %client.name, "revoked API key used");
-            return Err(ApiError::from(Refusal::Unauthorized).into());
-        }
-        None => {
-            tracing::warn!(target: "countersign::security", "unknown API key used");
-            return Err(ApiError::from(Refusal::Unauthorized).into());
-        }
-    };
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let client = authenticate::client(&state.svc, key).await?;
     if !state.limits.client.allow(&client.id.to_string()) {
         tracing::warn!(target: "countersign::security", client = %client.name, "API client rate-limited");
         return Err(ApiError::from(Refusal::RateLimited).into());

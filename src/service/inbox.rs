@@ -2,9 +2,10 @@
 //! decided (their history). Each page is one query; eligibility is applied by the query before
 //! the page is cut.
 
-use super::{Result, Services};
+use super::read_request::settle;
+use super::{refuse, Result, Services};
 use crate::domain::text::identity_key;
-use crate::domain::{request::MAX_NAME_CHARS, User};
+use crate::domain::{request::MAX_NAME_CHARS, ApprovalId, Refusal, Request, User, Vote};
 use crate::store::{Cursor, InboxOf, Listed, Page};
 
 /// The longest page a caller may ask for, and the one they get by default.
@@ -46,7 +47,11 @@ pub async fn inbox(svc: &Services, user: &User, page: Page) -> Result<Listing> {
 /// time is up is shown as expired (see `Request::status_at`) without a write.
 #[tracing::instrument(skip(svc, user), fields(user = %user.username))]
 pub async fn history(svc: &Services, user: &User, page: Page) -> Result<Listing> {
-    let items = svc.store.history(user.id, page).await?;
+    let now = svc.clock.now();
+    let mut items = svc.store.history(user.id, page).await?;
+    for l in &mut items {
+        l.request.status = l.request.status_at(now);
+    }
     Ok(listing(items, page.limit, |l| Cursor {
         at: l
             .votes
@@ -55,4 +60,23 @@ pub async fn history(svc: &Services, user: &User, page: Page) -> Result<Listing>
             .map_or(l.request.created_at, |v| v.at),
         id: l.request.id,
     }))
+}
+
+/// One request as an approver sees it, with every decision on it: shown to whoever may decide
+/// it and to whoever did (their history), to nobody else (`not_eligible`).
+#[tracing::instrument(skip(svc, user), fields(user = %user.username))]
+pub async fn request_for(
+    svc: &Services,
+    user: &User,
+    id: ApprovalId,
+) -> Result<Option<(Request, Vec<Vote>)>> {
+    let now = svc.clock.now();
+    let Some(snap) = svc.store.snapshot(id).await? else {
+        return Ok(None);
+    };
+    let decided = snap.votes.iter().any(|v| v.user_id == user.id);
+    if !user.in_any(&snap.request.required.groups) && !decided {
+        return refuse(Refusal::NotEligible);
+    }
+    Ok(Some((settle(svc, snap.request, now).await?, snap.votes)))
 }

@@ -3,6 +3,7 @@
 //! audited and how receipts are issued. Each use case reads the clock once and carries that
 //! `now` through, so its checks and its records agree on the time.
 
+pub mod authenticate;
 pub mod cancel_request;
 pub mod create_request;
 pub mod decide;

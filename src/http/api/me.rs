@@ -51,12 +51,8 @@ pub async fn approvals(
             )
         }
     };
-    let now = state.svc.clock.now();
-    let mut requests = listing.items;
-    for l in &mut requests {
-        l.request.status = l.request.status_at(now);
-    }
-    let out: Vec<ApproverView> = requests
+    let out: Vec<ApproverView> = listing
+        .items
         .iter()
         .map(|l| ApproverView::new(&state.svc.policy, &l.request, &l.votes, &user))
         .collect();

@@ -17,7 +17,7 @@ use crate::domain::decision::approvals;
 use crate::domain::text::{reveal, reveal_except};
 use crate::domain::{ApprovalId, Decision, Refusal, Status, User};
 use crate::service::decide::eligibility;
-use crate::service::read_request::settle;
+use crate::service::inbox::request_for;
 
 struct DecisionView {
     name: String,
@@ -106,17 +106,11 @@ async fn page(
     id: ApprovalId,
 ) -> Result<Option<ApprovalPage>, ApiError> {
     let svc = &state.svc;
-    let now = svc.clock.now();
-    let Some(snap) = svc.store.snapshot(id).await? else {
+    let Some((a, votes)) = request_for(svc, user, id).await? else {
         return Ok(None);
     };
-    let a = settle(svc, snap.request, now).await?;
-    let votes = snap.votes;
+    let now = svc.clock.now();
     let mine = votes.iter().find(|v| v.user_id == user.id);
-    // Who may see a transaction: whoever may decide it, and whoever did (their history).
-    if !user.in_any(&a.required.groups) && mine.is_none() {
-        return Err(Refusal::NotEligible.into());
-    }
     let fields = fields(&svc.policy, &a);
     let approved = i64::from(approvals(votes.iter().map(|v| v.decision)));
     let required = i64::from(a.required.approvals);
