@@ -206,6 +206,9 @@ fn record(
 struct Quorum;
 
 impl Judge for Quorum {
+    fn may_have_decisions(&self, request: &Request) -> bool {
+        request.required.approvals > 1
+    }
     fn verdict(&self, request: &Request, decisions: &[DecisionRecord]) -> Option<Status> {
         if decisions
             .iter()

@@ -189,7 +189,11 @@ async fn decide(
     };
     match svc.store.record_decision(&decision, judge, now).await? {
         DecisionOutcome::Recorded(request, decisions) => Ok((*request, decisions)),
-        DecisionOutcome::AlreadyDecided => refuse(Refusal::AlreadyDecided),
+        DecisionOutcome::AlreadyDecided => {
+            // Usually consumed by the transaction already; not when it was rolled back.
+            svc.store.discard_ceremony(ceremony_id).await?;
+            refuse(Refusal::AlreadyDecided)
+        }
         DecisionOutcome::CeremonyConsumed => refuse(Refusal::CeremonyConsumed),
         DecisionOutcome::PossibleClone => refuse(Refusal::PossibleClone),
         DecisionOutcome::NotPending => {
@@ -359,6 +363,12 @@ struct Quorum {
 }
 
 impl Judge for Quorum {
+    fn may_have_decisions(&self, request: &Request) -> bool {
+        // One rejection decides, and so does the last approval: a pending request with a
+        // quorum of one has no decisions.
+        request.required.approvals > 1
+    }
+
     fn verdict(&self, request: &Request, decisions: &[DecisionRecord]) -> Option<Status> {
         verdict(request, decisions)
     }

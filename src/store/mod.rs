@@ -176,6 +176,9 @@ pub enum DecisionOutcome {
 /// The rules a decision transaction applies, supplied by the service that owns them: the
 /// store locks, counts and writes; the judge says what the decisions amount to and signs.
 pub trait Judge: Send + Sync {
+    /// Whether `request`, pending, can hold decisions already: if not (with a quorum of one,
+    /// any decision decides a request), the transaction need not read them.
+    fn may_have_decisions(&self, request: &Request) -> bool;
     /// The status `request` takes with `decisions` (the new one included, receipt order), if
     /// they decide it.
     fn verdict(&self, request: &Request, decisions: &[DecisionRecord]) -> Option<Status>;

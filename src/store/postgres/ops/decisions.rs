@@ -10,7 +10,7 @@ use super::super::super::{
     DecisionOutcome, DecisionStore, Expect, IssuedReceipt, Judge, NewDecision, SealedKey,
     StoreError, StoreResult,
 };
-use super::super::PgStore;
+use super::super::{is_unique, PgStore};
 use super::{announce, append};
 use crate::clock::UnixTime;
 use crate::domain::decision::receipt_order;
@@ -182,13 +182,17 @@ async fn decide(
     if consumed != 1 {
         return Ok((DecisionOutcome::CeremonyConsumed, false));
     }
-    let mut decisions = sqlx::query_as::<_, DecisionRow>(&DECISIONS_OF)
-        .bind(&id)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(DecisionRow::into_domain)
-        .collect::<StoreResult<Vec<_>>>()?;
+    let mut decisions = if judge.may_have_decisions(&request) {
+        sqlx::query_as::<_, DecisionRow>(&DECISIONS_OF)
+            .bind(&id)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(DecisionRow::into_domain)
+            .collect::<StoreResult<Vec<_>>>()?
+    } else {
+        Vec::new()
+    };
     if decisions.iter().any(|x| x.vote.user_id == rec.vote.user_id) {
         return Ok((DecisionOutcome::AlreadyDecided, true));
     }
@@ -197,7 +201,7 @@ async fn decide(
         append(tx, std::slice::from_ref(&d.on_clone), now).await?;
         return Ok((DecisionOutcome::PossibleClone, true));
     }
-    sqlx::query(&INSERT_DECISION)
+    let inserted = sqlx::query(&INSERT_DECISION)
         .bind(&id)
         .bind(&user)
         .bind(rec.vote.decision.as_str())
@@ -212,7 +216,12 @@ async fn decide(
         .bind(rec.public_jwk.to_string())
         .bind(i64::from(rec.user_verified))
         .execute(&mut *tx)
-        .await?;
+        .await;
+    match inserted {
+        // Only when the judge said the request could hold no decisions, and it did.
+        Err(e) if is_unique(&e) => return Ok((DecisionOutcome::AlreadyDecided, false)),
+        other => other?,
+    };
     decisions.push(rec.clone());
     receipt_order(&mut decisions);
     let mut receipt: Option<(IssuedReceipt, String)> = None;

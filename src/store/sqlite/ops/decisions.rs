@@ -10,7 +10,7 @@ use super::super::super::{
     DecisionOutcome, DecisionStore, Expect, IssuedReceipt, Judge, NewDecision, SealedKey,
     StoreError, StoreResult,
 };
-use super::super::{Outcome, SqliteStore};
+use super::super::{is_unique, Outcome, SqliteStore};
 use super::{all, append, exec, first};
 use crate::clock::UnixTime;
 use crate::domain::decision::receipt_order;
@@ -183,10 +183,14 @@ fn decide(
     if consumed != 1 {
         return Ok(Outcome::Drop(DecisionOutcome::CeremonyConsumed));
     }
-    let mut decisions = all::<DecisionRow>(conn, &DECISIONS_OF, params![id])?
-        .into_iter()
-        .map(DecisionRow::into_domain)
-        .collect::<StoreResult<Vec<_>>>()?;
+    let mut decisions = if judge.may_have_decisions(&request) {
+        all::<DecisionRow>(conn, &DECISIONS_OF, params![id])?
+            .into_iter()
+            .map(DecisionRow::into_domain)
+            .collect::<StoreResult<Vec<_>>>()?
+    } else {
+        Vec::new()
+    };
     if decisions.iter().any(|x| x.vote.user_id == rec.vote.user_id) {
         return Ok(Outcome::Keep(DecisionOutcome::AlreadyDecided));
     }
@@ -195,25 +199,26 @@ fn decide(
         append(conn, std::slice::from_ref(&d.on_clone), now)?;
         return Ok(Outcome::Keep(DecisionOutcome::PossibleClone));
     }
-    exec(
-        conn,
-        &INSERT_DECISION,
-        params![
-            id,
-            user,
-            rec.vote.decision.as_str(),
-            rec.vote.username,
-            rec.vote.display_name,
-            rec.credential_id.as_str(),
-            rec.vote.at,
-            rec.nonce.as_slice(),
-            rec.authenticator_data,
-            rec.client_data_json,
-            rec.signature,
-            rec.public_jwk.to_string(),
-            i64::from(rec.user_verified),
-        ],
-    )?;
+    let inserted = conn.prepare_cached(&INSERT_DECISION)?.execute(params![
+        id,
+        user,
+        rec.vote.decision.as_str(),
+        rec.vote.username,
+        rec.vote.display_name,
+        rec.credential_id.as_str(),
+        rec.vote.at,
+        rec.nonce.as_slice(),
+        rec.authenticator_data,
+        rec.client_data_json,
+        rec.signature,
+        rec.public_jwk.to_string(),
+        i64::from(rec.user_verified),
+    ]);
+    match inserted {
+        // Only when the judge said the request could hold no decisions, and it did.
+        Err(e) if is_unique(&e) => return Ok(Outcome::Drop(DecisionOutcome::AlreadyDecided)),
+        other => other?,
+    };
     decisions.push(rec.clone());
     receipt_order(&mut decisions);
     let mut receipt: Option<(IssuedReceipt, String)> = None;
