@@ -186,6 +186,7 @@ pub fn app(
     >,
 > {
     let metrics = state.metrics.clone();
+    let arrivals = state.svc.store.arrivals();
     App::new()
         .app_data(state)
         .configure(configure)
@@ -201,9 +202,17 @@ pub fn app(
             // Paths and queries can carry secrets (enrolment tokens): logged redacted.
             let target = log::redacted(req.path(), req.query_string());
             let metrics = metrics.clone();
+            // A call that changes something will write: counted until it does, so that the
+            // store's batch waits for it instead of guessing.
+            let writing = (method != actix_web::http::Method::GET)
+                .then(|| arrivals.clone())
+                .flatten();
             let fut = srv.call(req);
             async move {
-                let res = fut.await?;
+                let res = match writing {
+                    Some(arrivals) => arrivals.expecting(fut).await?,
+                    None => fut.await?,
+                };
                 let status = res.status().as_u16();
                 metrics.count_response(status);
                 tracing::info!(

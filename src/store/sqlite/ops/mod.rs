@@ -17,7 +17,7 @@ use super::super::rows::{
     chain, CeremonyRow, ClientRow, CredentialRow, DecisionRow, EventRow, KeyRow, ReceiptDbRow,
     RequestRow, UserRow, VoteRow,
 };
-use super::super::{Store, StoreResult};
+use super::super::{Arrivals, Store, StoreResult};
 use super::SqliteStore;
 use crate::clock::UnixTime;
 use crate::domain::{ApprovalId, NewEvent};
@@ -31,6 +31,10 @@ impl Store for SqliteStore {
 
     fn subscribe(&self) -> broadcast::Receiver<ApprovalId> {
         self.changes.subscribe()
+    }
+
+    fn arrivals(&self) -> Option<Arrivals> {
+        Some(self.engine.arrivals())
     }
 }
 
