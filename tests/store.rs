@@ -68,10 +68,48 @@ contract!(
 );
 
 async fn open(backend: common::Backend) -> Option<Arc<dyn Store>> {
+    Some(replicas(backend).await?.0)
+}
+
+/// Two stores on one database: two replicas (PostgreSQL) or two processes (SQLite).
+async fn replicas(backend: common::Backend) -> Option<(Arc<dyn Store>, Arc<dyn Store>)> {
     let dir = common::temp_dir();
     let url = common::fresh_database(backend, &dir).await?;
-    Some(countersign::store::open(&url).await.unwrap())
+    let a = countersign::store::open(&url).await.unwrap();
+    let b = countersign::store::open(&url).await.unwrap();
+    Some((a, b))
 }
+
+/// Runs each test against two stores of every kind sharing one fresh database.
+macro_rules! replicated {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_replicas {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some((a, b)) = super::replicas(crate::common::Backend::Sqlite).await {
+                        super::$name(a, b).await;
+                    }
+                }
+            )*
+        }
+        mod postgres_replicas {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some((a, b)) = super::replicas(crate::common::Backend::Postgres).await {
+                        super::$name(a, b).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+replicated!(
+    a_revocation_on_one_replica_holds_on_the_other,
+    replicas_append_to_one_chain,
+);
 
 fn event(kind: EventKind) -> NewEvent {
     NewEvent::new(kind, Actor::Operator, json!({}))
@@ -368,8 +406,9 @@ async fn expiry_and_cancellation_are_conditional(store: Arc<dyn Store>) {
     );
     let r2 = request(c, "carol", &["finance"], 1, NOW);
     create(&store, &r2).await;
+    let other = client(&store, "other").await;
     assert_eq!(
-        cancel(r2.id, ClientId::generate()).await,
+        cancel(r2.id, other).await,
         CancelOutcome::NotFound,
         "another client's"
     );
@@ -639,7 +678,7 @@ async fn receipts_are_redeemed_once(store: Arc<dyn Store>) {
                 ok += 1;
             }
             RedeemOutcome::AlreadyRedeemed(row) => assert_eq!(row.redeemed_at, Some(NOW + 5)),
-            RedeemOutcome::Unknown => panic!("unknown"),
+            other => panic!("{other:?}"),
         }
     }
     assert_eq!(ok, 1);
@@ -941,4 +980,100 @@ async fn every_change_is_on_the_audit_chain(store: Arc<dyn Store>) {
             .len(),
         2
     );
+}
+
+async fn a_revocation_on_one_replica_holds_on_the_other(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    with_key(&a).await;
+    let c = client(&a, "svc").await;
+    let (bob, cred) = person(&a, "bob", &["finance"]).await;
+    let approved = request(c, "carol", &["finance"], 1, NOW);
+    create(&a, &approved).await;
+    decide(&a, &bob, &cred, approved.id, 1).await;
+    let jti = a.receipt_of(approved.id).await.unwrap().unwrap().jti;
+    // Replica A has answered for the key (and may keep that answer in memory).
+    assert!(a
+        .client_by_key_hash(&key_hash("svc"))
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_none());
+    assert!(b
+        .revoke_client("svc", event(EventKind::ClientRevoked), NOW)
+        .await
+        .unwrap());
+    // Whatever A remembers, everything the client asks of A is refused from now on.
+    assert!(!a.client_active(c).await.unwrap());
+    let late = request(c, "carol", &["finance"], 1, NOW);
+    let e = event(EventKind::RequestCreated).about(late.id);
+    assert_eq!(
+        a.create_request(&late, None, e).await.unwrap(),
+        Created::ClientRevoked
+    );
+    assert!(a.request(late.id).await.unwrap().is_none());
+    let cancel = event(EventKind::RequestCancelled).about(approved.id);
+    assert_eq!(
+        a.cancel_request(approved.id, c, cancel, NOW).await.unwrap(),
+        CancelOutcome::ClientRevoked
+    );
+    assert!(
+        !a.snapshot(approved.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .client_active
+    );
+    let redeem = event(EventKind::ReceiptRedeemed);
+    assert_eq!(
+        a.redeem(jti, "svc", redeem, NOW + 5).await.unwrap(),
+        RedeemOutcome::ClientRevoked
+    );
+    assert!(a
+        .receipt_of(approved.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .redeemed_at
+        .is_none());
+    // And A's memory of the key catches up with the notice.
+    let mut revoked = false;
+    for _ in 0..200 {
+        revoked = a
+            .client_by_key_hash(&key_hash("svc"))
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some();
+        if revoked {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(revoked, "replica A still serves the client as active");
+}
+
+async fn replicas_append_to_one_chain(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let writes: Vec<_> = (0..60)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                store
+                    .record(event(EventKind::DecisionRefused), NOW + i)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for w in writes {
+        w.await.unwrap();
+    }
+    for store in [&a, &b] {
+        let events = store.audit_page(0, 1000).await.unwrap();
+        assert_eq!(events.len(), 60);
+        let mut chain = ChainVerifier::default();
+        events.iter().for_each(|e| chain.push(e).unwrap());
+        let (seq, hash) = store.audit_head().await.unwrap();
+        assert_eq!(chain.finish(seq, &hash).unwrap(), 60);
+    }
 }

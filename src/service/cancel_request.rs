@@ -26,5 +26,6 @@ pub async fn cancel_request(svc: &Services, client: &Client, id: ApprovalId) -> 
             Err(not_pending(settle(svc, request, now).await?.status))
         }
         CancelOutcome::NotFound => Err(Refusal::NotFound.into()),
+        CancelOutcome::ClientRevoked => Err(Refusal::Unauthorized.into()),
     }
 }

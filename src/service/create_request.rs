@@ -128,6 +128,7 @@ pub async fn create_request(
         Created::New => Ok(Answer::New(response)),
         Created::Replayed(first) => Ok(Answer::Replayed(first)),
         Created::KeyConflict => Err(Refusal::IdempotencyConflict.into()),
+        Created::ClientRevoked => Err(Refusal::Unauthorized.into()),
     }
 }
 

@@ -3,6 +3,7 @@
 //! audited and how receipts are issued. Each use case reads the clock once and carries that
 //! `now` through, so its checks and its records agree on the time.
 
+pub mod audit_log;
 pub mod authenticate;
 pub mod cancel_request;
 pub mod create_request;
@@ -34,6 +35,8 @@ pub struct Services {
     /// The server's public origin: links to pages, `iss` of receipts.
     pub origin: String,
     pub(crate) decoys: sign_in::Decoys,
+    /// The receipt verifier, with the keys it was made from (`redeem`).
+    verifier: std::sync::Mutex<Option<(Vec<crate::store::SigningKeyRow>, Arc<crate::receipt::Verifier>)>>,
 }
 
 impl Services {
@@ -54,6 +57,7 @@ impl Services {
             issuer,
             origin,
             decoys: sign_in::Decoys::new(decoy_secret),
+            verifier: std::sync::Mutex::new(None),
         }
     }
 }

@@ -45,6 +45,10 @@ async fn visible(
     if snap.request.client_id != client.id {
         return refuse(Refusal::NotFound);
     }
+    // Revoked since it was authenticated (perhaps on another replica).
+    if !snap.client_active {
+        return refuse(Refusal::Unauthorized);
+    }
     if snap.request.status_at(now) != snap.request.status {
         snap.request = settle(svc, snap.request, now).await?;
     }

@@ -1,6 +1,8 @@
 //! The executing service redeems a receipt, once, before it acts; and the public keys that
 //! verify receipts.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -9,7 +11,7 @@ use super::{Error, Result, Services};
 use crate::clock::UnixTime;
 use crate::domain::{Actor, ApprovalId, Client, EventKind, NewEvent, ReceiptId, Refusal};
 use crate::receipt::{Expect, ReceiptError, Verifier, DEFAULT_LEEWAY};
-use crate::store::{RedeemOutcome, StoreError};
+use crate::store::{RedeemOutcome, SigningKeyRow, StoreError};
 use crate::tx_hash::TxHash;
 
 /// `POST /v1/receipts/redeem`, as sent: the receipt and the transaction about to be executed
@@ -31,15 +33,36 @@ pub struct Redeemed {
 
 /// The JWKS this server publishes and accepts: every key that is not retired.
 pub async fn published_keys(svc: &Services) -> Result<serde_json::Value> {
-    let keys: Vec<_> = svc
-        .store
-        .signing_keys()
-        .await?
-        .into_iter()
+    Ok(jwks(&svc.store.signing_keys().await?))
+}
+
+fn jwks(keys: &[SigningKeyRow]) -> serde_json::Value {
+    let keys: Vec<_> = keys
+        .iter()
         .filter(|k| k.retired_at.is_none())
-        .map(|k| k.public_jwk)
+        .map(|k| &k.public_jwk)
         .collect();
-    Ok(json!({ "keys": keys }))
+    json!({ "keys": keys })
+}
+
+/// The verifier of the receipts this server accepts, made again only when the keys change.
+async fn verifier(svc: &Services) -> Result<Arc<Verifier>> {
+    let keys = svc.store.signing_keys().await?;
+    if let Ok(made) = svc.verifier.lock() {
+        if let Some((for_keys, verifier)) = made.as_ref() {
+            if *for_keys == keys {
+                return Ok(verifier.clone());
+            }
+        }
+    }
+    let verifier = Arc::new(
+        Verifier::from_jwks(&jwks(&keys))
+            .map_err(|e| StoreError::Corrupt(format!("stored signing keys: {e}")))?,
+    );
+    if let Ok(mut made) = svc.verifier.lock() {
+        *made = Some((keys, verifier.clone()));
+    }
+    Ok(verifier)
 }
 
 fn refusal(e: &ReceiptError) -> Error {
@@ -73,8 +96,7 @@ pub async fn redeem(svc: &Services, client: &Client, body: &Redeem) -> Result<Re
         }
     };
     let now = svc.clock.now();
-    let verifier = Verifier::from_jwks(&published_keys(svc).await?)
-        .map_err(|e| StoreError::Corrupt(format!("stored signing keys: {e}")))?;
+    let verifier = verifier(svc).await?;
     let expect = Expect {
         issuer: Some(&svc.origin),
         audience: None,
@@ -119,6 +141,7 @@ pub async fn redeem(svc: &Services, client: &Client, body: &Redeem) -> Result<Re
                 ),
             )),
             Ok(RedeemOutcome::Unknown) => Err(unknown()),
+            Ok(RedeemOutcome::ClientRevoked) => Err((approval, Refusal::Unauthorized.into())),
             Err(e) => Err((approval, e.into())),
         }
     }

@@ -71,6 +71,8 @@ pub enum Created {
     Replayed(String),
     /// The same key came before with another request.
     KeyConflict,
+    /// The client was revoked (on some replica) since it was authenticated: nothing stored.
+    ClientRevoked,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +80,8 @@ pub enum CancelOutcome {
     Cancelled(Request),
     NotPending(Request),
     NotFound,
+    /// The client was revoked since it was authenticated: nothing changed.
+    ClientRevoked,
 }
 
 /// A request with who decided it so far and, once approved, its receipt: everything its
@@ -87,6 +91,8 @@ pub struct Snapshot {
     pub request: Request,
     pub votes: Vec<Vote>,
     pub receipt: Option<String>,
+    /// Whether the client that created it is still active (not revoked), as of this read.
+    pub client_active: bool,
 }
 
 /// A request in a person's inbox or history, with every decision on it so far.
@@ -237,7 +243,10 @@ pub struct ReceiptRow {
 pub enum RedeemOutcome {
     Redeemed(ReceiptRow),
     AlreadyRedeemed(ReceiptRow),
+    /// No such receipt, or one whose signing key has been retired.
     Unknown,
+    /// The client was revoked since it was authenticated: nothing changed.
+    ClientRevoked,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -448,8 +457,9 @@ pub trait DecisionStore: Send + Sync + 'static {
 /// Receipts and the keys that sign them.
 #[async_trait]
 pub trait ReceiptStore: Send + Sync + 'static {
-    /// Marks a receipt redeemed by `client`, with `event`: of any number of concurrent calls,
-    /// on any replica, exactly one succeeds.
+    /// Marks a receipt redeemed by `client` (its name), with `event`: of any number of
+    /// concurrent calls, on any replica, exactly one succeeds. Only while the client is active
+    /// and the receipt's signing key is not retired.
     async fn redeem(
         &self,
         jti: ReceiptId,
@@ -594,8 +604,13 @@ pub trait ClientStore: Send + Sync + 'static {
         now: UnixTime,
     ) -> StoreResult<Client>;
 
-    /// The client holding this key, revoked or not.
+    /// The client holding this key, revoked or not. A store may answer from memory; the
+    /// operations a client then asks for check again that it is not revoked, in their own
+    /// statements, so a revocation on any replica holds from the moment it commits.
     async fn client_by_key_hash(&self, key_hash: &[u8; 32]) -> StoreResult<Option<Client>>;
+
+    /// Whether the client exists and is not revoked, read now (never from memory).
+    async fn client_active(&self, id: ClientId) -> StoreResult<bool>;
 
     async fn clients(&self) -> StoreResult<Vec<Client>>;
     async fn has_clients(&self) -> StoreResult<bool>;

@@ -534,10 +534,41 @@ pub(super) fn head(seq: i64, hash: Vec<u8>) -> StoreResult<(i64, [u8; 32])> {
     Ok((seq, bytes32("audit head hash", hash)?))
 }
 
+/// An audit event in the form it is exported in, before it has its place in the chain.
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub at: i64,
+    pub kind: String,
+    pub actor: String,
+    pub approval_id: Option<String>,
+    pub data: serde_json::Value,
+}
+
+impl Pending {
+    /// The event at `now`, logged as it is recorded (a security event as such).
+    pub fn of(ev: &crate::domain::NewEvent, now: i64) -> Pending {
+        let actor = ev.actor.to_string();
+        let approval_id = ev.approval_id.map(|a| a.to_string());
+        if ev.kind.is_security() {
+            tracing::warn!(target: "countersign::security", kind = %ev.kind, %actor, approval_id, data = %ev.data, "audit event");
+        } else {
+            tracing::info!(target: "countersign::audit", kind = %ev.kind, %actor, approval_id, "audit event");
+        }
+        Pending {
+            at: now,
+            kind: ev.kind.as_str().to_owned(),
+            actor,
+            approval_id,
+            data: ev.data.clone(),
+        }
+    }
+}
+
 /// An audit event ready to insert: its place in the chain and its hash.
 pub(super) struct ChainedEvent {
     pub seq: i64,
-    pub kind: &'static str,
+    pub at: i64,
+    pub kind: String,
     pub actor: String,
     pub approval_id: Option<String>,
     pub data: String,
@@ -545,37 +576,29 @@ pub(super) struct ChainedEvent {
     pub hash: [u8; 32],
 }
 
-/// Chains `events` after the head `(last_seq, last_hash)`, all at `now`; logs each one.
+/// Chains `events`, in order, after the head `(last_seq, prev)`.
 pub(super) fn chain(
-    events: &[crate::domain::NewEvent],
+    events: Vec<Pending>,
     last_seq: i64,
     mut prev: [u8; 32],
-    now: i64,
 ) -> StoreResult<Vec<ChainedEvent>> {
-    let at = rfc3339(now);
     let mut out = Vec::with_capacity(events.len());
     for (seq, ev) in (last_seq + 1..).zip(events) {
-        let actor = ev.actor.to_string();
-        let approval_id = ev.approval_id.map(|a| a.to_string());
         let hash = crate::audit::entry_hash(
             &prev,
             seq,
-            &at,
-            ev.kind.as_str(),
-            &actor,
-            approval_id.as_deref(),
+            &rfc3339(ev.at),
+            &ev.kind,
+            &ev.actor,
+            ev.approval_id.as_deref(),
             &ev.data,
         )?;
-        if ev.kind.is_security() {
-            tracing::warn!(target: "countersign::security", seq, kind = %ev.kind, %actor, approval_id, data = %ev.data, "audit event");
-        } else {
-            tracing::info!(target: "countersign::audit", seq, kind = %ev.kind, %actor, approval_id, "audit event");
-        }
         out.push(ChainedEvent {
             seq,
-            kind: ev.kind.as_str(),
-            actor,
-            approval_id,
+            at: ev.at,
+            kind: ev.kind,
+            actor: ev.actor,
+            approval_id: ev.approval_id,
             data: ev.data.to_string(),
             prev_hash: prev,
             hash,

@@ -4,12 +4,14 @@
 //! `FOR UPDATE`) before they are read, and replicas hear of each other's changes through
 //! `LISTEN`/`NOTIFY`.
 
+mod cache;
 mod ops;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Notify};
 
 use super::StoreError;
 use crate::domain::ApprovalId;
@@ -20,7 +22,13 @@ const CHANNEL: &str = "countersign_approvals";
 pub struct PgStore {
     pool: PgPool,
     changes: broadcast::Sender<ApprovalId>,
+    /// Woken after a commit that recorded audit events.
+    chainer: Arc<Notify>,
+    cache: Arc<cache::Cache>,
 }
+
+/// How often the chainer looks for events other replicas recorded (its own wake it at once).
+const CHAIN_EVERY: Duration = Duration::from_millis(200);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -42,28 +50,68 @@ impl PgStore {
         let store = PgStore {
             pool,
             changes: broadcast::channel(1024).0,
+            chainer: Arc::new(Notify::new()),
+            cache: Arc::new(cache::Cache::default()),
         };
         store.listen(url).await?;
+        store.start_chainer();
         Ok(store)
     }
 
-    /// Forwards every replica's change notifications to [`super::Store::subscribe`]rs. The
-    /// listener reconnects by itself after the database comes back.
-    async fn listen(&self, url: &str) -> anyhow::Result<()> {
-        let mut listener = PgListener::connect(url).await?;
-        listener.listen(CHANNEL).await?;
-        let changes = self.changes.clone();
+    /// Chains recorded audit events in the background: at once after this replica's commits,
+    /// and every [`CHAIN_EVERY`] for other replicas'. Readers of the chain chain first too, so
+    /// nothing waits on this task for correctness.
+    fn start_chainer(&self) {
+        let store = PgStore {
+            pool: self.pool.clone(),
+            changes: self.changes.clone(),
+            chainer: self.chainer.clone(),
+            cache: self.cache.clone(),
+        };
         tokio::spawn(async move {
             loop {
-                match listener.recv().await {
-                    Ok(n) => {
+                tokio::select! {
+                    () = store.chainer.notified() => {}
+                    () = tokio::time::sleep(CHAIN_EVERY) => {}
+                }
+                if let Err(e) = store.chain_pending(false).await {
+                    tracing::warn!(error = %e, "chaining audit events; retrying");
+                    tokio::time::sleep(CHAIN_EVERY).await;
+                }
+            }
+        });
+    }
+
+    /// Forwards every replica's change notifications to [`super::Store::subscribe`]rs, and
+    /// their invalidation notices to the cache. A lost connection is re-made by the listener;
+    /// until then nothing is served from the cache, and after it nothing from before.
+    async fn listen(&self, url: &str) -> anyhow::Result<()> {
+        let mut listener = PgListener::connect(url).await?;
+        listener.listen_all([CHANNEL, cache::INVALIDATE]).await?;
+        self.cache.set_live(true);
+        let (changes, cache) = (self.changes.clone(), self.cache.clone());
+        tokio::spawn(async move {
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(n)) if n.channel() == cache::INVALIDATE => cache.invalidate(),
+                    Ok(Some(n)) => {
                         if let Ok(id) = ApprovalId::parse(n.payload()) {
                             let _ = changes.send(id);
                         }
                     }
+                    // Reconnected: notices may have been missed meanwhile.
+                    Ok(None) => {
+                        tracing::warn!("change listener reconnected");
+                        cache.set_live(true);
+                    }
                     Err(e) => {
+                        cache.set_live(false);
                         tracing::warn!(error = %e, "change listener lost its connection; retrying");
                         tokio::time::sleep(Duration::from_secs(1)).await;
+                        // Connected again (and listening) once a query goes through.
+                        if sqlx::query("SELECT 1").execute(&mut listener).await.is_ok() {
+                            cache.set_live(true);
+                        }
                     }
                 }
             }

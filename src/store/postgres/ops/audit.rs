@@ -15,12 +15,14 @@ impl AuditStore for PgStore {
     async fn record(&self, event: NewEvent, now: UnixTime) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         append(&mut tx, std::slice::from_ref(&event), now).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
     #[tracing::instrument(skip(self))]
     async fn audit_page(&self, after: i64, limit: i64) -> StoreResult<Vec<AuditEvent>> {
+        // Whatever was recorded before this read is on the chain when it is read.
+        self.chain_pending(true).await?;
         sqlx::query_as::<_, EventRow>(&format!(
             "SELECT {EVENT_COLS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
         ))
@@ -34,6 +36,7 @@ impl AuditStore for PgStore {
     }
 
     async fn audit_head(&self) -> StoreResult<(i64, [u8; 32])> {
+        self.chain_pending(true).await?;
         let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
             .fetch_one(&self.pool)
             .await?;

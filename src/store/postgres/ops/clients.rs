@@ -39,20 +39,38 @@ impl ClientStore for PgStore {
             other => other?,
         };
         append(&mut tx, std::slice::from_ref(&event), now).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(client)
     }
 
     #[tracing::instrument(skip_all)]
     async fn client_by_key_hash(&self, key_hash: &[u8; 32]) -> StoreResult<Option<Client>> {
-        sqlx::query_as::<_, ClientRow>(&format!(
+        if let Some(client) = self.cache.client(key_hash) {
+            return Ok(Some(client));
+        }
+        let generation = self.cache.generation();
+        let client = sqlx::query_as::<_, ClientRow>(&format!(
             "SELECT {CLIENT_COLS} FROM clients WHERE key_hash = $1"
         ))
         .bind(key_hash.as_slice())
         .fetch_optional(&self.pool)
         .await?
         .map(ClientRow::into_domain)
-        .transpose()
+        .transpose()?;
+        // Only clients found are kept: a key not known yet may be one being created now.
+        if let (Some(generation), Some(client)) = (generation, &client) {
+            self.cache.put_client(generation, *key_hash, client);
+        }
+        Ok(client)
+    }
+
+    async fn client_active(&self, id: ClientId) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM clients WHERE id = $1 AND revoked_at IS NULL)",
+        )
+        .bind(id.to_string())
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     async fn clients(&self) -> StoreResult<Vec<Client>> {

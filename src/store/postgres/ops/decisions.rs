@@ -72,7 +72,7 @@ impl DecisionStore for PgStore {
             .execute(&mut *tx)
             .await?;
         append(&mut tx, event.as_slice(), row.created_at).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -141,7 +141,7 @@ impl DecisionStore for PgStore {
             if matches!(outcome, DecisionOutcome::Recorded(..)) {
                 announce(&mut tx, decision.record.approval_id).await?;
             }
-            tx.commit().await?;
+            self.commit(tx).await?;
         } else {
             tx.rollback().await?;
         }

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use sqlx::{PgConnection, Row};
 use tokio::sync::broadcast;
 
-use super::super::rows::{chain, head};
-use super::super::{Store, StoreResult};
+use super::super::rows::{chain, head, Pending};
+use super::super::{Store, StoreError, StoreResult};
 use super::{PgStore, CHANNEL};
 use crate::clock::UnixTime;
 use crate::domain::{ApprovalId, NewEvent};
@@ -29,49 +29,129 @@ impl Store for PgStore {
     }
 }
 
-/// Appends events to the audit chain inside the caller's transaction. Taking the head row's
-/// lock first orders appends across replicas; it is held until commit, so appends go last.
+/// Records events inside the caller's transaction, for the chainer to put on the chain once it
+/// has committed ([`PgStore::chain_pending`]): no row every writer must lock.
 pub(super) async fn append(
     tx: &mut PgConnection,
     events: &[NewEvent],
     now: UnixTime,
 ) -> StoreResult<()> {
-    let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
-    if n == 0 {
+    if events.is_empty() {
         return Ok(());
     }
-    let row = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
-        .bind(n)
-        .fetch_one(&mut *tx)
-        .await?;
-    let (last, prev) = head(row.try_get("seq")?, row.try_get("hash")?)?;
-    let chained = chain(events, last - n, prev, now)?;
-    let mut insert = sqlx::QueryBuilder::new(
-        "INSERT INTO audit_events (seq, at, kind, actor, approval_id, data, prev_hash, hash) ",
-    );
-    insert.push_values(&chained, |mut b, e| {
-        b.push_bind(e.seq)
-            .push_bind(now)
-            .push_bind(e.kind)
+    let pending: Vec<Pending> = events.iter().map(|e| Pending::of(e, now)).collect();
+    let mut insert =
+        sqlx::QueryBuilder::new("INSERT INTO audit_pending (at, kind, actor, approval_id, data) ");
+    insert.push_values(&pending, |mut b, e| {
+        b.push_bind(e.at)
+            .push_bind(&e.kind)
             .push_bind(&e.actor)
             .push_bind(&e.approval_id)
-            .push_bind(&e.data)
-            .push_bind(e.prev_hash.as_slice())
-            .push_bind(e.hash.as_slice());
+            .push_bind(e.data.to_string());
     });
     insert.build().execute(&mut *tx).await?;
-    if let Some(last) = chained.last() {
-        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-            .bind(last.hash.as_slice())
-            .execute(&mut *tx)
-            .await?;
-    }
     Ok(())
 }
 
+/// Events chained in one transaction at most.
+const CHAIN_BATCH: i64 = 1000;
+
 impl PgStore {
-    /// One conditional UPDATE and, when it changed a row, its event, in one transaction: the
-    /// shape of an operator's change. Returns whether it changed a row.
+    /// Commits a transaction that recorded events, and wakes the chainer for them.
+    pub(super) async fn commit(
+        &self,
+        tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    ) -> StoreResult<()> {
+        tx.commit().await?;
+        self.chainer.notify_one();
+        Ok(())
+    }
+
+    /// Gives every committed, unchained event its place in the hash chain, in the order they
+    /// were recorded, a batch a transaction. The head row's lock makes replicas take turns.
+    /// The background chainer leaves the work to one that holds it (`wait` false); a reader
+    /// of the chain waits for it (a few seconds at most: a chainer that stalled holding the
+    /// lock must not stall every reader), so that it reads everything recorded before it.
+    pub(crate) async fn chain_pending(&self, wait: bool) -> StoreResult<usize> {
+        let mut chained = 0;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let lock = if wait {
+                sqlx::query("SET LOCAL lock_timeout = '5s'")
+                    .execute(&mut *tx)
+                    .await?;
+                "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE"
+            } else {
+                "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE SKIP LOCKED"
+            };
+            let row = sqlx::query(lock).fetch_optional(&mut *tx).await?;
+            let Some(row) = row else {
+                tx.rollback().await?;
+                return Ok(chained);
+            };
+            let (seq, prev) = head(row.try_get("seq")?, row.try_get("hash")?)?;
+            let rows = sqlx::query(
+                "SELECT id, at, kind, actor, approval_id, data FROM audit_pending ORDER BY id LIMIT $1",
+            )
+            .bind(CHAIN_BATCH)
+            .fetch_all(&mut *tx)
+            .await?;
+            if rows.is_empty() {
+                tx.rollback().await?;
+                return Ok(chained);
+            }
+            let mut ids = Vec::with_capacity(rows.len());
+            let mut pending = Vec::with_capacity(rows.len());
+            for r in &rows {
+                ids.push(r.try_get::<i64, _>("id")?);
+                let data: String = r.try_get("data")?;
+                pending.push(Pending {
+                    at: r.try_get("at")?,
+                    kind: r.try_get("kind")?,
+                    actor: r.try_get("actor")?,
+                    approval_id: r.try_get("approval_id")?,
+                    data: serde_json::from_str(&data)
+                        .map_err(|e| StoreError::Corrupt(format!("pending audit data: {e}")))?,
+                });
+            }
+            let n = pending.len();
+            let events = chain(pending, seq, prev)?;
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO audit_events (seq, at, kind, actor, approval_id, data, prev_hash, hash) ",
+            );
+            insert.push_values(&events, |mut b, e| {
+                b.push_bind(e.seq)
+                    .push_bind(e.at)
+                    .push_bind(&e.kind)
+                    .push_bind(&e.actor)
+                    .push_bind(&e.approval_id)
+                    .push_bind(&e.data)
+                    .push_bind(e.prev_hash.as_slice())
+                    .push_bind(e.hash.as_slice());
+            });
+            insert.build().execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM audit_pending WHERE id = ANY($1)")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?;
+            if let Some(last) = events.last() {
+                sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                    .bind(last.seq)
+                    .bind(last.hash.as_slice())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            chained += n;
+            if i64::try_from(n).unwrap_or(i64::MAX) < CHAIN_BATCH {
+                return Ok(chained);
+            }
+        }
+    }
+
+    /// One conditional UPDATE and, when it changed a row, its event and a notice to every
+    /// replica's cache, in one transaction: the shape of an operator's change. Returns whether
+    /// it changed a row.
     pub(super) async fn update_audited(
         &self,
         update: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
@@ -82,8 +162,9 @@ impl PgStore {
         let done = update.execute(&mut *tx).await?.rows_affected() == 1;
         if done {
             append(&mut tx, std::slice::from_ref(&event), now).await?;
+            super::cache::invalidate(&mut tx).await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(done)
     }
 }

@@ -134,7 +134,7 @@ impl PeopleStore for PgStore {
             .execute(&mut *tx)
             .await?;
         append(&mut tx, std::slice::from_ref(&event), now).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(user)
     }
 
@@ -216,7 +216,7 @@ impl PeopleStore for PgStore {
             other => other?,
         };
         append(&mut tx, std::slice::from_ref(&event), now).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(EnrolOutcome::Enrolled)
     }
 
@@ -272,7 +272,7 @@ impl PeopleStore for PgStore {
             .execute(&mut *tx)
             .await?;
         append(&mut tx, std::slice::from_ref(&event), now).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(true)
     }
 
@@ -367,7 +367,7 @@ impl PeopleStore for PgStore {
                 .await?;
             append(&mut tx, std::slice::from_ref(&event), now).await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(done)
     }
 
@@ -385,7 +385,7 @@ impl PeopleStore for PgStore {
             flag_clone_in(&mut tx, credential, now).await?;
             append(&mut tx, std::slice::from_ref(&on_clone), now).await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(moved)
     }
 
@@ -410,7 +410,7 @@ impl PeopleStore for PgStore {
             .bind(session.expires_at)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 

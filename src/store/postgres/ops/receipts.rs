@@ -1,6 +1,9 @@
-use async_trait::async_trait;
+use std::sync::LazyLock;
 
-use super::super::super::rows::{KeyRow, ReceiptDbRow, RECEIPT_COLS};
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::super::super::rows::{KeyRow, Pending, ReceiptDbRow, RECEIPT_COLS};
 use super::super::super::{
     ReceiptRow, ReceiptStore, RedeemOutcome, RetireOutcome, SealedKey, SigningKeyRow, StoreResult,
 };
@@ -9,6 +12,23 @@ use super::append;
 use crate::clock::UnixTime;
 use crate::domain::{ApprovalId, NewEvent, ReceiptId};
 use crate::signing::NewSigningKey;
+
+/// The one conditional statement of a redemption (not redeemed yet, by a client that is not
+/// revoked, signed with a key that is not retired), with its event.
+static REDEEM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH r AS ( \
+            UPDATE receipts SET redeemed_at = $1, redeemed_by = $2 \
+            WHERE jti = $3 AND redeemed_at IS NULL \
+              AND EXISTS (SELECT 1 FROM clients c WHERE c.name = $2 AND c.revoked_at IS NULL) \
+              AND EXISTS (SELECT 1 FROM signing_keys k WHERE k.kid = receipts.kid AND k.retired_at IS NULL) \
+            RETURNING {RECEIPT_COLS}), \
+         e AS ( \
+            INSERT INTO audit_pending (at, kind, actor, approval_id, data) \
+            SELECT $1, $4, $5, r.approval_id, $6 FROM r) \
+         SELECT {RECEIPT_COLS} FROM r"
+    )
+});
 
 #[async_trait]
 impl ReceiptStore for PgStore {
@@ -20,31 +40,39 @@ impl ReceiptStore for PgStore {
         event: NewEvent,
         now: UnixTime,
     ) -> StoreResult<RedeemOutcome> {
-        let mut tx = self.pool.begin().await?;
-        let redeemed = sqlx::query_as::<_, ReceiptDbRow>(&format!(
-            "UPDATE receipts SET redeemed_at = $1, redeemed_by = $2 WHERE jti = $3 AND redeemed_at IS NULL RETURNING {RECEIPT_COLS}"
-        ))
-        .bind(now)
-        .bind(client)
-        .bind(jti.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = redeemed else {
-            tx.rollback().await?;
-            let existing = sqlx::query_as::<_, ReceiptDbRow>(&format!(
-                "SELECT {RECEIPT_COLS} FROM receipts WHERE jti = $1"
-            ))
+        // One statement, so one round trip: the receipt marked redeemed and its event.
+        let e = Pending::of(&event, now);
+        let redeemed = sqlx::query_as::<_, ReceiptDbRow>(&REDEEM)
+            .bind(now)
+            .bind(client)
             .bind(jti.to_string())
+            .bind(&e.kind)
+            .bind(&e.actor)
+            .bind(e.data.to_string())
             .fetch_optional(&self.pool)
             .await?;
-            return Ok(match existing {
-                Some(row) => RedeemOutcome::AlreadyRedeemed(row.into_domain()?),
-                None => RedeemOutcome::Unknown,
-            });
-        };
-        append(&mut tx, std::slice::from_ref(&event), now).await?;
-        tx.commit().await?;
-        Ok(RedeemOutcome::Redeemed(row.into_domain()?))
+        if let Some(row) = redeemed {
+            self.chainer.notify_one();
+            return Ok(RedeemOutcome::Redeemed(row.into_domain()?));
+        }
+        // Refused: read as it stands now (after the redemption that won, if one raced it).
+        let why = sqlx::query(&format!(
+            "SELECT EXISTS (SELECT 1 FROM clients WHERE name = $2 AND revoked_at IS NULL) AS active, \
+                    {RECEIPT_COLS} FROM (SELECT 1) one LEFT JOIN receipts r ON r.jti = $1 \
+                    AND EXISTS (SELECT 1 FROM signing_keys k WHERE k.kid = r.kid AND k.retired_at IS NULL)"
+        ))
+        .bind(jti.to_string())
+        .bind(client)
+        .fetch_one(&self.pool)
+        .await?;
+        if !why.try_get::<bool, _>("active")? {
+            return Ok(RedeemOutcome::ClientRevoked);
+        }
+        if why.try_get::<Option<String>, _>("jti")?.is_none() {
+            return Ok(RedeemOutcome::Unknown);
+        }
+        let row = <ReceiptDbRow as sqlx::FromRow<_>>::from_row(&why)?;
+        Ok(RedeemOutcome::AlreadyRedeemed(row.into_domain()?))
     }
 
     async fn receipt_of(&self, id: ApprovalId) -> StoreResult<Option<ReceiptRow>> {
@@ -59,14 +87,22 @@ impl ReceiptStore for PgStore {
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>> {
-        sqlx::query_as::<_, KeyRow>(
+        if let Some(keys) = self.cache.keys() {
+            return Ok(keys);
+        }
+        let generation = self.cache.generation();
+        let keys = sqlx::query_as::<_, KeyRow>(
             "SELECT kid, public_jwk, created_at, retired_at FROM signing_keys ORDER BY generation",
         )
         .fetch_all(&self.pool)
         .await?
         .into_iter()
         .map(KeyRow::into_domain)
-        .collect()
+        .collect::<StoreResult<Vec<_>>>()?;
+        if let Some(generation) = generation {
+            self.cache.put_keys(generation, &keys);
+        }
+        Ok(keys)
     }
 
     async fn active_key(&self) -> StoreResult<Option<SealedKey>> {
@@ -110,7 +146,8 @@ impl ReceiptStore for PgStore {
         .execute(&mut *tx)
         .await?;
         append(&mut tx, std::slice::from_ref(&event), now).await?;
-        tx.commit().await?;
+        super::super::cache::invalidate(&mut tx).await?;
+        self.commit(tx).await?;
         Ok(true)
     }
 
@@ -144,7 +181,8 @@ impl ReceiptStore for PgStore {
             return Ok(RetireOutcome::NotFound);
         }
         append(&mut tx, std::slice::from_ref(&event), now).await?;
-        tx.commit().await?;
+        super::super::cache::invalidate(&mut tx).await?;
+        self.commit(tx).await?;
         Ok(RetireOutcome::Retired)
     }
 }

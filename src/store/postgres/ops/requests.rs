@@ -3,27 +3,50 @@ use std::sync::LazyLock;
 use async_trait::async_trait;
 use sqlx::Row;
 
+use super::super::super::rows::Pending;
 use super::super::super::rows::{
     group_votes, qualified, RequestCols, RequestRow, VoteRow, REQUEST_COLS, VOTE_COLS,
 };
 use super::super::super::{
-    CancelOutcome, Created, Idempotency, InboxOf, Listed, Page, RequestStore, Snapshot, StoreError,
-    StoreResult,
+    CancelOutcome, ClientStore, Created, Idempotency, InboxOf, Listed, Page, RequestStore,
+    Snapshot, StoreError, StoreResult,
 };
 use super::super::{is_unique, PgStore};
 use super::{announce, append};
 use crate::clock::UnixTime;
 use crate::domain::{ApprovalId, ClientId, NewEvent, Request, UserId};
 
-static INSERT: LazyLock<String> = LazyLock::new(|| {
-    format!("INSERT INTO approvals ({REQUEST_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)")
+/// A new request in one statement: unless its idempotency key was used, the request, the key
+/// and the event.
+static CREATE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH prior AS ( \
+            SELECT request_hash, response FROM idempotency_keys \
+            WHERE $20::TEXT IS NOT NULL AND client_id = $2 AND key = $20), \
+         a AS ( \
+            INSERT INTO approvals ({REQUEST_COLS}) \
+            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19 \
+            WHERE NOT EXISTS (SELECT 1 FROM prior) \
+              AND EXISTS (SELECT 1 FROM clients c WHERE c.id = $2 AND c.revoked_at IS NULL) \
+            RETURNING id), \
+         i AS ( \
+            INSERT INTO idempotency_keys (client_id, key, request_hash, approval_id, response, created_at) \
+            SELECT $2, $20, $21, a.id, $22, $15 FROM a WHERE $20::TEXT IS NOT NULL), \
+         e AS ( \
+            INSERT INTO audit_pending (at, kind, actor, approval_id, data) \
+            SELECT $15, $23, $24, a.id, $25 FROM a) \
+         SELECT (SELECT COUNT(*) FROM a) AS created, \
+                (SELECT request_hash FROM prior) AS request_hash, (SELECT response FROM prior) AS response"
+    )
 });
 static BY_ID: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {REQUEST_COLS} FROM approvals WHERE id = $1"));
 /// A request with its votes and its receipt: one row per vote (or one with NULL votes).
 static SNAPSHOT: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {}, {VOTE_COLS}, r.token AS receipt FROM approvals a \
+        "SELECT {}, {VOTE_COLS}, r.token AS receipt, \
+            (SELECT c.revoked_at IS NULL FROM clients c WHERE c.id = a.client_id) AS client_active \
+         FROM approvals a \
          LEFT JOIN decisions d ON d.approval_id = a.id LEFT JOIN receipts r ON r.approval_id = a.id \
          WHERE a.id = $1 ORDER BY d.at, d.username",
         qualified(REQUEST_COLS, "a")
@@ -36,8 +59,12 @@ static EXPIRE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 static CANCEL: LazyLock<String> = LazyLock::new(|| {
-    format!("UPDATE approvals SET status = 'cancelled', decided_at = $3 \
-             WHERE id = $1 AND client_id = $2 AND status = 'pending' AND expires_at > $3 RETURNING {REQUEST_COLS}")
+    format!(
+        "UPDATE approvals SET status = 'cancelled', decided_at = $3 \
+             WHERE id = $1 AND client_id = $2 AND status = 'pending' AND expires_at > $3 \
+               AND EXISTS (SELECT 1 FROM clients c WHERE c.id = $2 AND c.revoked_at IS NULL) \
+             RETURNING {REQUEST_COLS}"
+    )
 });
 /// The page of the inbox is cut after every eligibility condition has been applied. Ids
 /// compare byte-wise (`COLLATE "C"`), as the cursor does.
@@ -115,14 +142,19 @@ impl RequestStore for PgStore {
             .bind(id.to_string())
             .fetch_all(&self.pool)
             .await?;
-        let receipt: Option<String> = match rows.first() {
-            Some(r) => r.try_get("receipt")?,
-            None => None,
+        let (receipt, client_active): (Option<String>, bool) = match rows.first() {
+            Some(r) => (
+                r.try_get("receipt")?,
+                r.try_get::<Option<bool>, _>("client_active")?
+                    .unwrap_or(false),
+            ),
+            None => (None, false),
         };
         Ok(listed(rows)?.pop().map(|l| Snapshot {
             request: l.request,
             votes: l.votes,
             receipt,
+            client_active,
         }))
     }
 
@@ -146,7 +178,7 @@ impl RequestStore for PgStore {
         };
         announce(&mut tx, id).await?;
         append(&mut tx, std::slice::from_ref(&event), now).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         row.into_domain().map(Some)
     }
 
@@ -167,6 +199,9 @@ impl RequestStore for PgStore {
             .await?;
         let Some(row) = row else {
             tx.rollback().await?;
+            if !self.client_active(client).await? {
+                return Ok(CancelOutcome::ClientRevoked);
+            }
             return Ok(match self.request(id).await? {
                 Some(r) if r.client_id == client => CancelOutcome::NotPending(r),
                 _ => CancelOutcome::NotFound,
@@ -174,7 +209,7 @@ impl RequestStore for PgStore {
         };
         announce(&mut tx, id).await?;
         append(&mut tx, std::slice::from_ref(&event), now).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(CancelOutcome::Cancelled(row.into_domain()?))
     }
 
@@ -209,6 +244,8 @@ impl RequestStore for PgStore {
 }
 
 impl PgStore {
+    /// One statement, so one round trip: the idempotency look-up, the request, its key and
+    /// its event. A key raced by another request fails on its uniqueness and is tried again.
     async fn try_create(
         &self,
         r: &Request,
@@ -216,26 +253,10 @@ impl PgStore {
         event: &NewEvent,
     ) -> StoreResult<Created> {
         let cols = RequestCols::of(r)?;
-        let client = r.client_id.to_string();
-        let mut tx = self.pool.begin().await?;
-        if let Some(idem) = idem {
-            let prior = sqlx::query("SELECT request_hash, response FROM idempotency_keys WHERE client_id = $1 AND key = $2")
-                .bind(&client)
-                .bind(&idem.key)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(prior) = prior {
-                let hash: Vec<u8> = prior.try_get("request_hash")?;
-                return Ok(if hash == idem.request_hash {
-                    Created::Replayed(prior.try_get("response")?)
-                } else {
-                    Created::KeyConflict
-                });
-            }
-        }
-        sqlx::query(&INSERT)
+        let e = Pending::of(event, r.created_at);
+        let row = sqlx::query(&CREATE)
             .bind(r.id.to_string())
-            .bind(&client)
+            .bind(r.client_id.to_string())
             .bind(&r.action)
             .bind(&r.transaction_jcs)
             .bind(r.tx_hash.to_string())
@@ -253,28 +274,30 @@ impl PgStore {
             .bind(r.decided_at)
             .bind(i64::from(r.self_approval))
             .bind(r.receipt_ttl)
-            .execute(&mut *tx)
-            .await?;
-        if let Some(idem) = idem {
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (client_id, key, request_hash, approval_id, response, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&client)
-            .bind(&idem.key)
-            .bind(idem.request_hash.as_slice())
-            .bind(r.id.to_string())
-            .bind(&idem.response)
-            .bind(r.created_at)
-            .execute(&mut *tx)
+            .bind(idem.map(|i| i.key.as_str()))
+            .bind(idem.map(|i| i.request_hash.as_slice()))
+            .bind(idem.map(|i| i.response.as_str()))
+            .bind(&e.kind)
+            .bind(&e.actor)
+            .bind(e.data.to_string())
+            .fetch_one(&self.pool)
             .await;
-            match inserted {
-                Err(e) if is_unique(&e) => return Err(StoreError::Conflict("idempotency key")),
-                other => other?,
-            };
+        let row = match row {
+            Err(e) if is_unique(&e) => return Err(StoreError::Conflict("idempotency key")),
+            other => other?,
+        };
+        if row.try_get::<i64, _>("created")? == 1 {
+            self.chainer.notify_one();
+            return Ok(Created::New);
         }
-        append(&mut tx, std::slice::from_ref(event), r.created_at).await?;
-        tx.commit().await?;
-        Ok(Created::New)
+        let hash: Option<Vec<u8>> = row.try_get("request_hash")?;
+        Ok(match (hash, idem) {
+            (Some(hash), Some(idem)) if hash == idem.request_hash => {
+                Created::Replayed(row.try_get("response")?)
+            }
+            (Some(_), _) => Created::KeyConflict,
+            // Neither made nor replayed: the client was revoked meanwhile.
+            (None, _) => Created::ClientRevoked,
+        })
     }
 }

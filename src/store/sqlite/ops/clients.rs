@@ -57,6 +57,10 @@ impl ClientStore for SqliteStore {
             .transpose()
     }
 
+    async fn client_active(&self, id: ClientId) -> StoreResult<bool> {
+        self.engine.read(|conn| active(conn, &id.to_string()))
+    }
+
     async fn clients(&self) -> StoreResult<Vec<Client>> {
         self.engine
             .read(|conn| {
@@ -88,4 +92,13 @@ impl ClientStore for SqliteStore {
         )
         .await
     }
+}
+
+/// Whether the client with this id exists and is not revoked.
+pub(super) fn active(conn: &rusqlite::Connection, id: &str) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM clients WHERE id = ?1 AND revoked_at IS NULL)",
+        )?
+        .query_row(params![id], |r| r.get(0))?)
 }

@@ -14,8 +14,8 @@ use rusqlite::{Connection, Params, Row};
 use tokio::sync::broadcast;
 
 use super::super::rows::{
-    chain, CeremonyRow, ClientRow, CredentialRow, DecisionRow, EventRow, KeyRow, ReceiptDbRow,
-    RequestRow, UserRow, VoteRow,
+    chain, CeremonyRow, ClientRow, CredentialRow, DecisionRow, EventRow, KeyRow, Pending,
+    ReceiptDbRow, RequestRow, UserRow, VoteRow,
 };
 use super::super::{Arrivals, Store, StoreResult};
 use super::SqliteStore;
@@ -140,7 +140,8 @@ pub(super) fn append(conn: &Connection, events: &[NewEvent], now: UnixTime) -> S
         .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let (seq, prev) = super::super::rows::head(seq, hash)?;
-    let chained = chain(events, seq, prev, now)?;
+    let pending = events.iter().map(|e| Pending::of(e, now)).collect();
+    let chained = chain(pending, seq, prev)?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO audit_events (seq, at, kind, actor, approval_id, data, prev_hash, hash) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -148,7 +149,7 @@ pub(super) fn append(conn: &Connection, events: &[NewEvent], now: UnixTime) -> S
     for e in &chained {
         insert.execute(rusqlite::params![
             e.seq,
-            now,
+            e.at,
             e.kind,
             e.actor,
             e.approval_id,

@@ -1,3 +1,5 @@
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use rusqlite::params;
 
@@ -11,6 +13,42 @@ use crate::clock::UnixTime;
 use crate::domain::{ApprovalId, NewEvent, ReceiptId};
 use crate::signing::NewSigningKey;
 
+/// The one conditional statement of a redemption: not redeemed yet, by a client that is not
+/// revoked, signed with a key that is not retired.
+static REDEEM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE receipts SET redeemed_at = ?1, redeemed_by = ?2 \
+         WHERE jti = ?3 AND redeemed_at IS NULL \
+           AND EXISTS (SELECT 1 FROM clients c WHERE c.name = ?2 AND c.revoked_at IS NULL) \
+           AND EXISTS (SELECT 1 FROM signing_keys k WHERE k.kid = receipts.kid AND k.retired_at IS NULL) \
+         RETURNING {RECEIPT_COLS}"
+    )
+});
+
+/// Why a redemption did not happen.
+fn refused(
+    conn: &rusqlite::Connection,
+    jti: ReceiptId,
+    client: &str,
+) -> StoreResult<RedeemOutcome> {
+    let active: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM clients WHERE name = ?1 AND revoked_at IS NULL)",
+        )?
+        .query_row(params![client], |r| r.get(0))?;
+    if !active {
+        return Ok(RedeemOutcome::ClientRevoked);
+    }
+    let existing = first::<ReceiptDbRow>(conn,
+        &format!("SELECT {RECEIPT_COLS} FROM receipts r WHERE jti = ?1 \
+                  AND EXISTS (SELECT 1 FROM signing_keys k WHERE k.kid = r.kid AND k.retired_at IS NULL)"),
+        params![jti.to_string()])?;
+    Ok(match existing {
+        Some(row) => RedeemOutcome::AlreadyRedeemed(row.into_domain()?),
+        None => RedeemOutcome::Unknown,
+    })
+}
+
 #[async_trait]
 impl ReceiptStore for SqliteStore {
     #[tracing::instrument(skip(self, event))]
@@ -22,26 +60,17 @@ impl ReceiptStore for SqliteStore {
         now: UnixTime,
     ) -> StoreResult<RedeemOutcome> {
         let client = client.to_owned();
-        let (row, redeemed) = self
-            .engine
+        self.engine
             .write(move |conn| {
-                let redeemed = first::<ReceiptDbRow>(conn,
-                    &format!("UPDATE receipts SET redeemed_at = ?1, redeemed_by = ?2 WHERE jti = ?3 AND redeemed_at IS NULL RETURNING {RECEIPT_COLS}"),
-                    params![now, client, jti.to_string()])?;
+                let redeemed =
+                    first::<ReceiptDbRow>(conn, &REDEEM, params![now, client, jti.to_string()])?;
                 if let Some(row) = redeemed {
                     append(conn, std::slice::from_ref(&event), now)?;
-                    return Ok(Outcome::Keep((Some(row), true)));
+                    return Ok(Outcome::Keep(RedeemOutcome::Redeemed(row.into_domain()?)));
                 }
-                let existing = first::<ReceiptDbRow>(conn,
-                    &format!("SELECT {RECEIPT_COLS} FROM receipts WHERE jti = ?1"), params![jti.to_string()])?;
-                Ok(Outcome::Keep((existing, false)))
+                Ok(Outcome::Keep(refused(conn, jti, &client)?))
             })
-            .await?;
-        Ok(match (row, redeemed) {
-            (Some(row), true) => RedeemOutcome::Redeemed(row.into_domain()?),
-            (Some(row), false) => RedeemOutcome::AlreadyRedeemed(row.into_domain()?),
-            (None, _) => RedeemOutcome::Unknown,
-        })
+            .await
     }
 
     async fn receipt_of(&self, id: ApprovalId) -> StoreResult<Option<ReceiptRow>> {

@@ -7,8 +7,8 @@ use super::super::super::rows::{
     group_votes, qualified, RequestCols, RequestRow, VoteRow, REQUEST_COLS, VOTE_COLS,
 };
 use super::super::super::{
-    CancelOutcome, Created, Idempotency, InboxOf, Listed, Page, RequestStore, Snapshot, StoreError,
-    StoreResult,
+    CancelOutcome, ClientStore, Created, Idempotency, InboxOf, Listed, Page, RequestStore,
+    Snapshot, StoreError, StoreResult,
 };
 use super::super::{Outcome, SqliteStore};
 use super::{all, append, exec, first};
@@ -23,7 +23,9 @@ static BY_ID: LazyLock<String> =
 /// A request with its votes and its receipt: one row per vote (or one with NULL votes).
 static SNAPSHOT: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {}, {VOTE_COLS}, r.token AS receipt FROM approvals a \
+        "SELECT {}, {VOTE_COLS}, r.token AS receipt, \
+            (SELECT c.revoked_at IS NULL FROM clients c WHERE c.id = a.client_id) AS client_active \
+         FROM approvals a \
          LEFT JOIN decisions d ON d.approval_id = a.id LEFT JOIN receipts r ON r.approval_id = a.id \
          WHERE a.id = ?1 ORDER BY d.at, d.username",
         qualified(REQUEST_COLS, "a")
@@ -36,8 +38,12 @@ static EXPIRE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 static CANCEL: LazyLock<String> = LazyLock::new(|| {
-    format!("UPDATE approvals SET status = 'cancelled', decided_at = ?3 \
-             WHERE id = ?1 AND client_id = ?2 AND status = 'pending' AND expires_at > ?3 RETURNING {REQUEST_COLS}")
+    format!(
+        "UPDATE approvals SET status = 'cancelled', decided_at = ?3 \
+             WHERE id = ?1 AND client_id = ?2 AND status = 'pending' AND expires_at > ?3 \
+               AND EXISTS (SELECT 1 FROM clients c WHERE c.id = ?2 AND c.revoked_at IS NULL) \
+             RETURNING {REQUEST_COLS}"
+    )
 });
 /// The page of the inbox is cut after every eligibility condition has been applied.
 static INBOX: LazyLock<String> = LazyLock::new(|| {
@@ -71,12 +77,14 @@ static HISTORY: LazyLock<String> = LazyLock::new(|| {
 /// The receipt column of a snapshot row.
 pub(super) struct Receipt {
     receipt: Option<String>,
+    client_active: bool,
 }
 
 impl super::FromRow for Receipt {
     fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Receipt {
             receipt: row.get("receipt")?,
+            client_active: row.get("client_active")?,
         })
     }
 }
@@ -96,6 +104,9 @@ impl RequestStore for SqliteStore {
         let client = r.client_id.to_string();
         self.engine
             .write(move |conn| {
+                if !super::clients::active(conn, &client)? {
+                    return Ok(Outcome::Keep(Created::ClientRevoked));
+                }
                 if let Some(idem) = &idem {
                     // The writer excludes every other writer: a key looked up here cannot be
                     // taken before the insert below.
@@ -158,11 +169,13 @@ impl RequestStore for SqliteStore {
             all::<((RequestRow, VoteRow), Receipt)>(conn, &SNAPSHOT, params![id.to_string()])
         })?;
         let receipt = rows.first().and_then(|(_, r)| r.receipt.clone());
+        let client_active = rows.first().is_some_and(|(_, r)| r.client_active);
         let rows = rows.into_iter().map(|(pair, _)| pair).collect();
         Ok(group_votes(rows)?.pop().map(|l| Snapshot {
             request: l.request,
             votes: l.votes,
             receipt,
+            client_active,
         }))
     }
 
@@ -218,6 +231,9 @@ impl RequestStore for SqliteStore {
         if let Some(row) = cancelled {
             self.changed(id);
             return Ok(CancelOutcome::Cancelled(row.into_domain()?));
+        }
+        if !self.client_active(client).await? {
+            return Ok(CancelOutcome::ClientRevoked);
         }
         Ok(match self.request(id).await? {
             Some(r) if r.client_id == client => CancelOutcome::NotPending(r),
