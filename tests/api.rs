@@ -27,6 +27,8 @@ both!(
     concurrent_idempotent_creates,
     wait_is_woken_by_a_change,
     wait_times_out_while_pending,
+    waits_on_one_request_share_its_change,
+    waits_see_an_expiry,
     expiry_follows_the_clock,
     cancel_rules,
     audit_export_and_chain,
@@ -591,6 +593,110 @@ async fn wait_is_woken_by_a_change(app: TestApp) {
         .unwrap();
     assert_eq!(body["status"], "cancelled");
     assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+/// A crowd of polls on one request is answered by one change, polls on another request are not
+/// woken by it, and a poll by a client that did not create the request is refused whatever
+/// the others have shared.
+async fn waits_on_one_request_share_its_change(app: TestApp) {
+    let id_of = |v: Value| v["id"].as_str().unwrap().to_string();
+    let (x, y) = (
+        id_of(app.create(&payment("10.00")).await),
+        id_of(app.create(&payment("20.00")).await),
+    );
+    let poll = |id: &str, key: &str| {
+        let req = app
+            .http
+            .get(app.url(&format!("/v1/approvals/{id}?wait=25")))
+            .bearer_auth(key);
+        tokio::spawn(async move {
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        })
+    };
+    let on_x: Vec<_> = (0..200).map(|_| poll(&x, &app.key)).collect();
+    let on_y: Vec<_> = (0..20).map(|_| poll(&y, &app.key)).collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let other = app.client(Rights::everything()).await;
+    let (status, code) =
+        problem(app.get(&format!("/v1/approvals/{x}?wait=25"), &other).await).await;
+    assert_eq!((status, code.as_str()), (404, "not_found"));
+
+    let cancelled = Instant::now();
+    let res = app
+        .post_json(&format!("/v1/approvals/{x}/cancel"), &app.key, &json!({}))
+        .await;
+    assert_eq!(res.status(), 200);
+    for t in on_x {
+        let (status, body) = t.await.unwrap();
+        assert_eq!((status, body["status"].as_str()), (200, Some("cancelled")));
+    }
+    assert!(
+        cancelled.elapsed() < Duration::from_secs(5),
+        "every poll answered soon after the change, took {:?}",
+        cancelled.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        on_y.iter().all(|t| !t.is_finished()),
+        "a change to one request leaves the polls on another waiting"
+    );
+    let res = app
+        .post_json(&format!("/v1/approvals/{y}/cancel"), &app.key, &json!({}))
+        .await;
+    assert_eq!(res.status(), 200);
+    for t in on_y {
+        assert_eq!(t.await.unwrap().1["status"], "cancelled");
+    }
+}
+
+/// A request that expires while polls wait on it is expired (once, by one of them) and every
+/// poll is answered with that.
+async fn waits_see_an_expiry(app: TestApp) {
+    let id = app.create(&payment("10.00")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let soon = app.clock_now() + 1;
+    app.sql(&format!(
+        "UPDATE approvals SET expires_at = {soon} WHERE id = '{id}'"
+    ))
+    .await;
+    let polls: Vec<_> = (0..20)
+        .map(|_| {
+            let req = app
+                .http
+                .get(app.url(&format!("/v1/approvals/{id}?wait=25")))
+                .bearer_auth(&app.key);
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let body: Value = req.send().await.unwrap().json().await.unwrap();
+                (started.elapsed(), body)
+            })
+        })
+        .collect();
+    // The polls wake a second from now (by the request's time left); the server's clock has
+    // passed the expiry by then.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.clock.advance(Duration::from_secs(2));
+    for t in polls {
+        let (elapsed, body) = t.await.unwrap();
+        assert_eq!(body["status"], "expired");
+        assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    }
+    let audit: Value = app
+        .get("/v1/audit?limit=1000", &app.key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let expiries = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "request_expired")
+        .count();
+    assert_eq!(expiries, 1, "{audit}");
 }
 
 async fn wait_times_out_while_pending(app: TestApp) {

@@ -33,7 +33,8 @@ pub async fn client(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let client = authenticate::client(&state.svc, key).await?;
+    // Boxed: a held long-poll then keeps none of this lookup's state.
+    let client = Box::pin(authenticate::client(&state.svc, key)).await?;
     if !state.limits.client.allow(&client.id.to_string()) {
         tracing::warn!(target: "countersign::security", client = %client.name, "API client rate-limited");
         return Err(ApiError::from(Refusal::RateLimited).into());

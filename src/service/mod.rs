@@ -14,6 +14,7 @@ pub mod provision;
 pub mod read_request;
 pub mod redeem;
 pub mod sign_in;
+pub mod waits;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -35,8 +36,15 @@ pub struct Services {
     /// The server's public origin: links to pages, `iss` of receipts.
     pub origin: String,
     pub(crate) decoys: sign_in::Decoys,
+    /// Long-polls, by the request they wait on.
+    waits: waits::Waits,
     /// The receipt verifier, with the keys it was made from (`redeem`).
-    verifier: std::sync::Mutex<Option<(Vec<crate::store::SigningKeyRow>, Arc<crate::receipt::Verifier>)>>,
+    verifier: std::sync::Mutex<
+        Option<(
+            Vec<crate::store::SigningKeyRow>,
+            Arc<crate::receipt::Verifier>,
+        )>,
+    >,
 }
 
 impl Services {
@@ -50,6 +58,7 @@ impl Services {
         decoy_secret: [u8; 32],
     ) -> Services {
         Services {
+            waits: waits::Waits::new(store.clone()),
             store,
             policy,
             clock,

@@ -1,13 +1,14 @@
 //! The creating service reads its request, optionally waiting until it is decided.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
 
 use super::{refuse, Result, Services};
 use crate::clock::UnixTime;
 use crate::domain::{Actor, ApprovalId, Client, EventKind, NewEvent, Refusal, Request, Status};
-use crate::store::Snapshot;
+use crate::store::{Snapshot, Store};
 
 /// Longest wait a caller may ask for.
 pub const MAX_WAIT_SECS: u64 = 30;
@@ -15,6 +16,10 @@ pub const MAX_WAIT_SECS: u64 = 30;
 /// The request as it stands now, expired first if its time is up: every read settles expiry,
 /// so no sweeper is needed for correctness.
 pub async fn settle(svc: &Services, request: Request, now: UnixTime) -> Result<Request> {
+    expire(&*svc.store, request, now).await
+}
+
+async fn expire(store: &dyn Store, request: Request, now: UnixTime) -> Result<Request> {
     if request.status != Status::Pending || request.expires_at > now {
         return Ok(request);
     }
@@ -24,8 +29,7 @@ pub async fn settle(svc: &Services, request: Request, now: UnixTime) -> Result<R
         serde_json::json!({}),
     )
     .about(request.id);
-    Ok(svc
-        .store
+    Ok(store
         .expire_request(request.id, event, now)
         .await?
         .unwrap_or(request))
@@ -56,36 +60,71 @@ async fn visible(
 }
 
 /// `GET /v1/approvals/{id}[?wait=N]`: the request, held until it leaves `pending` or `wait`
-/// seconds pass. Woken by the store's change notifications (every replica's, on PostgreSQL),
-/// not by polling.
+/// seconds pass. Woken by the store's change notices (every replica's, on PostgreSQL) with one
+/// read shared by all the polls on the request ([`super::waits`]), never by polling.
 #[tracing::instrument(skip(svc, client), fields(client = %client.name))]
 pub async fn read_request(
     svc: &Services,
     client: &Client,
     id: ApprovalId,
     wait: u64,
-) -> Result<Snapshot> {
+) -> Result<Arc<Snapshot>> {
     if wait > MAX_WAIT_SECS {
         return Err(super::Error::from(Refusal::InvalidRequest)
             .detail(format!("wait is at most {MAX_WAIT_SECS} seconds")));
     }
-    // Subscribe before reading so a change between the read and the wait is not missed.
-    let mut changes = svc.store.subscribe();
-    let mut snap = visible(svc, client, id, svc.clock.now()).await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
-    while snap.request.status == Status::Pending && tokio::time::Instant::now() < deadline {
-        let left = snap.request.expires_at - svc.clock.now();
-        let until_expiry = Duration::from_secs(u64::try_from(left).unwrap_or(0));
-        let wake = deadline.min(tokio::time::Instant::now() + until_expiry);
-        tokio::select! {
-            changed = changes.recv() => match changed {
-                Ok(changed) if changed != id => continue,
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => break,
-            },
-            () = tokio::time::sleep_until(wake) => {}
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    // Boxed, here and below: a held poll then keeps only what it waits with.
+    let read = || Box::pin(visible(svc, client, id, svc.clock.now()));
+    if wait == 0 {
+        return Ok(Arc::new(read().await?));
+    }
+    // Joined before reading, so that a change in between is not missed.
+    let mut waiter = svc.waits.join(id);
+    let mut snap = visible_to(waiter.current(read()).await?, client)?;
+    let mut expiry_due = true;
+    while snap.request.status == Status::Pending {
+        let mut wake = deadline;
+        if expiry_due {
+            let left = snap.request.expires_at - svc.clock.now();
+            wake = wake.min(Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0)));
         }
-        snap = visible(svc, client, id, svc.clock.now()).await?;
+        tokio::select! {
+            shared = waiter.changed() => {
+                snap = match shared {
+                    Some(shared) => visible_to(shared, client)?,
+                    None => Arc::new(read().await?),
+                };
+            }
+            () = tokio::time::sleep_until(wake) => {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                // Expired while waited on: one poll settles it, detached so that its caller
+                // leaving does not undo it, and every poll hears of it as a change.
+                expiry_due = false;
+                if let Some(claim) = waiter.claim_expiry() {
+                    let (store, request, now) = (svc.store.clone(), snap.request.clone(), svc.clock.now());
+                    tokio::spawn(async move {
+                        if let Err(e) = expire(&*store, request, now).await {
+                            tracing::warn!(error = %e, "expiring a request waited on");
+                            claim.give_back();
+                        }
+                    });
+                }
+            }
+        }
+    }
+    Ok(snap)
+}
+
+/// A snapshot read for all the polls on a request, checked for this one's caller.
+fn visible_to(snap: Arc<Snapshot>, client: &Client) -> Result<Arc<Snapshot>> {
+    if snap.request.client_id != client.id {
+        return refuse(Refusal::NotFound);
+    }
+    if !snap.client_active {
+        return refuse(Refusal::Unauthorized);
     }
     Ok(snap)
 }

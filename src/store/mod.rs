@@ -361,6 +361,15 @@ impl Drop for Expected {
     }
 }
 
+/// What waiters are told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// This request's change has committed.
+    Request(ApprovalId),
+    /// Notices may have been lost (a listener lost its connection): anything may have changed.
+    Unknown,
+}
+
 /// Everything the services need from a database: one trait (with a part per area, so each
 /// implementation keeps each area in its own file), one implementation per database.
 #[async_trait]
@@ -370,9 +379,9 @@ pub trait Store:
     /// `/readyz`: can the store answer a query right now?
     async fn ping(&self) -> StoreResult<()>;
 
-    /// Approval ids as they change, here and (PostgreSQL) on every replica. Subscribe before
+    /// Requests as they change, here and (PostgreSQL) on every replica. Subscribe before
     /// reading the state you wait on.
-    fn subscribe(&self) -> broadcast::Receiver<ApprovalId>;
+    fn subscribe(&self) -> broadcast::Receiver<Change>;
 
     /// Where to count writes on their way, if this store groups commits and waits for company.
     fn arrivals(&self) -> Option<Arrivals> {

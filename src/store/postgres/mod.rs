@@ -13,7 +13,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use tokio::sync::{broadcast, Notify};
 
-use super::StoreError;
+use super::{Change, StoreError};
 use crate::domain::ApprovalId;
 
 /// Channel on which replicas tell each other that an approval changed.
@@ -21,7 +21,7 @@ const CHANNEL: &str = "countersign_approvals";
 
 pub struct PgStore {
     pool: PgPool,
-    changes: broadcast::Sender<ApprovalId>,
+    changes: broadcast::Sender<Change>,
     /// Woken after a commit that recorded audit events.
     chainer: Arc<Notify>,
     cache: Arc<cache::Cache>,
@@ -96,12 +96,13 @@ impl PgStore {
                     Ok(Some(n)) if n.channel() == cache::INVALIDATE => cache.invalidate(),
                     Ok(Some(n)) => {
                         if let Ok(id) = ApprovalId::parse(n.payload()) {
-                            let _ = changes.send(id);
+                            let _ = changes.send(Change::Request(id));
                         }
                     }
                     // Reconnected: notices may have been missed meanwhile.
                     Ok(None) => {
                         tracing::warn!("change listener reconnected");
+                        let _ = changes.send(Change::Unknown);
                         cache.set_live(true);
                     }
                     Err(e) => {
@@ -110,6 +111,7 @@ impl PgStore {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         // Connected again (and listening) once a query goes through.
                         if sqlx::query("SELECT 1").execute(&mut listener).await.is_ok() {
+                            let _ = changes.send(Change::Unknown);
                             cache.set_live(true);
                         }
                     }

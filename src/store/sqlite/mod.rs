@@ -9,14 +9,14 @@ mod ops;
 use rusqlite::OpenFlags;
 use tokio::sync::broadcast;
 
-use super::StoreError;
+use super::{Change, StoreError};
 use crate::domain::ApprovalId;
 use engine::Engine;
 pub(in crate::store) use engine::Outcome;
 
 pub struct SqliteStore {
     engine: Engine,
-    changes: broadcast::Sender<ApprovalId>,
+    changes: broadcast::Sender<Change>,
 }
 
 impl SqliteStore {
@@ -44,7 +44,7 @@ impl SqliteStore {
     /// Tells waiters that a request changed; its transaction has committed.
     fn changed(&self, id: ApprovalId) {
         // No receiver is fine: nobody is waiting.
-        let _ = self.changes.send(id);
+        let _ = self.changes.send(Change::Request(id));
     }
 }
 

@@ -24,7 +24,7 @@ impl Store for PgStore {
         Ok(())
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<ApprovalId> {
+    fn subscribe(&self) -> broadcast::Receiver<crate::store::Change> {
         self.changes.subscribe()
     }
 }
@@ -64,6 +64,19 @@ impl PgStore {
     ) -> StoreResult<()> {
         tx.commit().await?;
         self.chainer.notify_one();
+        Ok(())
+    }
+
+    /// Commits a change that could make what replicas keep in memory wrong: every replica's
+    /// cache is told by the notice, this one's at once as well (its own notice comes back
+    /// a moment later, and the change must hold on its very next request).
+    pub(super) async fn commit_invalidating(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    ) -> StoreResult<()> {
+        super::cache::invalidate(&mut tx).await?;
+        self.commit(tx).await?;
+        self.cache.invalidate();
         Ok(())
     }
 
@@ -160,12 +173,13 @@ impl PgStore {
     ) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
         let done = update.execute(&mut *tx).await?.rows_affected() == 1;
-        if done {
-            append(&mut tx, std::slice::from_ref(&event), now).await?;
-            super::cache::invalidate(&mut tx).await?;
+        if !done {
+            tx.rollback().await?;
+            return Ok(false);
         }
-        self.commit(tx).await?;
-        Ok(done)
+        append(&mut tx, std::slice::from_ref(&event), now).await?;
+        self.commit_invalidating(tx).await?;
+        Ok(true)
     }
 }
 

@@ -146,8 +146,7 @@ impl ReceiptStore for PgStore {
         .execute(&mut *tx)
         .await?;
         append(&mut tx, std::slice::from_ref(&event), now).await?;
-        super::super::cache::invalidate(&mut tx).await?;
-        self.commit(tx).await?;
+        self.commit_invalidating(tx).await?;
         Ok(true)
     }
 
@@ -181,8 +180,7 @@ impl ReceiptStore for PgStore {
             return Ok(RetireOutcome::NotFound);
         }
         append(&mut tx, std::slice::from_ref(&event), now).await?;
-        super::super::cache::invalidate(&mut tx).await?;
-        self.commit(tx).await?;
+        self.commit_invalidating(tx).await?;
         Ok(RetireOutcome::Retired)
     }
 }

@@ -20,7 +20,7 @@ use super::super::rows::{
 use super::super::{Arrivals, Store, StoreResult};
 use super::SqliteStore;
 use crate::clock::UnixTime;
-use crate::domain::{ApprovalId, NewEvent};
+use crate::domain::NewEvent;
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -29,7 +29,7 @@ impl Store for SqliteStore {
             .read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<ApprovalId> {
+    fn subscribe(&self) -> broadcast::Receiver<crate::store::Change> {
         self.changes.subscribe()
     }
 
