@@ -20,7 +20,7 @@ use countersign::domain::{
 };
 use countersign::store::{
     CancelOutcome, Created, Cursor, DecisionOutcome, EnrolOutcome, Expect, Idempotency, InboxOf,
-    IssuedReceipt, Judge, NewDecision, NewInvitation, NewSession, Page, RedeemOutcome,
+    IssuedReceipt, Judge, NewDecision, NewInvitation, NewSession, Page, Plan, RedeemOutcome,
     RetireOutcome, SealedKey, Store, StoreError,
 };
 use countersign::tx_hash::TxHash;
@@ -59,6 +59,7 @@ contract!(
     expiry_and_cancellation_are_conditional,
     ceremonies_are_taken_once,
     decisions_meet_the_quorum_once,
+    a_decision_judged_ahead_holds_only_over_what_it_was_judged_on,
     a_counter_that_does_not_advance_flags_the_passkey,
     receipts_are_redeemed_once,
     the_inbox_filters_before_it_pages,
@@ -240,8 +241,9 @@ fn record(
     }
 }
 
-/// The rules of a test: quorum counting, a receipt that names the approvers.
-struct Quorum;
+/// The rules of a test: quorum counting, a receipt that names the approvers (or the one
+/// judged ahead, if it still fits, as the service's judge does).
+struct Quorum(Option<Plan>);
 
 impl Judge for Quorum {
     fn may_have_decisions(&self, request: &Request) -> bool {
@@ -263,6 +265,16 @@ impl Judge for Quorum {
         key: &SealedKey,
         now: i64,
     ) -> Result<IssuedReceipt, String> {
+        if let Some(Plan {
+            decisions,
+            receipt: Some((receipt, kid)),
+            ..
+        }) = &self.0
+        {
+            if *kid == key.kid && decisions == approvals {
+                return Ok(receipt.clone());
+            }
+        }
         let names: Vec<&str> = approvals.iter().map(|a| a.vote.username.as_str()).collect();
         Ok(IssuedReceipt {
             jti: countersign::domain::ReceiptId::generate(),
@@ -277,6 +289,9 @@ impl Judge for Quorum {
         _: Option<(&IssuedReceipt, &str)>,
     ) -> Vec<NewEvent> {
         vec![event(EventKind::ApprovalRecorded).about(request.id)]
+    }
+    fn plan(&self) -> Option<&Plan> {
+        self.0.as_ref()
     }
 }
 
@@ -307,10 +322,37 @@ async fn decide(
         counter,
         on_clone: event(EventKind::CloneSuspected),
     };
+    let plan = judged(store, &d.record).await;
     store
-        .record_decision(&d, Arc::new(Quorum), NOW + 1)
+        .record_decision(&d, Arc::new(Quorum(Some(plan))), NOW + 1)
         .await
         .unwrap()
+}
+
+/// `rec` judged ahead over what the store holds now, as the service judges a decision.
+async fn judged(store: &Arc<dyn Store>, rec: &DecisionRecord) -> Plan {
+    let mut request = store.request(rec.approval_id).await.unwrap().unwrap();
+    let mut decisions = store.decisions(request.id).await.unwrap();
+    let prior = decisions.iter().map(|d| d.vote.user_id).collect();
+    decisions.push(rec.clone());
+    countersign::domain::decision::receipt_order(&mut decisions);
+    let mut receipt = None;
+    if let Some(status) = Quorum(None).verdict(&request, &decisions) {
+        if status == Status::Approved {
+            let key = store.active_key().await.unwrap().unwrap();
+            let signed = Quorum(None).issue(&request, &decisions, &key, NOW + 1);
+            receipt = Some((signed.unwrap(), key.kid));
+        }
+        request.status = status;
+        request.decided_at = Some(NOW + 1);
+    }
+    Plan {
+        prior,
+        events: Quorum(None).events(&request, rec, None),
+        request,
+        decisions,
+        receipt,
+    }
 }
 
 async fn requests_are_created_once_and_replayed(store: Arc<dyn Store>) {
@@ -579,7 +621,7 @@ async fn decisions_meet_the_quorum_once(store: Arc<dyn Store>) {
     };
     assert_eq!(
         store
-            .record_decision(&d, Arc::new(Quorum), NOW + 1)
+            .record_decision(&d, Arc::new(Quorum(None)), NOW + 1)
             .await
             .unwrap(),
         DecisionOutcome::CeremonyConsumed
@@ -591,7 +633,7 @@ async fn decisions_meet_the_quorum_once(store: Arc<dyn Store>) {
         ..d
     };
     match store
-        .record_decision(&d, Arc::new(Quorum), NOW + 1)
+        .record_decision(&d, Arc::new(Quorum(None)), NOW + 1)
         .await
         .unwrap()
     {
@@ -599,6 +641,142 @@ async fn decisions_meet_the_quorum_once(store: Arc<dyn Store>) {
         other => panic!("{other:?}"),
     }
     assert!(store.receipt_of(r.id).await.unwrap().is_none());
+}
+
+/// A decision judged ahead is recorded as judged only if, under the request's lock, the
+/// request holds the same earlier decisions and the receipt's key is still the active one;
+/// otherwise it is judged again there, and the outcome is the same as if never judged ahead.
+async fn a_decision_judged_ahead_holds_only_over_what_it_was_judged_on(store: Arc<dyn Store>) {
+    with_key(&store).await;
+    let c = client(&store, "svc").await;
+    let (ann, ann_cred) = person(&store, "ann", &["finance"]).await;
+    let (bob, bob_cred) = person(&store, "bob", &["finance"]).await;
+    let counter = std::sync::atomic::AtomicU32::new(10);
+    let record_with = |user: &User, cred: &CredentialId, id, plan: Plan| {
+        let (store, user, cred) = (store.clone(), user.clone(), cred.clone());
+        let counter = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        async move {
+            let ceremony = decision_ceremony(&user, id, cred.clone());
+            store.start_ceremony(&ceremony, None).await.unwrap();
+            let d = NewDecision {
+                record: record(&user, &cred, id, Decision::Approve),
+                ceremony: ceremony.id,
+                counter,
+                on_clone: event(EventKind::CloneSuspected),
+            };
+            store
+                .record_decision(&d, Arc::new(Quorum(Some(plan))), NOW + 1)
+                .await
+                .unwrap()
+        }
+    };
+
+    // Judged before ann's approval landed: bob's approval meets the quorum of two after all,
+    // and the receipt names both.
+    let r = request(c, "carol", &["finance"], 2, NOW);
+    create(&store, &r).await;
+    let stale = judged(&store, &record(&bob, &bob_cred, r.id, Decision::Approve)).await;
+    assert_eq!(stale.request.status, Status::Pending);
+    assert!(matches!(
+        decide(&store, &ann, &ann_cred, r.id, 1).await,
+        DecisionOutcome::Recorded(..)
+    ));
+    match record_with(&bob, &bob_cred, r.id, stale).await {
+        DecisionOutcome::Recorded(req, decisions) => {
+            assert_eq!((req.status, decisions.len()), (Status::Approved, 2));
+        }
+        other => panic!("{other:?}"),
+    }
+    let receipt = store
+        .snapshot(r.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .receipt
+        .unwrap();
+    assert!(receipt.ends_with(":ann,bob"), "{receipt}");
+
+    // Judged and signed ahead with a key that is no longer the one to sign with: signed again.
+    let r = request(c, "carol", &["finance"], 1, NOW);
+    create(&store, &r).await;
+    let mut plan = judged(&store, &record(&ann, &ann_cred, r.id, Decision::Approve)).await;
+    let (signed, _) = plan.receipt.clone().unwrap();
+    plan.receipt = Some((
+        IssuedReceipt {
+            token: "signed ahead".into(),
+            ..signed
+        },
+        "not-the-active-key".into(),
+    ));
+    assert!(matches!(
+        record_with(&ann, &ann_cred, r.id, plan).await,
+        DecisionOutcome::Recorded(..)
+    ));
+    let receipt = store
+        .snapshot(r.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .receipt
+        .unwrap();
+    assert!(receipt.ends_with(":ann"), "{receipt}");
+
+    // Judged over what holds: recorded as judged, receipt and all.
+    let r = request(c, "carol", &["finance"], 1, NOW);
+    create(&store, &r).await;
+    let mut plan = judged(&store, &record(&bob, &bob_cred, r.id, Decision::Approve)).await;
+    let (signed, kid) = plan.receipt.clone().unwrap();
+    plan.receipt = Some((
+        IssuedReceipt {
+            token: "signed ahead".into(),
+            ..signed
+        },
+        kid,
+    ));
+    match record_with(&bob, &bob_cred, r.id, plan).await {
+        DecisionOutcome::Recorded(req, decisions) => {
+            assert_eq!((req.status, decisions.len()), (Status::Approved, 1));
+        }
+        other => panic!("{other:?}"),
+    }
+    let snap = store.snapshot(r.id).await.unwrap().unwrap();
+    assert_eq!(snap.receipt.as_deref(), Some("signed ahead"));
+    assert_eq!(snap.request.status, Status::Approved);
+    assert_eq!(snap.votes.len(), 1);
+    let kinds: Vec<String> = store
+        .audit_page(0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.approval_id.as_deref() == Some(r.id.to_string().as_str()))
+        .map(|e| e.kind.clone())
+        .collect();
+    assert!(
+        kinds.contains(&"approval_recorded".to_string()),
+        "{kinds:?}"
+    );
+
+    // Judged ahead, but its ceremony is gone: nothing recorded.
+    let r = request(c, "carol", &["finance"], 1, NOW);
+    create(&store, &r).await;
+    let d = NewDecision {
+        record: record(&ann, &ann_cred, r.id, Decision::Approve),
+        ceremony: CeremonyId::generate(),
+        counter: 99,
+        on_clone: event(EventKind::CloneSuspected),
+    };
+    let plan = judged(&store, &d.record).await;
+    assert_eq!(
+        store
+            .record_decision(&d, Arc::new(Quorum(Some(plan))), NOW + 1)
+            .await
+            .unwrap(),
+        DecisionOutcome::CeremonyConsumed
+    );
+    assert_eq!(
+        store.snapshot(r.id).await.unwrap().unwrap().request.status,
+        Status::Pending
+    );
 }
 
 async fn a_counter_that_does_not_advance_flags_the_passkey(store: Arc<dyn Store>) {

@@ -203,6 +203,26 @@ pub trait Judge: Send + Sync {
         decision: &DecisionRecord,
         receipt: Option<(&IssuedReceipt, &str)>,
     ) -> Vec<NewEvent>;
+    /// The decision as judged ahead, over what the service read before the transaction.
+    fn plan(&self) -> Option<&Plan>;
+}
+
+/// A decision judged, signed and described ahead by the service. A store may record it as it
+/// stands (PostgreSQL does, in one round trip) when, under the request's lock, the request
+/// holds exactly the earlier decisions it was judged over and the receipt's key is still the
+/// one to sign with; otherwise it asks the [`Judge`] again.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Who had decided before (the judgement holds only for exactly these).
+    pub prior: Vec<UserId>,
+    /// The request once the decision is recorded.
+    pub request: Request,
+    /// Its decisions then, the new one included (receipt order).
+    pub decisions: Vec<DecisionRecord>,
+    /// The receipt, if the decision approves the request, and the key it was signed with.
+    pub receipt: Option<(IssuedReceipt, String)>,
+    /// What records the decision and what it did.
+    pub events: Vec<NewEvent>,
 }
 
 /// A signing key as stored: its id and its private half sealed under the master key.

@@ -547,19 +547,28 @@ pub(super) struct Pending {
 impl Pending {
     /// The event at `now`, logged as it is recorded (a security event as such).
     pub fn of(ev: &crate::domain::NewEvent, now: i64) -> Pending {
-        let actor = ev.actor.to_string();
-        let approval_id = ev.approval_id.map(|a| a.to_string());
-        if ev.kind.is_security() {
-            tracing::warn!(target: "countersign::security", kind = %ev.kind, %actor, approval_id, data = %ev.data, "audit event");
-        } else {
-            tracing::info!(target: "countersign::audit", kind = %ev.kind, %actor, approval_id, "audit event");
-        }
+        let pending = Pending::unlogged(ev, now);
+        pending.log(ev.kind.is_security());
+        pending
+    }
+
+    /// The event at `now`, to be logged ([`Pending::log`]) only once it is recorded.
+    pub fn unlogged(ev: &crate::domain::NewEvent, now: i64) -> Pending {
         Pending {
             at: now,
             kind: ev.kind.as_str().to_owned(),
-            actor,
-            approval_id,
+            actor: ev.actor.to_string(),
+            approval_id: ev.approval_id.map(|a| a.to_string()),
             data: ev.data.clone(),
+        }
+    }
+
+    pub fn log(&self, security: bool) {
+        let (kind, actor, approval_id) = (&self.kind, &self.actor, &self.approval_id);
+        if security {
+            tracing::warn!(target: "countersign::security", %kind, %actor, approval_id, data = %self.data, "audit event");
+        } else {
+            tracing::info!(target: "countersign::audit", %kind, %actor, approval_id, "audit event");
         }
     }
 }

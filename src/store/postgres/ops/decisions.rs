@@ -4,10 +4,10 @@ use async_trait::async_trait;
 use sqlx::{PgConnection, Row};
 
 use super::super::super::rows::{
-    CeremonyRow, DecisionRow, RequestRow, CEREMONY_COLS, DECISION_COLS, REQUEST_COLS,
+    CeremonyRow, DecisionRow, Pending, RequestRow, CEREMONY_COLS, DECISION_COLS, REQUEST_COLS,
 };
 use super::super::super::{
-    DecisionOutcome, DecisionStore, Expect, IssuedReceipt, Judge, NewDecision, SealedKey,
+    DecisionOutcome, DecisionStore, Expect, IssuedReceipt, Judge, NewDecision, Plan, SealedKey,
     StoreError, StoreResult,
 };
 use super::super::{is_unique, PgStore};
@@ -29,8 +29,17 @@ static INSERT_DECISION: LazyLock<String> = LazyLock::new(|| {
 static LOCK_PENDING: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {REQUEST_COLS} FROM approvals WHERE id = $1 AND status = 'pending' AND expires_at > $2 FOR UPDATE")
 });
-static INSERT_CEREMONY: LazyLock<String> = LazyLock::new(|| {
-    format!("INSERT INTO ceremonies ({CEREMONY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+/// A ceremony and its event in one statement. Ceremonies past their time go with it: garbage
+/// once a late finish has had the time to be told so (`ceremony_expired` rather than
+/// `ceremony_consumed`).
+static START_CEREMONY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH old AS (DELETE FROM ceremonies WHERE expires_at < $12), \
+         c AS (INSERT INTO ceremonies ({CEREMONY_COLS}) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)) \
+         INSERT INTO audit_pending (at, kind, actor, approval_id, data) \
+         SELECT $10, $13, $14, $15, $16 WHERE $13::TEXT IS NOT NULL"
+    )
 });
 static CEREMONY: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {CEREMONY_COLS} FROM ceremonies WHERE id = $1"));
@@ -50,14 +59,8 @@ impl DecisionStore for PgStore {
         event: Option<NewEvent>,
     ) -> StoreResult<()> {
         let row = CeremonyRow::of(ceremony);
-        let mut tx = self.pool.begin().await?;
-        // Ceremonies past their time are garbage once a late finish has had the time to be
-        // told so (`ceremony_expired` rather than `ceremony_consumed`).
-        sqlx::query("DELETE FROM ceremonies WHERE expires_at < $1")
-            .bind(row.created_at - CEREMONY_SECS)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(&INSERT_CEREMONY)
+        let event = event.map(|e| Pending::of(&e, row.created_at));
+        sqlx::query(&START_CEREMONY)
             .bind(&row.id)
             .bind(&row.kind)
             .bind(&row.user_id)
@@ -69,10 +72,16 @@ impl DecisionStore for PgStore {
             .bind(&row.registration)
             .bind(row.created_at)
             .bind(row.expires_at)
-            .execute(&mut *tx)
+            .bind(row.created_at - CEREMONY_SECS)
+            .bind(event.as_ref().map(|e| e.kind.as_str()))
+            .bind(event.as_ref().map(|e| e.actor.as_str()))
+            .bind(event.as_ref().and_then(|e| e.approval_id.as_deref()))
+            .bind(event.as_ref().map(|e| e.data.to_string()))
+            .execute(&self.pool)
             .await?;
-        append(&mut tx, event.as_slice(), row.created_at).await?;
-        self.commit(tx).await?;
+        if event.is_some() {
+            self.chainer.notify_one();
+        }
         Ok(())
     }
 
@@ -135,6 +144,11 @@ impl DecisionStore for PgStore {
         judge: Arc<dyn Judge>,
         now: UnixTime,
     ) -> StoreResult<DecisionOutcome> {
+        if let Some(plan) = judge.plan() {
+            if let Some(outcome) = self.record_planned(decision, plan, now).await? {
+                return Ok(outcome);
+            }
+        }
         let mut tx = self.pool.begin().await?;
         let (outcome, keep) = decide(&mut tx, decision, judge.as_ref(), now).await?;
         if keep {
@@ -146,6 +160,97 @@ impl DecisionStore for PgStore {
             tx.rollback().await?;
         }
         Ok(outcome)
+    }
+}
+
+impl PgStore {
+    /// The decision as the service judged it, in one round trip (`countersign_record_decision`,
+    /// migration 0008); `None` if what it was judged over no longer holds (nothing written).
+    async fn record_planned(
+        &self,
+        d: &NewDecision,
+        plan: &Plan,
+        now: UnixTime,
+    ) -> StoreResult<Option<DecisionOutcome>> {
+        let rec = &d.record;
+        let events: Vec<Pending> = plan
+            .events
+            .iter()
+            .map(|e| Pending::unlogged(e, now))
+            .collect();
+        let on_clone = Pending::unlogged(&d.on_clone, now);
+        let (receipt, kid) = match &plan.receipt {
+            Some((r, kid)) => (Some(r), Some(kid.as_str())),
+            None => (None, None),
+        };
+        let status = (plan.request.status != Status::Pending).then(|| plan.request.status.as_str());
+        let answer: String = sqlx::query_scalar(
+            "SELECT countersign_record_decision($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+             $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)",
+        )
+        .bind(rec.approval_id.to_string())
+        .bind(now)
+        .bind(d.ceremony.to_string())
+        .bind(rec.vote.user_id.to_string())
+        .bind(
+            plan.prior
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+        )
+        .bind(rec.credential_id.as_str())
+        .bind(i64::from(d.counter))
+        .bind(rec.vote.decision.as_str())
+        .bind(&rec.vote.username)
+        .bind(&rec.vote.display_name)
+        .bind(rec.nonce.as_slice())
+        .bind(&rec.authenticator_data)
+        .bind(&rec.client_data_json)
+        .bind(&rec.signature)
+        .bind(rec.public_jwk.to_string())
+        .bind(i64::from(rec.user_verified))
+        .bind(status)
+        .bind(kid)
+        .bind(receipt.map(|r| r.jti.to_string()))
+        .bind(receipt.map(|r| r.token.as_str()))
+        .bind(receipt.map(|r| r.expires_at))
+        .bind(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.actor.as_str()).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.data.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind(&on_clone.kind)
+        .bind(&on_clone.actor)
+        .bind(on_clone.data.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        let outcome = match answer.as_str() {
+            "recorded" => {
+                for (pending, event) in events.iter().zip(&plan.events) {
+                    pending.log(event.kind.is_security());
+                }
+                self.chainer.notify_one();
+                DecisionOutcome::Recorded(Box::new(plan.request.clone()), plan.decisions.clone())
+            }
+            "clone" => {
+                on_clone.log(d.on_clone.kind.is_security());
+                self.chainer.notify_one();
+                DecisionOutcome::PossibleClone
+            }
+            "already_decided" => DecisionOutcome::AlreadyDecided,
+            "consumed" => DecisionOutcome::CeremonyConsumed,
+            "not_pending" => DecisionOutcome::NotPending,
+            "stale" => return Ok(None),
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "countersign_record_decision answered {other:?}"
+                )))
+            }
+        };
+        Ok(Some(outcome))
     }
 }
 

@@ -4,6 +4,8 @@
 //! the policy allows it, once per person whatever passkeys they hold), what the decisions amount
 //! to (one rejection rejects, the quorum of distinct people approves), and the receipt.
 
+mod judge;
+
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -13,15 +15,15 @@ use super::{not_pending, random32, refuse, Error, Result, Services};
 use crate::assertion::{AssertionError, Es256Key};
 use crate::challenge::decision_challenge;
 use crate::clock::UnixTime;
-use crate::domain::decision::{approvals, receipt_order};
 use crate::domain::{
     Actor, ApprovalId, Ceremony, CeremonyId, CeremonyKind, CeremonyState, CredentialId, Decision,
     DecisionRecord, EventKind, NewEvent, Refusal, Request, Status, Taken, User, Vote,
     CEREMONY_SECS,
 };
-use crate::issuer::Issuer;
 use crate::passkeys::AssertionResponse;
-use crate::store::{DecisionOutcome, Expect, IssuedReceipt, Judge, NewDecision, SealedKey};
+use crate::store::{DecisionOutcome, Expect, NewDecision};
+pub use judge::verdict;
+use judge::Quorum;
 
 /// Whether this person may decide this request now: in an eligible group, and not its
 /// initiator (however either is spelled) unless the policy allowed self-approval when the
@@ -34,21 +36,6 @@ pub fn eligibility(user: &User, request: &Request) -> Result<(), Refusal> {
         return Err(Refusal::NotEligible);
     }
     Ok(())
-}
-
-/// What the decisions on a request (receipt order, the newest included) amount to: a verified
-/// rejection rejects at once; enough distinct people approving approves.
-pub fn verdict(request: &Request, decisions: &[DecisionRecord]) -> Option<Status> {
-    if decisions
-        .iter()
-        .any(|d| d.vote.decision == Decision::Reject)
-    {
-        Some(Status::Rejected)
-    } else if approvals(decisions.iter().map(|d| d.vote.decision)) >= request.required.approvals {
-        Some(Status::Approved)
-    } else {
-        None
-    }
 }
 
 /// A decision ceremony's start: the request options for the browser and the nonce.
@@ -174,7 +161,7 @@ async fn decide(
     };
     let judge = Arc::new(Quorum {
         issuer: svc.issuer.clone(),
-        presigned: presign(svc, &request, &record, now).await?,
+        plan: judge::plan(svc, &request, &record, now).await?,
     });
     let on_clone = NewEvent::new(
         EventKind::CloneSuspected,
@@ -304,133 +291,6 @@ async fn audited(svc: &Services, user: &User, id: ApprovalId, err: Error, now: U
         tracing::error!(error = %e, "could not audit a refused decision");
     }
     err
-}
-
-/// A receipt signed before the decision transaction, over the approvals it expects to find:
-/// signing under the write lock would make every other writer wait for a signature.
-struct Presigned {
-    over: Vec<DecisionRecord>,
-    kid: String,
-    receipt: IssuedReceipt,
-}
-
-/// Signs the receipt ahead when this approval would meet the quorum with those recorded.
-async fn presign(
-    svc: &Services,
-    request: &Request,
-    record: &DecisionRecord,
-    now: UnixTime,
-) -> Result<Option<Presigned>> {
-    if record.vote.decision != Decision::Approve {
-        return Ok(None);
-    }
-    // With a quorum of one, any earlier decision would have decided the request already.
-    let mut over = if request.required.approvals > 1 {
-        svc.store.decisions(request.id).await?
-    } else {
-        Vec::new()
-    };
-    over.push(record.clone());
-    receipt_order(&mut over);
-    if verdict(request, &over) != Some(Status::Approved) {
-        return Ok(None);
-    }
-    let key = match svc.issuer.last_key() {
-        Some(key) => key,
-        None => match svc.store.active_key().await? {
-            Some(key) => key,
-            None => return Ok(None),
-        },
-    };
-    let receipt = match svc.issuer.sign(request, &over, &key, now) {
-        Ok(receipt) => receipt,
-        Err(e) => {
-            tracing::warn!(error = %e, "presigning a receipt; the transaction will sign");
-            return Ok(None);
-        }
-    };
-    Ok(Some(Presigned {
-        over,
-        kid: key.kid,
-        receipt,
-    }))
-}
-
-/// The decision transaction's rules, for the store to apply under its lock.
-struct Quorum {
-    issuer: Arc<Issuer>,
-    presigned: Option<Presigned>,
-}
-
-impl Judge for Quorum {
-    fn may_have_decisions(&self, request: &Request) -> bool {
-        // One rejection decides, and so does the last approval: a pending request with a
-        // quorum of one has no decisions.
-        request.required.approvals > 1
-    }
-
-    fn verdict(&self, request: &Request, decisions: &[DecisionRecord]) -> Option<Status> {
-        verdict(request, decisions)
-    }
-
-    fn issue(
-        &self,
-        request: &Request,
-        approvals: &[DecisionRecord],
-        key: &SealedKey,
-        now: UnixTime,
-    ) -> std::result::Result<IssuedReceipt, String> {
-        match &self.presigned {
-            Some(p) if p.kid == key.kid && p.over == approvals => Ok(p.receipt.clone()),
-            _ => {
-                tracing::debug!("approvals or signing key changed since presigning; signing again");
-                self.issuer.sign(request, approvals, key, now)
-            }
-        }
-    }
-
-    fn events(
-        &self,
-        request: &Request,
-        decision: &DecisionRecord,
-        receipt: Option<(&IssuedReceipt, &str)>,
-    ) -> Vec<NewEvent> {
-        let kind = match decision.vote.decision {
-            Decision::Approve => EventKind::ApprovalRecorded,
-            Decision::Reject => EventKind::RejectionRecorded,
-        };
-        let mut events = vec![NewEvent::new(
-            kind,
-            Actor::User(decision.vote.username.clone()),
-            json!({ "user": decision.vote.username, "credential_id": decision.credential_id, "tx_hash": request.tx_hash }),
-        )
-        .about(request.id)];
-        let rule = json!({ "rule": request.required.rule_label() });
-        match (request.status, receipt) {
-            (Status::Approved, Some((r, kid))) => {
-                events.push(
-                    NewEvent::new(EventKind::RequestApproved, Actor::System, rule)
-                        .about(request.id),
-                );
-                events.push(
-                    NewEvent::new(
-                        EventKind::ReceiptIssued,
-                        Actor::System,
-                        json!({ "jti": r.jti, "kid": kid, "audience": request.audience, "expires_at": r.expires_at }),
-                    )
-                    .about(request.id),
-                );
-            }
-            (Status::Rejected, _) => {
-                events.push(
-                    NewEvent::new(EventKind::RequestRejected, Actor::System, rule)
-                        .about(request.id),
-                );
-            }
-            _ => {}
-        }
-        events
-    }
 }
 
 #[cfg(test)]
