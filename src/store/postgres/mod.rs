@@ -40,6 +40,9 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(3))
+            // A ping on every acquire is a round trip per statement. A connection that broke
+            // while idle fails its next statement instead, and the pool drops it.
+            .test_before_acquire(false)
             .connect(url)
             .await
             .context("connecting to PostgreSQL")?;
