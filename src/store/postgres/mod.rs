@@ -1,16 +1,17 @@
-//! The shared store: PostgreSQL through sqlx's `PgPool`, for several stateless replicas behind
-//! a load balancer. Its SQL and its migrations (`migrations/postgres`) are its own. Rows that
-//! several transactions could change together are locked (`UPDATE … RETURNING`, or
-//! `FOR UPDATE`) before they are read, and replicas hear of each other's changes through
-//! `LISTEN`/`NOTIFY`.
+//! The shared store: PostgreSQL through sqlx (`conns.rs` keeps the connections), for several
+//! stateless replicas behind a load balancer. Its SQL and its migrations (`migrations/postgres`)
+//! are its own. Rows that several transactions could change together are locked (`UPDATE …
+//! RETURNING`, or `FOR UPDATE`) before they are read, and replicas hear of each other's changes
+//! through `LISTEN`/`NOTIFY`.
 
 mod cache;
+mod conns;
 mod ops;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::PgListener;
 use tokio::sync::{broadcast, Notify};
 
 use super::{Change, StoreError};
@@ -20,7 +21,7 @@ use crate::domain::ApprovalId;
 const CHANNEL: &str = "countersign_approvals";
 
 pub struct PgStore {
-    pool: PgPool,
+    conns: Arc<conns::Conns>,
     changes: broadcast::Sender<Change>,
     /// Woken after a commit that recorded audit events.
     chainer: Arc<Notify>,
@@ -37,21 +38,13 @@ impl PgStore {
     #[tracing::instrument(skip_all)]
     pub async fn open(url: &str) -> anyhow::Result<PgStore> {
         use anyhow::Context;
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(3))
-            // A ping on every acquire is a round trip per statement. A connection that broke
-            // while idle fails its next statement instead, and the pool drops it.
-            .test_before_acquire(false)
-            .connect(url)
-            .await
-            .context("connecting to PostgreSQL")?;
+        let conns = conns::Conns::new(url).context("reading the PostgreSQL URL")?;
         MIGRATOR
-            .run(&pool)
+            .run(&mut *conns.get().await.context("connecting to PostgreSQL")?)
             .await
             .context("applying database migrations")?;
         let store = PgStore {
-            pool,
+            conns: Arc::new(conns),
             changes: broadcast::channel(1024).0,
             chainer: Arc::new(Notify::new()),
             cache: Arc::new(cache::Cache::default()),
@@ -66,7 +59,7 @@ impl PgStore {
     /// nothing waits on this task for correctness.
     fn start_chainer(&self) {
         let store = PgStore {
-            pool: self.pool.clone(),
+            conns: self.conns.clone(),
             changes: self.changes.clone(),
             chainer: self.chainer.clone(),
             cache: self.cache.clone(),
@@ -127,6 +120,18 @@ impl PgStore {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        // The connection itself failed, or the server is going away: none made before is used
+        // again.
+        let broken = match &e {
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
+            _ => false,
+        };
+        if broken {
+            conns::failed();
+        }
         match &e {
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)

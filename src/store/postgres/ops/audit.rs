@@ -1,4 +1,5 @@
 use async_trait::async_trait;
+use sqlx::Connection;
 use sqlx::Row;
 
 use super::super::super::rows::{head, EventRow, EVENT_COLS};
@@ -13,7 +14,8 @@ use crate::domain::NewEvent;
 impl AuditStore for PgStore {
     #[tracing::instrument(skip_all, fields(kind = %event.kind))]
     async fn record(&self, event: NewEvent, now: UnixTime) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conns.get().await?;
+        let mut tx = conn.begin().await?;
         append(&mut tx, std::slice::from_ref(&event), now).await?;
         self.commit(tx).await?;
         Ok(())
@@ -28,7 +30,7 @@ impl AuditStore for PgStore {
         ))
         .bind(after)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conns.get().await?)
         .await?
         .into_iter()
         .map(EventRow::into_domain)
@@ -38,7 +40,7 @@ impl AuditStore for PgStore {
     async fn audit_head(&self) -> StoreResult<(i64, [u8; 32])> {
         self.chain_pending(true).await?;
         let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conns.get().await?)
             .await?;
         head(row.try_get("seq")?, row.try_get("hash")?)
     }

@@ -1,4 +1,5 @@
 use async_trait::async_trait;
+use sqlx::Connection;
 
 use super::super::super::rows::{to_json, ClientRow, CLIENT_COLS};
 use super::super::super::{ClientStore, StoreError, StoreResult};
@@ -25,7 +26,8 @@ impl ClientStore for PgStore {
             created_at: now,
             revoked_at: None,
         };
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conns.get().await?;
+        let mut tx = conn.begin().await?;
         let inserted = sqlx::query("INSERT INTO clients (id, name, key_hash, rights, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(client.id.to_string())
             .bind(name)
@@ -53,7 +55,7 @@ impl ClientStore for PgStore {
             "SELECT {CLIENT_COLS} FROM clients WHERE key_hash = $1"
         ))
         .bind(key_hash.as_slice())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conns.get().await?)
         .await?
         .map(ClientRow::into_domain)
         .transpose()?;
@@ -69,13 +71,13 @@ impl ClientStore for PgStore {
             "SELECT EXISTS (SELECT 1 FROM clients WHERE id = $1 AND revoked_at IS NULL)",
         )
         .bind(id.to_string())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conns.get().await?)
         .await?)
     }
 
     async fn clients(&self) -> StoreResult<Vec<Client>> {
         sqlx::query_as::<_, ClientRow>(&format!("SELECT {CLIENT_COLS} FROM clients ORDER BY name"))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conns.get().await?)
             .await?
             .into_iter()
             .map(ClientRow::into_domain)
@@ -84,7 +86,7 @@ impl ClientStore for PgStore {
 
     async fn has_clients(&self) -> StoreResult<bool> {
         Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM clients)")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conns.get().await?)
             .await?)
     }
 

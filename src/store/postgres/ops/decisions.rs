@@ -1,6 +1,7 @@
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
+use sqlx::Connection;
 use sqlx::{PgConnection, Row};
 
 use super::super::super::rows::{
@@ -77,7 +78,7 @@ impl DecisionStore for PgStore {
             .bind(event.as_ref().map(|e| e.actor.as_str()))
             .bind(event.as_ref().and_then(|e| e.approval_id.as_deref()))
             .bind(event.as_ref().map(|e| e.data.to_string()))
-            .execute(&self.pool)
+            .execute(&mut *self.conns.get().await?)
             .await?;
         if event.is_some() {
             self.chainer.notify_one();
@@ -89,7 +90,7 @@ impl DecisionStore for PgStore {
     async fn peek_ceremony(&self, id: CeremonyId, expect: Expect) -> StoreResult<Taken> {
         let row = sqlx::query_as::<_, CeremonyRow>(&CEREMONY)
             .bind(id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conns.get().await?)
             .await?;
         CeremonyRow::classify(row, expect)
     }
@@ -101,7 +102,7 @@ impl DecisionStore for PgStore {
             .bind(expect.kind.as_str())
             .bind(expect.user.map(|u| u.to_string()).unwrap_or_default())
             .bind(expect.approval.map(|a| a.to_string()).unwrap_or_default())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conns.get().await?)
             .await?;
         let row = match taken {
             Some(row) => Some(row),
@@ -109,7 +110,7 @@ impl DecisionStore for PgStore {
             None => {
                 sqlx::query_as::<_, CeremonyRow>(&CEREMONY)
                     .bind(id.to_string())
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.conns.get().await?)
                     .await?
             }
         };
@@ -120,7 +121,7 @@ impl DecisionStore for PgStore {
     async fn discard_ceremony(&self, id: CeremonyId) -> StoreResult<bool> {
         let n = sqlx::query("DELETE FROM ceremonies WHERE id = $1")
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&mut *self.conns.get().await?)
             .await?
             .rows_affected();
         Ok(n == 1)
@@ -130,7 +131,7 @@ impl DecisionStore for PgStore {
     async fn decisions(&self, id: ApprovalId) -> StoreResult<Vec<DecisionRecord>> {
         sqlx::query_as::<_, DecisionRow>(&DECISIONS_OF)
             .bind(id.to_string())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conns.get().await?)
             .await?
             .into_iter()
             .map(DecisionRow::into_domain)
@@ -149,7 +150,8 @@ impl DecisionStore for PgStore {
                 return Ok(outcome);
             }
         }
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conns.get().await?;
+        let mut tx = conn.begin().await?;
         let (outcome, keep) = decide(&mut tx, decision, judge.as_ref(), now).await?;
         if keep {
             if matches!(outcome, DecisionOutcome::Recorded(..)) {
@@ -225,7 +227,7 @@ impl PgStore {
         .bind(&on_clone.kind)
         .bind(&on_clone.actor)
         .bind(on_clone.data.to_string())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conns.get().await?)
         .await?;
         let outcome = match answer.as_str() {
             "recorded" => {

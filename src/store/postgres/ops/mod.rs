@@ -8,6 +8,7 @@ mod receipts;
 mod requests;
 
 use async_trait::async_trait;
+use sqlx::Connection;
 use sqlx::{PgConnection, Row};
 use tokio::sync::broadcast;
 
@@ -20,7 +21,9 @@ use crate::domain::{ApprovalId, NewEvent};
 #[async_trait]
 impl Store for PgStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1")
+            .execute(&mut *self.conns.get().await?)
+            .await?;
         Ok(())
     }
 
@@ -88,7 +91,8 @@ impl PgStore {
     pub(crate) async fn chain_pending(&self, wait: bool) -> StoreResult<usize> {
         let mut chained = 0;
         loop {
-            let mut tx = self.pool.begin().await?;
+            let mut conn = self.conns.get().await?;
+            let mut tx = conn.begin().await?;
             let lock = if wait {
                 sqlx::query("SET LOCAL lock_timeout = '5s'")
                     .execute(&mut *tx)
@@ -171,7 +175,8 @@ impl PgStore {
         event: NewEvent,
         now: UnixTime,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conns.get().await?;
+        let mut tx = conn.begin().await?;
         let done = update.execute(&mut *tx).await?.rows_affected() == 1;
         if !done {
             tx.rollback().await?;

@@ -1,6 +1,7 @@
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
+use sqlx::Connection;
 use sqlx::{PgConnection, Row};
 
 use super::super::super::rows::{
@@ -83,7 +84,8 @@ impl PeopleStore for PgStore {
         now: UnixTime,
     ) -> StoreResult<User> {
         let groups_json = to_json(&invitation.groups)?;
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conns.get().await?;
+        let mut tx = conn.begin().await?;
         let existing = sqlx::query_as::<_, UserRow>(&format!("{} FOR UPDATE", *USER_BY_NAME))
             .bind(invitation.username)
             .fetch_optional(&mut *tx)
@@ -150,7 +152,7 @@ impl PeopleStore for PgStore {
             qualified(USER_COLS, "u")
         ))
         .bind(token_hash.as_slice())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conns.get().await?)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let used: Option<i64> = row.try_get("used_at")?;
@@ -175,7 +177,8 @@ impl PeopleStore for PgStore {
         event: NewEvent,
         now: UnixTime,
     ) -> StoreResult<EnrolOutcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conns.get().await?;
+        let mut tx = conn.begin().await?;
         let spent = sqlx::query(
             "UPDATE invitations SET used_at = $1 WHERE token_hash = $2 AND user_id = $3 AND used_at IS NULL AND expires_at > $1",
         )
@@ -223,7 +226,7 @@ impl PeopleStore for PgStore {
     async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
         sqlx::query_as::<_, UserRow>(&USER_BY_ID)
             .bind(id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conns.get().await?)
             .await?
             .map(UserRow::into_domain)
             .transpose()
@@ -232,7 +235,7 @@ impl PeopleStore for PgStore {
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
         sqlx::query_as::<_, UserRow>(&USER_BY_NAME)
             .bind(username)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conns.get().await?)
             .await?
             .map(UserRow::into_domain)
             .transpose()
@@ -240,7 +243,7 @@ impl PeopleStore for PgStore {
 
     async fn users(&self) -> StoreResult<Vec<User>> {
         sqlx::query_as::<_, UserRow>(&format!("SELECT {USER_COLS} FROM users ORDER BY username"))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conns.get().await?)
             .await?
             .into_iter()
             .map(UserRow::into_domain)
@@ -249,7 +252,7 @@ impl PeopleStore for PgStore {
 
     async fn has_users(&self) -> StoreResult<bool> {
         Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users)")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conns.get().await?)
             .await?)
     }
 
@@ -260,7 +263,8 @@ impl PeopleStore for PgStore {
         event: NewEvent,
         now: UnixTime,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conns.get().await?;
+        let mut tx = conn.begin().await?;
         let id: Option<String> = sqlx::query_scalar("UPDATE users SET disabled_at = $1 WHERE username = $2 AND disabled_at IS NULL RETURNING id")
             .bind(now)
             .bind(username)
@@ -295,7 +299,7 @@ impl PeopleStore for PgStore {
             "SELECT {CREDENTIAL_COLS} FROM credentials WHERE id = $1"
         ))
         .bind(id.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conns.get().await?)
         .await?
         .map(CredentialRow::into_domain)
         .transpose()
@@ -306,7 +310,7 @@ impl PeopleStore for PgStore {
             "SELECT {CREDENTIAL_COLS} FROM credentials WHERE user_id = $1 ORDER BY created_at, id"
         ))
         .bind(user.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conns.get().await?)
         .await?
         .into_iter()
         .map(CredentialRow::into_domain)
@@ -319,7 +323,7 @@ impl PeopleStore for PgStore {
             "SELECT c.id {USABLE} AND u.username = $1 ORDER BY c.created_at, c.id"
         ))
         .bind(username)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conns.get().await?)
         .await?;
         ids.iter()
             .map(|s| CredentialId::parse(s).map_err(|e| StoreError::Corrupt(e.to_string())))
@@ -329,12 +333,12 @@ impl PeopleStore for PgStore {
     async fn credential_shapes(&self) -> StoreResult<CredentialShapes> {
         let lengths: Vec<i32> =
             sqlx::query_scalar(&format!("SELECT length(c.id) {USABLE} LIMIT 1000"))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.conns.get().await?)
                 .await?;
         let counts: Vec<i64> = sqlx::query_scalar(&format!(
             "SELECT COUNT(*) {USABLE} GROUP BY c.user_id LIMIT 1000"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conns.get().await?)
         .await?;
         let lengths: Vec<i64> = lengths.into_iter().map(i64::from).collect();
         Ok(CredentialShapes::from_counts(&lengths, &counts))
@@ -348,7 +352,8 @@ impl PeopleStore for PgStore {
         event: NewEvent,
         now: UnixTime,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conns.get().await?;
+        let mut tx = conn.begin().await?;
         let done = sqlx::query(
             "UPDATE credentials SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
              AND user_id = (SELECT id FROM users WHERE username = $3)",
@@ -379,7 +384,8 @@ impl PeopleStore for PgStore {
         on_clone: NewEvent,
         now: UnixTime,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conns.get().await?;
+        let mut tx = conn.begin().await?;
         let moved = advance_counter_in(&mut tx, credential, counter, now).await?;
         if !moved {
             flag_clone_in(&mut tx, credential, now).await?;
@@ -391,7 +397,8 @@ impl PeopleStore for PgStore {
 
     #[tracing::instrument(skip_all, fields(user = %session.user_id))]
     async fn create_session(&self, session: &NewSession, now: UnixTime) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conns.get().await?;
+        let mut tx = conn.begin().await?;
         if let Some(old) = &session.replaces {
             sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
                 .bind(old.as_slice())
@@ -425,7 +432,7 @@ impl PeopleStore for PgStore {
             .bind(id_hash.as_slice())
             .bind(now)
             .bind(now - idle)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conns.get().await?)
             .await?;
         let Some(row) = row else { return Ok(None) };
         let last_seen: i64 = row.try_get("last_seen_at")?;
@@ -434,7 +441,7 @@ impl PeopleStore for PgStore {
             sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2")
                 .bind(now)
                 .bind(id_hash.as_slice())
-                .execute(&self.pool)
+                .execute(&mut *self.conns.get().await?)
                 .await?;
         }
         <UserRow as sqlx::FromRow<_>>::from_row(&row)?
@@ -445,7 +452,7 @@ impl PeopleStore for PgStore {
     async fn delete_session(&self, id_hash: &[u8; 32]) -> StoreResult<()> {
         sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
             .bind(id_hash.as_slice())
-            .execute(&self.pool)
+            .execute(&mut *self.conns.get().await?)
             .await?;
         Ok(())
     }

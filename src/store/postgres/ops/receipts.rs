@@ -1,6 +1,7 @@
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
+use sqlx::Connection;
 use sqlx::Row;
 
 use super::super::super::rows::{KeyRow, Pending, ReceiptDbRow, RECEIPT_COLS};
@@ -49,7 +50,7 @@ impl ReceiptStore for PgStore {
             .bind(&e.kind)
             .bind(&e.actor)
             .bind(e.data.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conns.get().await?)
             .await?;
         if let Some(row) = redeemed {
             self.chainer.notify_one();
@@ -63,7 +64,7 @@ impl ReceiptStore for PgStore {
         ))
         .bind(jti.to_string())
         .bind(client)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conns.get().await?)
         .await?;
         if !why.try_get::<bool, _>("active")? {
             return Ok(RedeemOutcome::ClientRevoked);
@@ -80,7 +81,7 @@ impl ReceiptStore for PgStore {
             "SELECT {RECEIPT_COLS} FROM receipts WHERE approval_id = $1"
         ))
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conns.get().await?)
         .await?
         .map(ReceiptDbRow::into_domain)
         .transpose()
@@ -94,7 +95,7 @@ impl ReceiptStore for PgStore {
         let keys = sqlx::query_as::<_, KeyRow>(
             "SELECT kid, public_jwk, created_at, retired_at FROM signing_keys ORDER BY generation",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conns.get().await?)
         .await?
         .into_iter()
         .map(KeyRow::into_domain)
@@ -106,7 +107,7 @@ impl ReceiptStore for PgStore {
     }
 
     async fn active_key(&self) -> StoreResult<Option<SealedKey>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.conns.get().await?;
         super::decisions::active_key(&mut conn).await
     }
 
@@ -118,7 +119,8 @@ impl ReceiptStore for PgStore {
         event: NewEvent,
         now: UnixTime,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conns.get().await?;
+        let mut tx = conn.begin().await?;
         // Take the audit head's row lock first: two replicas starting together then see each
         // other's key instead of both adding one.
         sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
@@ -157,7 +159,8 @@ impl ReceiptStore for PgStore {
         event: NewEvent,
         now: UnixTime,
     ) -> StoreResult<RetireOutcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conns.get().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
             .execute(&mut *tx)
             .await?;

@@ -1,6 +1,7 @@
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
+use sqlx::Connection;
 use sqlx::Row;
 
 use super::super::super::rows::Pending;
@@ -130,7 +131,7 @@ impl RequestStore for PgStore {
     async fn request(&self, id: ApprovalId) -> StoreResult<Option<Request>> {
         sqlx::query_as::<_, RequestRow>(&BY_ID)
             .bind(id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conns.get().await?)
             .await?
             .map(RequestRow::into_domain)
             .transpose()
@@ -140,7 +141,7 @@ impl RequestStore for PgStore {
     async fn snapshot(&self, id: ApprovalId) -> StoreResult<Option<Snapshot>> {
         let rows = sqlx::query(&SNAPSHOT)
             .bind(id.to_string())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conns.get().await?)
             .await?;
         let (receipt, client_active): (Option<String>, bool) = match rows.first() {
             Some(r) => (
@@ -165,7 +166,8 @@ impl RequestStore for PgStore {
         event: NewEvent,
         now: UnixTime,
     ) -> StoreResult<Option<Request>> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conns.get().await?;
+        let mut tx = conn.begin().await?;
         let row = sqlx::query_as::<_, RequestRow>(&EXPIRE)
             .bind(id.to_string())
             .bind(now)
@@ -174,6 +176,8 @@ impl RequestStore for PgStore {
         let Some(row) = row else {
             // Not due, decided, or someone else expired it meanwhile: as it stands.
             tx.rollback().await?;
+            // Back before the next read takes one: a crowd of these must not hold them all.
+            drop(conn);
             return self.request(id).await;
         };
         announce(&mut tx, id).await?;
@@ -190,7 +194,8 @@ impl RequestStore for PgStore {
         event: NewEvent,
         now: UnixTime,
     ) -> StoreResult<CancelOutcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conns.get().await?;
+        let mut tx = conn.begin().await?;
         let row = sqlx::query_as::<_, RequestRow>(&CANCEL)
             .bind(id.to_string())
             .bind(client.to_string())
@@ -199,6 +204,7 @@ impl RequestStore for PgStore {
             .await?;
         let Some(row) = row else {
             tx.rollback().await?;
+            drop(conn);
             if !self.client_active(client).await? {
                 return Ok(CancelOutcome::ClientRevoked);
             }
@@ -224,7 +230,7 @@ impl RequestStore for PgStore {
             .bind(of.identity)
             .bind(of.user.to_string())
             .bind(i64::from(page.limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conns.get().await?)
             .await?;
         listed(rows)
     }
@@ -237,7 +243,7 @@ impl RequestStore for PgStore {
             .bind(at)
             .bind(id)
             .bind(i64::from(page.limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conns.get().await?)
             .await?;
         listed(rows)
     }
@@ -280,7 +286,7 @@ impl PgStore {
             .bind(&e.kind)
             .bind(&e.actor)
             .bind(e.data.to_string())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conns.get().await?)
             .await;
         let row = match row {
             Err(e) if is_unique(&e) => return Err(StoreError::Conflict("idempotency key")),
