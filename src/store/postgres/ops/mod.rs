@@ -70,6 +70,12 @@ impl PgStore {
         Ok(())
     }
 
+    /// An event recorded by a statement that committed on its own: logged, and chained soon.
+    pub(super) fn recorded(&self, event: &NewEvent, pending: &Pending) {
+        pending.log(event.kind.is_security());
+        self.chainer.notify_one();
+    }
+
     /// Commits a change that could make what replicas keep in memory wrong: every replica's
     /// cache is told by the notice, this one's at once as well (its own notice comes back
     /// a moment later, and the change must hold on its very next request).

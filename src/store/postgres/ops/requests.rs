@@ -1,7 +1,6 @@
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
-use sqlx::Connection;
 use sqlx::Row;
 
 use super::super::super::rows::Pending;
@@ -12,8 +11,7 @@ use super::super::super::{
     CancelOutcome, ClientStore, Created, Idempotency, InboxOf, Listed, Page, RequestStore,
     Snapshot, StoreError, StoreResult,
 };
-use super::super::{is_unique, PgStore};
-use super::{announce, append};
+use super::super::{is_unique, PgStore, CHANNEL};
 use crate::clock::UnixTime;
 use crate::domain::{ApprovalId, ClientId, NewEvent, Request, UserId};
 
@@ -53,18 +51,34 @@ static SNAPSHOT: LazyLock<String> = LazyLock::new(|| {
         qualified(REQUEST_COLS, "a")
     )
 });
-static EXPIRE: LazyLock<String> = LazyLock::new(|| {
+/// A request's conditional move out of `pending`, its event and its notice to every replica (sent
+/// when the statement commits), in one statement: `update` is an `UPDATE … RETURNING` whose
+/// `$at` is the time; the event's kind, actor and data follow as the last three parameters.
+fn transition(update: &str, at: &str, next: u8) -> String {
+    let (kind, actor, data) = (next, next + 1, next + 2);
     format!(
+        "WITH u AS ({update} RETURNING {REQUEST_COLS}), \
+         e AS (INSERT INTO audit_pending (at, kind, actor, approval_id, data) \
+               SELECT {at}, ${kind}, ${actor}, u.id, ${data} FROM u), \
+         n AS (SELECT pg_notify('{CHANNEL}', u.id) FROM u) \
+         SELECT u.*, (SELECT COUNT(*) FROM n) AS notices FROM u"
+    )
+}
+static EXPIRE: LazyLock<String> = LazyLock::new(|| {
+    transition(
         "UPDATE approvals SET status = 'expired', decided_at = expires_at \
-             WHERE id = $1 AND status = 'pending' AND expires_at <= $2 RETURNING {REQUEST_COLS}"
+         WHERE id = $1 AND status = 'pending' AND expires_at <= $2",
+        "$2",
+        3,
     )
 });
 static CANCEL: LazyLock<String> = LazyLock::new(|| {
-    format!(
+    transition(
         "UPDATE approvals SET status = 'cancelled', decided_at = $3 \
-             WHERE id = $1 AND client_id = $2 AND status = 'pending' AND expires_at > $3 \
-               AND EXISTS (SELECT 1 FROM clients c WHERE c.id = $2 AND c.revoked_at IS NULL) \
-             RETURNING {REQUEST_COLS}"
+         WHERE id = $1 AND client_id = $2 AND status = 'pending' AND expires_at > $3 \
+           AND EXISTS (SELECT 1 FROM clients c WHERE c.id = $2 AND c.revoked_at IS NULL)",
+        "$3",
+        4,
     )
 });
 /// The page of the inbox is cut after every eligibility condition has been applied. Ids
@@ -166,23 +180,20 @@ impl RequestStore for PgStore {
         event: NewEvent,
         now: UnixTime,
     ) -> StoreResult<Option<Request>> {
-        let mut conn = self.conns.get().await?;
-        let mut tx = conn.begin().await?;
+        let e = Pending::unlogged(&event, now);
         let row = sqlx::query_as::<_, RequestRow>(&EXPIRE)
             .bind(id.to_string())
             .bind(now)
-            .fetch_optional(&mut *tx)
+            .bind(&e.kind)
+            .bind(&e.actor)
+            .bind(e.data.to_string())
+            .fetch_optional(&mut *self.conns.get().await?)
             .await?;
         let Some(row) = row else {
             // Not due, decided, or someone else expired it meanwhile: as it stands.
-            tx.rollback().await?;
-            // Back before the next read takes one: a crowd of these must not hold them all.
-            drop(conn);
             return self.request(id).await;
         };
-        announce(&mut tx, id).await?;
-        append(&mut tx, std::slice::from_ref(&event), now).await?;
-        self.commit(tx).await?;
+        self.recorded(&event, &e);
         row.into_domain().map(Some)
     }
 
@@ -194,17 +205,17 @@ impl RequestStore for PgStore {
         event: NewEvent,
         now: UnixTime,
     ) -> StoreResult<CancelOutcome> {
-        let mut conn = self.conns.get().await?;
-        let mut tx = conn.begin().await?;
+        let e = Pending::unlogged(&event, now);
         let row = sqlx::query_as::<_, RequestRow>(&CANCEL)
             .bind(id.to_string())
             .bind(client.to_string())
             .bind(now)
-            .fetch_optional(&mut *tx)
+            .bind(&e.kind)
+            .bind(&e.actor)
+            .bind(e.data.to_string())
+            .fetch_optional(&mut *self.conns.get().await?)
             .await?;
         let Some(row) = row else {
-            tx.rollback().await?;
-            drop(conn);
             if !self.client_active(client).await? {
                 return Ok(CancelOutcome::ClientRevoked);
             }
@@ -213,9 +224,7 @@ impl RequestStore for PgStore {
                 _ => CancelOutcome::NotFound,
             });
         };
-        announce(&mut tx, id).await?;
-        append(&mut tx, std::slice::from_ref(&event), now).await?;
-        self.commit(tx).await?;
+        self.recorded(&event, &e);
         Ok(CancelOutcome::Cancelled(row.into_domain()?))
     }
 
