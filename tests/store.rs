@@ -66,6 +66,7 @@ contract!(
     sessions_end_with_their_passkey_or_person,
     clients_keys_and_invitations,
     every_change_is_on_the_audit_chain,
+    operations_cut_short_leave_nothing_half_done,
 );
 
 async fn open(backend: common::Backend) -> Option<Arc<dyn Store>> {
@@ -1253,5 +1254,99 @@ async fn replicas_append_to_one_chain(a: Arc<dyn Store>, b: Arc<dyn Store>) {
         events.iter().for_each(|e| chain.push(e).unwrap());
         let (seq, hash) = store.audit_head().await.unwrap();
         assert_eq!(chain.finish(seq, &hash).unwrap(), 60);
+    }
+}
+
+/// Operations whose callers give up half-way (a client that went away drops its handler's
+/// future) leave nothing half-done, and the store stays usable: no connection is handed on
+/// in the middle of someone else's transaction.
+async fn operations_cut_short_leave_nothing_half_done(store: Arc<dyn Store>) {
+    use std::time::Duration;
+    with_key(&store).await;
+    let c = client(&store, "svc").await;
+    let (bob, cred) = person(&store, "bob", &["finance"]).await;
+    let mut made = Vec::new();
+    for i in 0..40u32 {
+        // From nothing to about 8 ms: through every step of either operation.
+        let cut = Duration::from_micros(5 * u64::from(i * i));
+        let r = request(c, "carol", &["finance"], 1, NOW + i64::from(i));
+        let e = event(EventKind::RequestCreated).about(r.id);
+        match tokio::time::timeout(cut, store.create_request(&r, None, e)).await {
+            Ok(created) => assert_eq!(created.unwrap(), Created::New),
+            // Cut short: it happened whole or not at all; find out which.
+            Err(_) => {
+                if store.request(r.id).await.unwrap().is_none() {
+                    continue;
+                }
+            }
+        }
+        let ceremony = decision_ceremony(&bob, r.id, cred.clone());
+        store.start_ceremony(&ceremony, None).await.unwrap();
+        let d = NewDecision {
+            record: record(&bob, &cred, r.id, Decision::Approve),
+            ceremony: ceremony.id,
+            counter: 1 + i,
+            on_clone: event(EventKind::CloneSuspected),
+        };
+        // Not judged ahead: the transaction of several statements.
+        let judge = Arc::new(Quorum(None));
+        let _ = tokio::time::timeout(cut, store.record_decision(&d, judge, NOW + 1)).await;
+        made.push(r.id);
+    }
+    assert!(!made.is_empty());
+    // Whatever was cut, and wherever, the store answers at once and has no half of anything.
+    let (mut approved, mut pending) = (0, 0);
+    for id in &made {
+        // A write that said it was done and is not there was made inside a transaction that
+        // nobody ended: a connection handed on while the server was in someone's BEGIN.
+        let request = store
+            .request(*id)
+            .await
+            .unwrap()
+            .expect("a request made is there");
+        let decisions = store.decisions(*id).await.unwrap();
+        let receipt = store.receipt_of(*id).await.unwrap();
+        match request.status {
+            Status::Approved => {
+                approved += 1;
+                assert_eq!((decisions.len(), receipt.is_some()), (1, true), "{id}");
+            }
+            Status::Pending => {
+                pending += 1;
+                assert_eq!((decisions.len(), receipt.is_some()), (0, false), "{id}");
+            }
+            other => panic!("{id} is {other:?}"),
+        }
+    }
+    assert!(approved > 0, "no decision finished ({pending} cut short)");
+    let events = store.audit_page(0, 10_000).await.unwrap();
+    let mut chain = ChainVerifier::default();
+    events.iter().for_each(|e| chain.push(e).unwrap());
+    let (seq, hash) = store.audit_head().await.unwrap();
+    assert_eq!(chain.finish(seq, &hash).unwrap(), events.len() as i64);
+    for id in &made {
+        let about = |kind: &str| {
+            events
+                .iter()
+                .filter(|e| e.kind == kind && e.approval_id.as_deref() == Some(&id.to_string()))
+                .count()
+        };
+        assert_eq!(about("request_created"), 1, "{id}");
+        let approved = store.request(*id).await.unwrap().unwrap().status == Status::Approved;
+        assert_eq!(about("approval_recorded"), usize::from(approved), "{id}");
+    }
+    // And every connection still works: a crowd of ordinary operations goes through.
+    let crowd: Vec<_> = (0..32)
+        .map(|i| {
+            let store = store.clone();
+            let r = request(c, "carol", &["finance"], 1, NOW + 100 + i);
+            tokio::spawn(async move {
+                let e = event(EventKind::RequestCreated).about(r.id);
+                store.create_request(&r, None, e).await.unwrap()
+            })
+        })
+        .collect();
+    for t in crowd {
+        assert_eq!(t.await.unwrap(), Created::New);
     }
 }

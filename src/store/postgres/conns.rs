@@ -4,9 +4,11 @@
 //! statements' own work. Here a connection goes back as it is, unless it may not be clean: in a
 //! transaction or with unsent bytes (an operation cancelled half-way; sqlx queues the rollback
 //! of a dropped transaction there), or made before a connection failed (the server may have
-//! restarted: every idle connection is suspect then). Those are closed instead. A connection
-//! that was only waiting for a reply it will never read is fine: sqlx reads what is left before
-//! its next statement.
+//! restarted: every idle connection is suspect then), or whose `BEGIN` was cut short (sqlx
+//! counts a transaction only once the server has answered it, so the server may be in one that
+//! nobody will end, and the next user's writes would vanish with it). Those are closed
+//! instead. A connection that was only waiting for a reply it will never read is fine: sqlx
+//! reads what is left before its next statement.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -75,6 +77,7 @@ impl Conns {
         };
         Ok(Conn {
             conn: Some(conn),
+            beginning: false,
             made,
             home: self,
             _slot: slot,
@@ -110,9 +113,25 @@ impl Conns {
 
 pub(super) struct Conn<'a> {
     conn: Option<PgConnection>,
+    /// A `BEGIN` was sent and not yet answered: set until `begin` returns.
+    beginning: bool,
     made: u64,
     home: &'a Conns,
     _slot: SemaphorePermit<'a>,
+}
+
+impl Conn<'_> {
+    /// Starts a transaction (use this, not sqlx's `begin`: see the module's note).
+    pub async fn begin(&mut self) -> StoreResult<sqlx::Transaction<'_, sqlx::Postgres>> {
+        self.beginning = true;
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Unavailable("connection gone".into()))?;
+        let tx = conn.begin().await?;
+        self.beginning = false;
+        Ok(tx)
+    }
 }
 
 impl std::ops::Deref for Conn<'_> {
@@ -135,7 +154,7 @@ impl std::ops::DerefMut for Conn<'_> {
 impl Drop for Conn<'_> {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
-        let clean = !conn.is_in_transaction() && !conn.should_flush();
+        let clean = !self.beginning && !conn.is_in_transaction() && !conn.should_flush();
         if clean && self.made == FAILURES.load(Ordering::Acquire) {
             if let Ok(mut idle) = self.home.idle.lock() {
                 idle.push((self.made, conn));

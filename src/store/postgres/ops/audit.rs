@@ -1,5 +1,4 @@
 use async_trait::async_trait;
-use sqlx::Connection;
 use sqlx::Row;
 
 use super::super::super::rows::{head, EventRow, EVENT_COLS};

@@ -1,5 +1,4 @@
 use async_trait::async_trait;
-use sqlx::Connection;
 
 use super::super::super::rows::{to_json, ClientRow, CLIENT_COLS};
 use super::super::super::{ClientStore, StoreError, StoreResult};

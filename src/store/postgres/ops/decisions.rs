@@ -1,7 +1,6 @@
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
-use sqlx::Connection;
 use sqlx::{PgConnection, Row};
 
 use super::super::super::rows::{

@@ -8,7 +8,6 @@ mod receipts;
 mod requests;
 
 use async_trait::async_trait;
-use sqlx::Connection;
 use sqlx::{PgConnection, Row};
 use tokio::sync::broadcast;
 

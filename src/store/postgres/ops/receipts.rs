@@ -1,7 +1,6 @@
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
-use sqlx::Connection;
 use sqlx::Row;
 
 use super::super::super::rows::{KeyRow, Pending, ReceiptDbRow, RECEIPT_COLS};
