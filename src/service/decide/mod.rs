@@ -16,8 +16,8 @@ use crate::assertion::{AssertionError, Es256Key};
 use crate::challenge::decision_challenge;
 use crate::clock::UnixTime;
 use crate::domain::{
-    Actor, ApprovalId, Ceremony, CeremonyId, CeremonyKind, CeremonyState, Credential, CredentialId,
-    Decision, DecisionRecord, EventKind, NewEvent, Refusal, Request, Status, Taken, User, Vote,
+    Actor, ApprovalId, Ceremony, CeremonyId, CeremonyKind, CeremonyState, CredentialId, Decision,
+    DecisionRecord, EventKind, NewEvent, Refusal, Request, Status, Taken, User, Vote,
     CEREMONY_SECS,
 };
 use crate::passkeys::AssertionResponse;
@@ -55,19 +55,23 @@ pub async fn options(
     decision: Decision,
 ) -> Result<Options> {
     let now = svc.clock.now();
-    // Read together (one round trip's wait on PostgreSQL), judged in order.
-    let (request, decisions, credentials) = tokio::try_join!(
-        pending(svc, id, now),
-        async { Ok(svc.store.decisions(id).await?) },
-        async { Ok(svc.store.credentials_of(user.id).await?) },
-    )?;
+    let request = pending(svc, id, now).await?;
     if let Err(refusal) = eligibility(user, &request) {
         return Err(audited(svc, user, id, refusal.into(), now).await);
     }
-    if decisions.iter().any(|d| d.vote.user_id == user.id) {
+    if svc
+        .store
+        .decisions(id)
+        .await?
+        .iter()
+        .any(|d| d.vote.user_id == user.id)
+    {
         return refuse(Refusal::AlreadyDecided);
     }
-    let allow: Vec<CredentialId> = credentials
+    let allow: Vec<CredentialId> = svc
+        .store
+        .credentials_of(user.id)
+        .await?
         .into_iter()
         .filter(|c| c.usable())
         .map(|c| c.id)
@@ -138,31 +142,13 @@ async fn decide(
         approval: Some(id),
     };
     // Read, verify, then consume inside the one transaction that records the decision: a
-    // successful decision costs one commit. Every refusal below ends the ceremony too. The
-    // ceremony, the passkey and the request are read together (one round trip's wait on
-    // PostgreSQL) and judged in order.
-    let assertion = AssertionResponse::parse(credential);
-    let (taken, cred, request) = tokio::try_join!(
-        async { Ok::<_, Error>(svc.store.peek_ceremony(ceremony_id, expect).await?) },
-        async {
-            Ok(match &assertion {
-                Some(a) => svc.store.credential(&a.credential_id).await?,
-                None => None,
-            })
-        },
-        async { Ok(svc.store.request(id).await?) },
-    )?;
-    let ceremony = match taken {
+    // successful decision costs one commit. Every refusal below ends the ceremony too.
+    let ceremony = match svc.store.peek_ceremony(ceremony_id, expect).await? {
         Taken::Ceremony(c) => c,
         Taken::Mismatch => return refuse(Refusal::CeremonyMismatch),
         Taken::Gone => return refuse(Refusal::CeremonyConsumed),
     };
-    let read = Read {
-        assertion,
-        cred,
-        request,
-    };
-    let (request, record, counter) = match check(svc, user, id, read, &ceremony, now).await {
+    let (request, record, counter) = match check(svc, user, id, credential, &ceremony, now).await {
         Ok(checked) => checked,
         // A concurrent finish with the same ceremony may have won meanwhile (and, say, approved
         // the request): then the answer is that the ceremony was used, whatever else failed.
@@ -212,21 +198,13 @@ async fn decide(
     }
 }
 
-/// What a finish read before it judges: the assertion as sent (if it parses), the passkey it
-/// names and the request, as they stand now.
-struct Read {
-    assertion: Option<AssertionResponse>,
-    cred: Option<Credential>,
-    request: Option<Request>,
-}
-
 /// Every check of a decision finish that needs no write: the ceremony's lifetime, the
 /// credential, the person and the request as they stand now, and WebAuthn L3 §7.2.
 async fn check(
     svc: &Services,
     user: &User,
     id: ApprovalId,
-    read: Read,
+    credential: &Value,
     ceremony: &Ceremony,
     now: UnixTime,
 ) -> Result<(Request, DecisionRecord, u32)> {
@@ -242,16 +220,16 @@ async fn check(
     else {
         return refuse(Refusal::CeremonyMismatch);
     };
-    let assertion = read.assertion.ok_or(Refusal::AssertionInvalid)?;
+    let assertion = AssertionResponse::parse(credential).ok_or(Refusal::AssertionInvalid)?;
     // Read now, not at options time: a revoked passkey, a disabled user or a removal from the
     // group in between is honoured.
-    let cred = match read.cred {
+    let cred = match svc.store.credential(&assertion.credential_id).await? {
         Some(c) if allow.contains(&c.id) && c.user_id == user.id && c.usable() => c,
         _ => return refuse(Refusal::CredentialNotAllowed),
     };
     // `user` came from this request's session, read just now with its current groups, and a
     // disabled user has no session: no second read is needed.
-    let request = still_pending(svc, read.request, now).await?;
+    let request = pending(svc, id, now).await?;
     eligibility(user, &request)?;
     // The challenge is recomputed from server state, not taken from the ceremony alone, so a
     // ceremony can only ever verify against the transaction this request holds.
@@ -289,12 +267,7 @@ async fn check(
 
 /// The request, if it is still pending at `now` (expired first if its time is up).
 async fn pending(svc: &Services, id: ApprovalId, now: UnixTime) -> Result<Request> {
-    still_pending(svc, svc.store.request(id).await?, now).await
-}
-
-/// `request` as read, if it exists and is still pending at `now`.
-async fn still_pending(svc: &Services, request: Option<Request>, now: UnixTime) -> Result<Request> {
-    let Some(request) = request else {
+    let Some(request) = svc.store.request(id).await? else {
         return refuse(Refusal::NotFound);
     };
     let request = settle(svc, request, now).await?;
