@@ -330,6 +330,11 @@ async fn decide(
         .unwrap()
 }
 
+/// The receipt a request holds.
+async fn receipt_token(store: &Arc<dyn Store>, id: ApprovalId) -> String {
+    store.snapshot(id).await.unwrap().unwrap().receipt.unwrap()
+}
+
 /// `rec` judged ahead over what the store holds now, as the service judges a decision.
 async fn judged(store: &Arc<dyn Store>, rec: &DecisionRecord) -> Plan {
     let mut request = store.request(rec.approval_id).await.unwrap().unwrap();
@@ -688,13 +693,7 @@ async fn a_decision_judged_ahead_holds_only_over_what_it_was_judged_on(store: Ar
         }
         other => panic!("{other:?}"),
     }
-    let receipt = store
-        .snapshot(r.id)
-        .await
-        .unwrap()
-        .unwrap()
-        .receipt
-        .unwrap();
+    let receipt = receipt_token(&store, r.id).await;
     assert!(receipt.ends_with(":ann,bob"), "{receipt}");
 
     // Judged and signed ahead with a key that is no longer the one to sign with: signed again.
@@ -713,13 +712,7 @@ async fn a_decision_judged_ahead_holds_only_over_what_it_was_judged_on(store: Ar
         record_with(&ann, &ann_cred, r.id, plan).await,
         DecisionOutcome::Recorded(..)
     ));
-    let receipt = store
-        .snapshot(r.id)
-        .await
-        .unwrap()
-        .unwrap()
-        .receipt
-        .unwrap();
+    let receipt = receipt_token(&store, r.id).await;
     assert!(receipt.ends_with(":ann"), "{receipt}");
 
     // Judged over what holds: recorded as judged, receipt and all.
