@@ -37,6 +37,7 @@ both!(
     changes_between_options_and_finish,
     origin_is_checked,
     inbox_lists_what_i_may_decide,
+    nothing_is_hidden_from_the_approver,
     concurrent_last_approvals_flip_once,
     floods_are_rate_limited,
     discoverable_sign_in,
@@ -1050,4 +1051,63 @@ async fn discoverable_sign_in(app: TestApp) {
         )
         .await;
     assert_eq!(problem(res).await, (401, "authentication_failed".into()));
+}
+
+/// A field the policy does not display (a note, a second payee) is shown without a click, on
+/// the page and in the approver API, with its JSON pointer and unseen characters made visible.
+async fn nothing_is_hidden_from_the_approver(app: TestApp) {
+    let bob = app.person("bob", &["finance"], None).await;
+    let mut body = payment("12.00");
+    body["initiator"] = json!("carol");
+    body["transaction"]["note"] = json!("refund \u{202E}exe.pdf");
+    body["transaction"]["extra"] = json!({"payee/2": ["ACME Ltd", true]});
+    let id = app.create(&body).await["id"].as_str().unwrap().to_string();
+
+    let res = app
+        .approver_get("/v1/me/approvals?status=pending", bob.cookie.as_deref())
+        .await;
+    let list: Value = res.json().await.unwrap();
+    let mine = list["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(
+        mine["other_fields"],
+        // In the order of the canonical transaction, the one the passkey signs.
+        json!([
+            {"pointer": "/extra/payee~12/0", "value": "ACME Ltd"},
+            {"pointer": "/extra/payee~12/1", "value": "true"},
+            {"pointer": "/note", "value": "refund ⟨U+202E⟩exe.pdf"},
+        ])
+    );
+
+    let page = app
+        .approver_get(&format!("/approvals/{id}"), bob.cookie.as_deref())
+        .await
+        .text()
+        .await
+        .unwrap();
+    let others = page
+        .split("id=\"other-fields\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</dl>").next())
+        .expect("an Other fields list");
+    for shown in [
+        "/note",
+        "refund ⟨U+202E⟩exe.pdf",
+        "/extra/payee~12/0",
+        "ACME Ltd",
+    ] {
+        assert!(others.contains(shown), "{shown} not in {others}");
+    }
+    assert!(
+        page.contains("Look closely:"),
+        "the invisible character is called out"
+    );
+    assert!(
+        !others.contains("DE89370400440532013000"),
+        "displayed fields are not repeated"
+    );
 }

@@ -280,3 +280,56 @@ pub(super) fn days_in_month(year: u32, month: u32) -> u32 {
         _ => 31,
     }
 }
+
+/// A leaf of a transaction that no display field shows: its JSON pointer (RFC 6901) and its
+/// value, a string as itself and anything else as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OtherField {
+    pub pointer: String,
+    pub value: String,
+}
+
+/// Every leaf of `tx` (a scalar, an empty object or an empty array) that is not at or under
+/// one of the `shown` pointers, in document order: nothing the passkey signs goes unseen, so a
+/// field the policy forgot (a second payee, a note) cannot ride along.
+pub fn other_fields(tx: &Value, shown: &[&str]) -> Vec<OtherField> {
+    let mut out = Vec::new();
+    leaves(tx, &mut String::new(), shown, &mut out);
+    out
+}
+
+fn leaves(v: &Value, at: &mut String, shown: &[&str], out: &mut Vec<OtherField>) {
+    let covered = shown.iter().any(|s| {
+        at.strip_prefix(s)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    });
+    if covered {
+        return;
+    }
+    let len = at.len();
+    match v {
+        Value::Object(members) if !members.is_empty() => {
+            for (key, member) in members {
+                at.push('/');
+                at.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                leaves(member, at, shown, out);
+                at.truncate(len);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            for (i, item) in items.iter().enumerate() {
+                at.push('/');
+                at.push_str(&i.to_string());
+                leaves(item, at, shown, out);
+                at.truncate(len);
+            }
+        }
+        leaf => out.push(OtherField {
+            pointer: at.clone(),
+            value: match leaf {
+                Value::String(s) => s.clone(),
+                other => crate::jcs::canonicalize(other),
+            },
+        }),
+    }
+}

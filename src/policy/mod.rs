@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 pub use crate::domain::Requirement;
 use crate::jcs::Value;
 pub use decimal::{Decimal, InvalidDecimal};
-pub use display::{money, DisplayField, DisplayValue, Format};
+pub use display::{money, other_fields, DisplayField, DisplayValue, Format, OtherField};
 use raw::{check_names, invalid, is_identifier, toml_error, ttl, RawAction, RawPolicy};
 pub use rules::{Condition, Rule};
 
@@ -121,6 +121,15 @@ impl Policy {
         self.actions.iter().find(|action| action.id == id)
     }
 
+    /// What an approver must see besides the display fields of `action`: every other leaf of
+    /// `tx`, or every leaf if the action is no longer in the policy.
+    pub fn other_fields(&self, action: &str, tx: &Value) -> Vec<OtherField> {
+        match self.action(action) {
+            Some(a) => a.other_fields(tx),
+            None => other_fields(tx, &[]),
+        }
+    }
+
     pub fn groups(&self) -> BTreeSet<String> {
         let mut groups = BTreeSet::new();
         for action in &self.actions {
@@ -139,6 +148,16 @@ impl ActionPolicy {
     /// as its raw text rather than hidden.
     pub fn display_values(&self, tx: &Value) -> Vec<DisplayValue> {
         self.display.iter().map(|field| field.value(tx)).collect()
+    }
+
+    /// The leaves of `tx` that its display fields (values and currencies) do not show.
+    pub fn other_fields(&self, tx: &Value) -> Vec<OtherField> {
+        let shown: Vec<&str> = self
+            .display
+            .iter()
+            .flat_map(|f| std::iter::once(f.pointer.as_str()).chain(f.currency_pointer.as_deref()))
+            .collect();
+        other_fields(tx, &shown)
     }
 
     fn from_raw(raw: RawAction) -> Result<ActionPolicy, PolicyError> {

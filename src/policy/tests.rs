@@ -815,3 +815,50 @@ format = "datetime"
         "{\"c\":\"\\u0001\"}"
     );
 }
+
+#[test]
+fn every_leaf_the_display_fields_do_not_show_is_listed() {
+    let policy = builtin();
+    let a = action(&policy, "payment.transfer");
+    let t = tx(br#"{"amount":"1.00","currency":"EUR","payee":{"name":"ACME","iban":"DE89370400440532013000"},"note":"pay twice","second/payee":{"a~b":[1,true,null,{},[]]}}"#);
+    let others = a.other_fields(&t);
+    let listed: Vec<(&str, &str)> = others
+        .iter()
+        .map(|o| (o.pointer.as_str(), o.value.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("/note", "pay twice"),
+            ("/second~1payee/a~0b/0", "1"),
+            ("/second~1payee/a~0b/1", "true"),
+            ("/second~1payee/a~0b/2", "null"),
+            ("/second~1payee/a~0b/3", "{}"),
+            ("/second~1payee/a~0b/4", "[]"),
+        ]
+    );
+    // Only the displayed ones: nothing else to list.
+    assert!(a.other_fields(&payment("1.00")).is_empty());
+}
+
+#[test]
+fn a_shown_pointer_covers_what_is_under_it_and_nothing_beside_it() {
+    let t = tx(br#"{"payee":{"name":"A","iban":"B"},"payees":["C"]}"#);
+    let pointers = |shown: &[&str]| -> Vec<String> {
+        other_fields(&t, shown)
+            .into_iter()
+            .map(|o| o.pointer)
+            .collect()
+    };
+    assert_eq!(pointers(&["/payee"]), ["/payees/0"]);
+    assert_eq!(pointers(&["/payee/name"]), ["/payee/iban", "/payees/0"]);
+    assert_eq!(
+        pointers(&["/pay"]),
+        ["/payee/name", "/payee/iban", "/payees/0"]
+    );
+    assert!(pointers(&[""]).is_empty());
+    assert!(
+        other_fields(&tx(b"{}"), &[]).len() == 1,
+        "an empty object is a leaf"
+    );
+}

@@ -5,9 +5,10 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::clock::rfc3339;
+use crate::domain::text::reveal;
 use crate::domain::{Decision, Request, Risk, User, Vote};
 use crate::jcs;
-use crate::policy::{DisplayValue, Policy};
+use crate::policy::{DisplayValue, OtherField, Policy};
 
 #[derive(Serialize)]
 struct Person<'a> {
@@ -106,6 +107,9 @@ pub struct ApproverView<'a> {
     fingerprint: String,
     transaction_canonical: &'a str,
     display: Vec<DisplayValue>,
+    /// Every other leaf of the transaction (JSON pointer and value, unseen characters made
+    /// visible as on the page): nothing the passkey signs is left out.
+    other_fields: Vec<OtherField>,
     your_decision: Option<&'static str>,
 }
 
@@ -117,16 +121,27 @@ impl<'a> ApproverView<'a> {
         user: &User,
     ) -> ApproverView<'a> {
         let action = policy.action(&r.action);
-        let display = match (action, jcs::parse(r.transaction_jcs.as_bytes())) {
-            (Some(a), Ok(tx)) => a.display_values(&tx),
+        let tx = jcs::parse(r.transaction_jcs.as_bytes()).ok();
+        let display = match (action, &tx) {
+            (Some(a), Some(tx)) => a.display_values(tx),
             _ => Vec::new(),
         };
+        let other_fields = tx
+            .map(|tx| policy.other_fields(&r.action, &tx))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|o| OtherField {
+                pointer: reveal(&o.pointer).0,
+                value: reveal(&o.value).0,
+            })
+            .collect();
         ApproverView {
             request: ServiceView::new(r, votes, None, None),
             title: action.map_or(r.action.as_str(), |a| a.title.as_str()),
             fingerprint: r.tx_hash.fingerprint(),
             transaction_canonical: &r.transaction_jcs,
             display,
+            other_fields,
             your_decision: votes
                 .iter()
                 .find(|v| v.user_id == user.id)

@@ -10,8 +10,8 @@ use super::super::AppState;
 use super::respond::{failure, html, message, not_found, sign_in_first, signed_in};
 use super::rules::{rules, RuleView};
 use super::view::{
-    decision_word, fields, risk, span, status_view, title, Field, Mine, RiskView, Shell,
-    StatusView, When,
+    decision_word, fields, others, risk, span, status_view, title, Field, Mine, OtherView,
+    RiskView, Shell, StatusView, When,
 };
 use crate::domain::decision::approvals;
 use crate::domain::text::{reveal, reveal_except};
@@ -38,6 +38,7 @@ struct ApprovalPage {
     action: String,
     status: StatusView,
     fields: Vec<Field>,
+    others: Vec<OtherView>,
     policy_known: bool,
     any_hidden_chars: bool,
     canonical: String,
@@ -112,6 +113,7 @@ async fn page(
     let now = svc.clock.now();
     let mine = votes.iter().find(|v| v.user_id == user.id);
     let fields = fields(&svc.policy, &a);
+    let others = others(&svc.policy, &a);
     let approved = i64::from(approvals(votes.iter().map(|v| v.decision)));
     let required = i64::from(a.required.approvals);
     let pending = a.status == Status::Pending;
@@ -140,9 +142,11 @@ async fn page(
         title: title(&svc.policy, &a),
         action: a.action.clone(),
         status: status_view(a.status),
-        any_hidden_chars: fields.iter().any(|f| f.hidden_chars),
+        any_hidden_chars: fields.iter().any(|f| f.hidden_chars)
+            || others.iter().any(|o| o.hidden_chars),
         policy_known: action.is_some(),
         fields,
+        others,
         canonical: reveal(&a.transaction_jcs).0,
         pretty: reveal_except(&pretty, Some('\n')).0,
         tx_hash: a.tx_hash.to_string(),

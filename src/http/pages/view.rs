@@ -96,6 +96,33 @@ impl Field {
     }
 }
 
+/// A leaf of the transaction no display field shows, unseen characters made visible.
+pub struct OtherView {
+    pub pointer: String,
+    pub value: String,
+    pub hidden_chars: bool,
+}
+
+/// Every leaf of a request's transaction that its display fields do not show.
+pub fn others(policy: &Policy, r: &Request) -> Vec<OtherView> {
+    let Ok(tx) = crate::jcs::parse(r.transaction_jcs.as_bytes()) else {
+        return Vec::new();
+    };
+    policy
+        .other_fields(&r.action, &tx)
+        .into_iter()
+        .map(|o| {
+            let (pointer, hidden_pointer) = reveal(&o.pointer);
+            let (value, hidden_value) = reveal(&o.value);
+            OtherView {
+                pointer,
+                value,
+                hidden_chars: hidden_pointer || hidden_value,
+            }
+        })
+        .collect()
+}
+
 /// The policy's display fields of a request, formatted.
 pub fn fields(policy: &Policy, r: &Request) -> Vec<Field> {
     let Some(action) = policy.action(&r.action) else {
