@@ -38,6 +38,7 @@ both!(
     origin_is_checked,
     inbox_lists_what_i_may_decide,
     nothing_is_hidden_from_the_approver,
+    the_page_names_who_may_approve,
     concurrent_last_approvals_flip_once,
     floods_are_rate_limited,
     discoverable_sign_in,
@@ -1109,5 +1110,34 @@ async fn nothing_is_hidden_from_the_approver(app: TestApp) {
     assert!(
         !others.contains("DE89370400440532013000"),
         "displayed fields are not repeated"
+    );
+}
+
+/// The approval page names everyone who could decide the request now: in an eligible group,
+/// enabled, with a usable passkey, and not its initiator.
+async fn the_page_names_who_may_approve(app: TestApp) {
+    let bob = app.person("bob", &["finance"], None).await;
+    let _carol = app.person("carol", &["finance"], None).await;
+    let _dave = app.person("dave", &["finance-senior"], None).await;
+    let id = pending(&app, "12.00", "Carol").await;
+    let page = app
+        .approver_get(&format!("/approvals/{id}"), bob.cookie.as_deref())
+        .await
+        .text()
+        .await
+        .unwrap();
+    let named = page
+        .split("id=\"may-decide\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</dd>").next())
+        .expect("who may approve");
+    assert!(named.contains("(bob)"), "{named}");
+    assert!(
+        !named.contains("(carol)"),
+        "the initiator, however spelled: {named}"
+    );
+    assert!(
+        !named.contains("(dave)"),
+        "not in an eligible group: {named}"
     );
 }

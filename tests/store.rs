@@ -67,6 +67,7 @@ contract!(
     clients_keys_and_invitations,
     every_change_is_on_the_audit_chain,
     operations_cut_short_leave_nothing_half_done,
+    able_approvers_are_enabled_in_a_group_with_a_usable_passkey,
 );
 
 async fn open(backend: common::Backend) -> Option<Arc<dyn Store>> {
@@ -1342,4 +1343,37 @@ async fn operations_cut_short_leave_nothing_half_done(store: Arc<dyn Store>) {
     for t in crowd {
         assert_eq!(t.await.unwrap(), Created::New);
     }
+}
+
+async fn able_approvers_are_enabled_in_a_group_with_a_usable_passkey(store: Arc<dyn Store>) {
+    let names =
+        |users: Vec<User>| -> Vec<String> { users.into_iter().map(|u| u.username).collect() };
+    person(&store, "ann", &["finance", "ops"]).await;
+    let (_, bob_cred) = person(&store, "bob", &["finance"]).await;
+    person(&store, "cat", &["ops"]).await;
+    person(&store, "erin", &["finance"]).await;
+    person(&store, "zed", &["legal"]).await;
+    let finance = || vec!["finance".to_string()];
+    assert_eq!(
+        names(store.able_approvers(&finance()).await.unwrap()),
+        ["ann", "bob", "erin"]
+    );
+    assert!(store
+        .revoke_credential("bob", &bob_cred, event(EventKind::CredentialRevoked), NOW)
+        .await
+        .unwrap());
+    assert!(store
+        .disable_user("erin", event(EventKind::UserDisabled), NOW)
+        .await
+        .unwrap());
+    assert_eq!(
+        names(store.able_approvers(&finance()).await.unwrap()),
+        ["ann"]
+    );
+    let groups = vec!["ops".to_string(), "legal".to_string()];
+    assert_eq!(
+        names(store.able_approvers(&groups).await.unwrap()),
+        ["ann", "cat", "zed"]
+    );
+    assert!(store.able_approvers(&[]).await.unwrap().is_empty());
 }

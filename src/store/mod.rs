@@ -578,6 +578,9 @@ pub trait PeopleStore: Send + Sync + 'static {
 
     async fn credential(&self, id: &CredentialId) -> StoreResult<Option<Credential>>;
     async fn credentials_of(&self, user: UserId) -> StoreResult<Vec<Credential>>;
+    /// The enabled people in any of `groups` who hold a usable passkey (not revoked, not
+    /// flagged), by username: who can decide a request of those groups.
+    async fn able_approvers(&self, groups: &[String]) -> StoreResult<Vec<User>>;
 
     /// The usable passkeys of the enabled person with this username (none if there is no such
     /// person): one read whether or not they exist.

@@ -16,7 +16,7 @@ use super::view::{
 use crate::domain::decision::approvals;
 use crate::domain::text::{reveal, reveal_except};
 use crate::domain::{ApprovalId, Decision, Refusal, Status, User};
-use crate::service::decide::eligibility;
+use crate::service::decide::{eligibility, who_may_decide};
 use crate::service::inbox::request_for;
 
 struct DecisionView {
@@ -39,6 +39,8 @@ struct ApprovalPage {
     status: StatusView,
     fields: Vec<Field>,
     others: Vec<OtherView>,
+    /// "Display Name (username)" of everyone who could decide it now.
+    may_decide: Vec<String>,
     policy_known: bool,
     any_hidden_chars: bool,
     canonical: String,
@@ -114,6 +116,11 @@ async fn page(
     let mine = votes.iter().find(|v| v.user_id == user.id);
     let fields = fields(&svc.policy, &a);
     let others = others(&svc.policy, &a);
+    let may_decide = who_may_decide(svc, &a)
+        .await?
+        .into_iter()
+        .map(|u| format!("{} ({})", reveal(&u.display_name).0, u.username))
+        .collect();
     let approved = i64::from(approvals(votes.iter().map(|v| v.decision)));
     let required = i64::from(a.required.approvals);
     let pending = a.status == Status::Pending;
@@ -147,6 +154,7 @@ async fn page(
         policy_known: action.is_some(),
         fields,
         others,
+        may_decide,
         canonical: reveal(&a.transaction_jcs).0,
         pretty: reveal_except(&pretty, Some('\n')).0,
         tx_hash: a.tx_hash.to_string(),

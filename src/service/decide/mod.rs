@@ -38,6 +38,18 @@ pub fn eligibility(user: &User, request: &Request) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// Everyone who could decide `request` now: enabled, in an eligible group, holding a usable
+/// passkey, and not its initiator unless the policy allowed self-approval.
+pub async fn who_may_decide(svc: &Services, request: &Request) -> Result<Vec<User>> {
+    Ok(svc
+        .store
+        .able_approvers(&request.required.groups)
+        .await?
+        .into_iter()
+        .filter(|u| request.self_approval || !request.initiator.is(&u.username))
+        .collect())
+}
+
 /// A decision ceremony's start: the request options for the browser and the nonce.
 #[derive(Debug)]
 pub struct Options {

@@ -21,6 +21,16 @@ static USER_BY_NAME: LazyLock<String> =
 static USER_BY_ID: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {USER_COLS} FROM users WHERE id = $1"));
 /// A live session's user, through a passkey that is still usable.
+static ABLE_APPROVERS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM users u WHERE u.disabled_at IS NULL \
+           AND EXISTS (SELECT 1 FROM jsonb_array_elements_text(u.groups::jsonb) g WHERE g = ANY($1)) \
+           AND EXISTS (SELECT 1 FROM credentials c WHERE c.user_id = u.id \
+                       AND c.revoked_at IS NULL AND c.flagged_at IS NULL) \
+         ORDER BY u.username",
+        qualified(USER_COLS, "u")
+    )
+});
 static SESSION_USER: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT s.last_seen_at AS last_seen_at, {} FROM sessions s \
@@ -242,6 +252,17 @@ impl PeopleStore for PgStore {
 
     async fn users(&self) -> StoreResult<Vec<User>> {
         sqlx::query_as::<_, UserRow>(&format!("SELECT {USER_COLS} FROM users ORDER BY username"))
+            .fetch_all(&mut *self.conns.get().await?)
+            .await?
+            .into_iter()
+            .map(UserRow::into_domain)
+            .collect()
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn able_approvers(&self, groups: &[String]) -> StoreResult<Vec<User>> {
+        sqlx::query_as::<_, UserRow>(&ABLE_APPROVERS)
+            .bind(groups)
             .fetch_all(&mut *self.conns.get().await?)
             .await?
             .into_iter()

@@ -211,6 +211,31 @@ impl PeopleStore for SqliteStore {
             .transpose()
     }
 
+    #[tracing::instrument(skip(self))]
+    async fn able_approvers(&self, groups: &[String]) -> StoreResult<Vec<User>> {
+        let groups =
+            serde_json::to_string(groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.engine
+            .read(|conn| {
+                all::<UserRow>(
+                    conn,
+                    &format!(
+                        "SELECT {} FROM users u WHERE u.disabled_at IS NULL \
+                           AND EXISTS (SELECT 1 FROM json_each(u.groups) g \
+                                       WHERE g.value IN (SELECT value FROM json_each(?1))) \
+                           AND EXISTS (SELECT 1 FROM credentials c WHERE c.user_id = u.id \
+                                       AND c.revoked_at IS NULL AND c.flagged_at IS NULL) \
+                         ORDER BY u.username",
+                        qualified(USER_COLS, "u")
+                    ),
+                    params![groups],
+                )
+            })?
+            .into_iter()
+            .map(UserRow::into_domain)
+            .collect()
+    }
+
     async fn users(&self) -> StoreResult<Vec<User>> {
         self.engine
             .read(|conn| {
