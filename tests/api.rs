@@ -249,18 +249,7 @@ async fn transaction_refusals(app: TestApp) {
         format!(r#"{{"amount":"1.00","n":9007199254740991,"m":-9007199254740991,{GOOD_TX_TAIL}}}"#);
     assert_eq!(raw_create(&app, &with_tx(&ok)).await.status(), 201);
     // Nothing was stored for any refusal: exactly one request exists in the audit log.
-    let audit: Value = app
-        .get("/v1/audit?limit=1000", &app.key)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let created = audit["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "request_created")
-        .count();
+    let created = app.audit_events("request_created").await.len();
     assert_eq!(created, 1);
 }
 
@@ -684,19 +673,8 @@ async fn waits_see_an_expiry(app: TestApp) {
         assert_eq!(body["status"], "expired");
         assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
     }
-    let audit: Value = app
-        .get("/v1/audit?limit=1000", &app.key)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let expiries = audit["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "request_expired")
-        .count();
-    assert_eq!(expiries, 1, "{audit}");
+    let expiries = app.audit_events("request_expired").await;
+    assert_eq!(expiries.len(), 1, "{expiries:?}");
 }
 
 async fn wait_times_out_while_pending(app: TestApp) {
@@ -743,18 +721,7 @@ async fn expiry_follows_the_clock(app: TestApp) {
         .post_json(&format!("/v1/approvals/{id}/cancel"), &app.key, &json!({}))
         .await;
     assert_eq!(problem(res).await, (409, "not_pending".into()));
-    let audit: Value = app
-        .get("/v1/audit?limit=1000", &app.key)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let expired: Vec<_> = audit["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "request_expired")
-        .collect();
+    let expired = app.audit_events("request_expired").await;
     assert_eq!(expired.len(), 1, "recorded once");
     assert_eq!(expired[0]["approval_id"], id.as_str());
 }

@@ -58,6 +58,13 @@ async fn status(app: &TestApp, id: &str) -> Value {
         .unwrap()
 }
 
+/// What `page` holds between the first `start` and the next `end` (`start` must be there).
+fn between<'a>(page: &'a str, start: &str, end: &str) -> &'a str {
+    let rest = page.split_once(start).map(|(_, rest)| rest);
+    let rest = rest.unwrap_or_else(|| panic!("{start} not in the page"));
+    rest.split(end).next().unwrap_or(rest)
+}
+
 async fn audit_kinds(app: &TestApp) -> Vec<String> {
     let v: Value = app
         .get("/v1/audit?limit=1000", &app.key)
@@ -455,18 +462,7 @@ async fn separation_of_duties(app: TestApp) {
         (code, body["code"].as_str().unwrap()),
         (403, "self_approval_forbidden")
     );
-    let v: Value = app
-        .get("/v1/audit?limit=1000", &app.key)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let refused: Vec<_> = v["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "decision_refused")
-        .collect();
+    let refused = app.audit_events("decision_refused").await;
     assert_eq!(refused.len(), 2);
     assert_eq!(refused[0]["data"]["reason"], "self_approval_forbidden");
     assert_eq!(refused[0]["actor"], "user:bob");
@@ -944,17 +940,11 @@ async fn concurrent_last_approvals_flip_once(app: TestApp) {
             "approved",
             "trial {trial}"
         );
-        let v: Value = app
-            .get("/v1/audit?limit=1000", &app.key)
+        let flips = app
+            .audit_events("request_approved")
             .await
-            .json()
-            .await
-            .unwrap();
-        let flips = v["events"]
-            .as_array()
-            .unwrap()
             .iter()
-            .filter(|e| e["kind"] == "request_approved" && e["approval_id"] == id.as_str())
+            .filter(|e| e["approval_id"] == id.as_str())
             .count();
         assert_eq!(flips, 1, "trial {trial}");
     }
@@ -1085,16 +1075,9 @@ async fn nothing_is_hidden_from_the_approver(app: TestApp) {
     );
 
     let page = app
-        .approver_get(&format!("/approvals/{id}"), bob.cookie.as_deref())
-        .await
-        .text()
-        .await
-        .unwrap();
-    let others = page
-        .split("id=\"other-fields\"")
-        .nth(1)
-        .and_then(|rest| rest.split("</dl>").next())
-        .expect("an Other fields list");
+        .approver_page(&format!("/approvals/{id}"), bob.cookie.as_deref())
+        .await;
+    let others = between(&page, "id=\"other-fields\"", "</dl>");
     for shown in [
         "/note",
         "refund ⟨U+202E⟩exe.pdf",
@@ -1121,16 +1104,9 @@ async fn the_page_names_who_may_approve(app: TestApp) {
     let _dave = app.person("dave", &["finance-senior"], None).await;
     let id = pending(&app, "12.00", "Carol").await;
     let page = app
-        .approver_get(&format!("/approvals/{id}"), bob.cookie.as_deref())
-        .await
-        .text()
-        .await
-        .unwrap();
-    let named = page
-        .split("id=\"may-decide\">")
-        .nth(1)
-        .and_then(|rest| rest.split("</dd>").next())
-        .expect("who may approve");
+        .approver_page(&format!("/approvals/{id}"), bob.cookie.as_deref())
+        .await;
+    let named = between(&page, "id=\"may-decide\">", "</dd>");
     assert!(named.contains("(bob)"), "{named}");
     assert!(
         !named.contains("(carol)"),

@@ -143,18 +143,7 @@ async fn database_outage_gives_503_and_recovers_without_restart() {
         200
     );
     // Nothing half-written: two requests, each with its audit event, and the chain intact.
-    let audit: Value = app
-        .get("/v1/audit?limit=1000", &app.key)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let created = audit["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "request_created")
-        .count();
+    let created = app.audit_events("request_created").await.len();
     assert_eq!(created, 2);
 }
 

@@ -156,19 +156,11 @@ async fn invisible_characters_are_shown_everywhere(app: TestApp) {
     body["risk"] = json!({ "score": 80, "reasons": ["new payee"] });
     let id = app.create(&body).await["id"].as_str().unwrap().to_string();
     let page = app
-        .approver_get(&format!("/approvals/{id}"), bob.cookie.as_deref())
-        .await
-        .text()
-        .await
-        .unwrap();
+        .approver_page(&format!("/approvals/{id}"), bob.cookie.as_deref())
+        .await;
     assert!(page.contains("ACME Gmb⟨U+E0041⟩⟨U+E0042⟩H"), "{page}");
     assert!(page.contains("Look closely"));
-    let inbox = app
-        .approver_get("/", bob.cookie.as_deref())
-        .await
-        .text()
-        .await
-        .unwrap();
+    let inbox = app.approver_page("/", bob.cookie.as_deref()).await;
     assert!(inbox.contains("⟨U+E0041⟩"), "{inbox}");
     // Where the text is the service's own claim about a person or a reason, it is refused.
     for (field, value) in [
@@ -237,12 +229,7 @@ async fn a_flood_cannot_push_a_request_out_of_the_inbox(app: TestApp) {
         .collect();
     assert_eq!(ids, vec![id.as_str()]);
     assert!(mine["next"].is_null());
-    let inbox = app
-        .approver_get("/", bob.cookie.as_deref())
-        .await
-        .text()
-        .await
-        .unwrap();
+    let inbox = app.approver_page("/", bob.cookie.as_deref()).await;
     assert!(inbox.contains(&id));
     // An admin sees the flood a page at a time, newest first, each request once.
     let ann = app.person("ann", &["admins"], None).await;

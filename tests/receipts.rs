@@ -147,17 +147,11 @@ async fn approval_issues_a_verifiable_receipt(app: TestApp) {
     };
     let verified = verifier.verify(&receipt, &expect).unwrap();
     assert_eq!(verify_evidence(&verified).unwrap(), 1);
-    let kinds: Value = app
-        .get("/v1/audit?limit=1000", &app.key)
+    assert!(app
+        .audit_events("receipt_issued")
         .await
-        .json()
-        .await
-        .unwrap();
-    assert!(kinds["events"]
-        .as_array()
-        .unwrap()
         .iter()
-        .any(|e| e["kind"] == "receipt_issued" && e["approval_id"] == id.as_str()));
+        .any(|e| e["approval_id"] == id.as_str()));
     // Quorum 2: the receipt carries both approvers' evidence.
     let mut erin = app.person("erin", &["finance-senior"], None).await;
     let mut finn = app.person("finn", &["finance-senior"], None).await;
@@ -265,18 +259,7 @@ async fn redeem_refusals_change_nothing(app: TestApp) {
     assert_eq!(problem(res).await, (401, "unauthorized".into()));
     // Nothing was consumed by the refusals.
     assert_eq!(redeem(&app, &payments, &receipt, tx()).await.status(), 200);
-    let v: Value = app
-        .get("/v1/audit?limit=1000", &app.key)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let refused = v["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "redemption_refused")
-        .count();
+    let refused = app.audit_events("redemption_refused").await.len();
     assert_eq!(refused, 3);
 }
 
@@ -342,25 +325,9 @@ async fn concurrent_redeems(app: TestApp) {
         63,
         "{results:?}"
     );
-    let v: Value = app
-        .get("/v1/audit?limit=1000", &app.key)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let events = v["events"].as_array().unwrap();
+    assert_eq!(app.audit_events("receipt_redeemed").await.len(), 1);
     assert_eq!(
-        events
-            .iter()
-            .filter(|e| e["kind"] == "receipt_redeemed")
-            .count(),
-        1
-    );
-    assert_eq!(
-        events
-            .iter()
-            .filter(|e| e["kind"] == "redemption_refused")
-            .count(),
+        app.audit_events("redemption_refused").await.len(),
         63,
         "each refusal audited"
     );

@@ -223,6 +223,23 @@ impl TestApp {
         res.json().await.expect("json")
     }
 
+    /// The audit log's events of one kind, in order, read through the API.
+    pub async fn audit_events(&self, kind: &str) -> Vec<Value> {
+        let log: Value = self
+            .get("/v1/audit?limit=1000", &self.key)
+            .await
+            .json()
+            .await
+            .expect("json");
+        log["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["kind"] == kind)
+            .cloned()
+            .collect()
+    }
+
     /// The decisions recorded on a request, straight from the store.
     pub async fn decisions(&self, id: &str) -> Vec<countersign::domain::DecisionRecord> {
         self.store.decisions(id.parse().unwrap()).await.unwrap()

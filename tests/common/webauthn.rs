@@ -274,6 +274,11 @@ impl TestApp {
         req.send().await.unwrap()
     }
 
+    /// A page's HTML, as this cookie's holder sees it.
+    pub async fn approver_page(&self, path: &str, cookie: Option<&str>) -> String {
+        self.approver_get(path, cookie).await.text().await.unwrap()
+    }
+
     /// Enrols `device` through an invitation; returns the response.
     pub async fn enrol_device(
         &self,
