@@ -59,7 +59,7 @@ impl DecisionStore for PgStore {
         event: Option<NewEvent>,
     ) -> StoreResult<()> {
         let row = CeremonyRow::of(ceremony);
-        let event = event.map(|e| Pending::of(&e, row.created_at));
+        let pending = event.as_ref().map(|e| Pending::unlogged(e, row.created_at));
         sqlx::query(&START_CEREMONY)
             .bind(&row.id)
             .bind(&row.kind)
@@ -73,14 +73,14 @@ impl DecisionStore for PgStore {
             .bind(row.created_at)
             .bind(row.expires_at)
             .bind(row.created_at - CEREMONY_SECS)
-            .bind(event.as_ref().map(|e| e.kind.as_str()))
-            .bind(event.as_ref().map(|e| e.actor.as_str()))
-            .bind(event.as_ref().and_then(|e| e.approval_id.as_deref()))
-            .bind(event.as_ref().map(|e| e.data.to_string()))
+            .bind(pending.as_ref().map(|e| e.kind.as_str()))
+            .bind(pending.as_ref().map(|e| e.actor.as_str()))
+            .bind(pending.as_ref().and_then(|e| e.approval_id.as_deref()))
+            .bind(pending.as_ref().map(|e| e.data.to_string()))
             .execute(&mut *self.conns.get().await?)
             .await?;
-        if event.is_some() {
-            self.chainer.notify_one();
+        if let (Some(event), Some(pending)) = (&event, &pending) {
+            self.recorded(event, pending);
         }
         Ok(())
     }
@@ -231,14 +231,12 @@ impl PgStore {
         let outcome = match answer.as_str() {
             "recorded" => {
                 for (pending, event) in events.iter().zip(&plan.events) {
-                    pending.log(event.kind.is_security());
+                    self.recorded(event, pending);
                 }
-                self.chainer.notify_one();
                 DecisionOutcome::Recorded(Box::new(plan.request.clone()), plan.decisions.clone())
             }
             "clone" => {
-                on_clone.log(d.on_clone.kind.is_security());
-                self.chainer.notify_one();
+                self.recorded(&d.on_clone, &on_clone);
                 DecisionOutcome::PossibleClone
             }
             "already_decided" => DecisionOutcome::AlreadyDecided,

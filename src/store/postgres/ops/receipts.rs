@@ -41,7 +41,7 @@ impl ReceiptStore for PgStore {
         now: UnixTime,
     ) -> StoreResult<RedeemOutcome> {
         // One statement, so one round trip: the receipt marked redeemed and its event.
-        let e = Pending::of(&event, now);
+        let e = Pending::unlogged(&event, now);
         let redeemed = sqlx::query_as::<_, ReceiptDbRow>(&REDEEM)
             .bind(now)
             .bind(client)
@@ -52,7 +52,7 @@ impl ReceiptStore for PgStore {
             .fetch_optional(&mut *self.conns.get().await?)
             .await?;
         if let Some(row) = redeemed {
-            self.chainer.notify_one();
+            self.recorded(&event, &e);
             return Ok(RedeemOutcome::Redeemed(row.into_domain()?));
         }
         // Refused: read as it stands now (after the redemption that won, if one raced it).

@@ -268,7 +268,7 @@ impl PgStore {
         event: &NewEvent,
     ) -> StoreResult<Created> {
         let cols = RequestCols::of(r)?;
-        let e = Pending::of(event, r.created_at);
+        let e = Pending::unlogged(event, r.created_at);
         let row = sqlx::query(&CREATE)
             .bind(r.id.to_string())
             .bind(r.client_id.to_string())
@@ -302,7 +302,7 @@ impl PgStore {
             other => other?,
         };
         if row.try_get::<i64, _>("created")? == 1 {
-            self.chainer.notify_one();
+            self.recorded(event, &e);
             return Ok(Created::New);
         }
         let hash: Option<Vec<u8>> = row.try_get("request_hash")?;
