@@ -543,22 +543,25 @@ async fn concurrent_idempotent_creates(app: TestApp) {
     assert_eq!(ids.len(), 1, "one request, however many concurrent retries");
 }
 
+/// `GET /v1/approvals/{id}?wait=25` in a task of its own: how long it took, and the answer.
+fn timed_wait(app: &TestApp, id: &str) -> tokio::task::JoinHandle<(Duration, Value)> {
+    let req = app
+        .http
+        .get(app.url(&format!("/v1/approvals/{id}?wait=25")))
+        .bearer_auth(&app.key);
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let body: Value = req.send().await.unwrap().json().await.unwrap();
+        (started.elapsed(), body)
+    })
+}
+
 async fn wait_is_woken_by_a_change(app: TestApp) {
     let id = app.create(&payment("10.00")).await["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let waiter = {
-        let req = app
-            .http
-            .get(app.url(&format!("/v1/approvals/{id}?wait=25")))
-            .bearer_auth(&app.key);
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let body: Value = req.send().await.unwrap().json().await.unwrap();
-            (started.elapsed(), body)
-        })
-    };
+    let waiter = timed_wait(&app, &id);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !waiter.is_finished(),
@@ -651,19 +654,7 @@ async fn waits_see_an_expiry(app: TestApp) {
         "UPDATE approvals SET expires_at = {soon} WHERE id = '{id}'"
     ))
     .await;
-    let polls: Vec<_> = (0..20)
-        .map(|_| {
-            let req = app
-                .http
-                .get(app.url(&format!("/v1/approvals/{id}?wait=25")))
-                .bearer_auth(&app.key);
-            tokio::spawn(async move {
-                let started = Instant::now();
-                let body: Value = req.send().await.unwrap().json().await.unwrap();
-                (started.elapsed(), body)
-            })
-        })
-        .collect();
+    let polls: Vec<_> = (0..20).map(|_| timed_wait(&app, &id)).collect();
     // The polls wake a second from now (by the request's time left); the server's clock has
     // passed the expiry by then.
     tokio::time::sleep(Duration::from_millis(300)).await;
