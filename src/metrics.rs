@@ -11,6 +11,7 @@ pub struct Metrics {
     http_5xx: AtomicU64,
     pub approvals_created: AtomicU64,
     pub approvals_cancelled: AtomicU64,
+    pub approvals_revoked: AtomicU64,
     pub idempotent_replays: AtomicU64,
     pub receipts_issued: AtomicU64,
     pub receipts_redeemed: AtomicU64,
@@ -62,6 +63,11 @@ impl Metrics {
                 "countersign_approvals_cancelled_total",
                 "Approval requests cancelled by their client.",
                 &self.approvals_cancelled,
+            ),
+            (
+                "countersign_approvals_revoked_total",
+                "Approvals revoked by their client before their receipt was redeemed.",
+                &self.approvals_revoked,
             ),
             (
                 "countersign_idempotent_replays_total",

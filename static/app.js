@@ -143,6 +143,7 @@
         if (status === "approved") return "This request was already approved by others. Reload the page to see the outcome.";
         if (status === "rejected") return "This request was already rejected by someone else. Reload the page to see the outcome.";
         if (status === "cancelled") return `The requesting system withdrew this request. ${NOTHING}`;
+        if (status === "revoked") return `This request was approved, then revoked by the requesting system. ${NOTHING}`;
         return `This request is no longer waiting for a decision. ${NOTHING}`;
       case "ceremony_expired":
         return `The passkey check took too long. ${NOTHING} Please try again.`;
@@ -276,7 +277,7 @@
 
   // The server said the request is no longer pending: show its word for the state instead of
   // a countdown that no longer means anything.
-  const STATUS_LABELS = { approved: "Approved", rejected: "Rejected", expired: "Expired", cancelled: "Cancelled" };
+  const STATUS_LABELS = { approved: "Approved", rejected: "Rejected", expired: "Expired", cancelled: "Cancelled", revoked: "Revoked" };
   function closedByServer(state) {
     const label = STATUS_LABELS[state];
     const pill = $("#status");

@@ -29,6 +29,7 @@ both!(
     redeem_once,
     redeem_refusals_change_nothing,
     concurrent_redeems,
+    revocation,
     expiry,
     forged_receipts,
     rotation_and_retirement,
@@ -331,6 +332,111 @@ async fn concurrent_redeems(app: TestApp) {
         63,
         "each refusal audited"
     );
+}
+
+async fn revocation(app: TestApp) {
+    let second = if app.database_url.starts_with("postgres") {
+        Some(
+            common::spawn_on(
+                &app.database_url,
+                app.dir.clone(),
+                countersign::policy::Policy::builtin().unwrap(),
+            )
+            .await,
+        )
+    } else {
+        None
+    };
+    let mut bob = app.person("bob", &["finance"], None).await;
+    let payments = app
+        .client(Rights {
+            redeem: vec!["payments-service".into()],
+            ..Rights::default()
+        })
+        .await;
+    let other = app.client(Rights::everything()).await;
+    let revoke = |id: &str, key: &str| {
+        let (app, path, key) = (&app, format!("/v1/approvals/{id}/revoke"), key.to_owned());
+        async move { app.post_json(&path, &key, &json!({})).await }
+    };
+    // Pending: not revocable (the request is cancelled instead), and it says where it stands.
+    let pending = app.create(&payment("10.00")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let res = revoke(&pending, &app.key).await;
+    assert_eq!(res.status(), 409);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        (body["code"].as_str(), body["approval_status"].as_str()),
+        (Some("not_revocable"), Some("pending"))
+    );
+    // Approved: only the creating client may revoke it; afterwards it reads as revoked, with
+    // no receipt, and its receipt is refused.
+    let (id, receipt) = approved(&app, &mut bob).await;
+    assert_eq!(
+        problem(revoke(&id, &other).await).await,
+        (404, "not_found".into())
+    );
+    let res = revoke(&id, &app.key).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "revoked");
+    assert!(body.get("receipt").is_none(), "{body}");
+    let read: Value = app
+        .get(&format!("/v1/approvals/{id}"), &app.key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["status"], "revoked");
+    assert!(read.get("receipt").is_none());
+    assert_eq!(
+        problem(redeem(&app, &payments, &receipt, tx()).await).await,
+        (409, "receipt_revoked".into())
+    );
+    assert_eq!(
+        problem(revoke(&id, &app.key).await).await,
+        (409, "not_revocable".into())
+    );
+    let page = app
+        .approver_page(&format!("/approvals/{id}"), bob.cookie.as_deref())
+        .await;
+    assert!(page.contains("pill-revoked"), "the status pill says so");
+    assert!(page.contains("<strong>Revoked.</strong>"), "{page}");
+    let revoked = app.audit_events("request_revoked").await;
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0]["approval_id"], id.as_str());
+    let refused = app.audit_events("redemption_refused").await;
+    assert_eq!(refused[0]["data"]["reason"], "receipt_revoked");
+    // Redeemed: too late to revoke.
+    let (id, receipt) = approved(&app, &mut bob).await;
+    assert_eq!(redeem(&app, &payments, &receipt, tx()).await.status(), 200);
+    let res = revoke(&id, &app.key).await;
+    assert_eq!(res.status(), 409);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        (body["code"].as_str(), body["approval_status"].as_str()),
+        (Some("not_revocable"), Some("approved"))
+    );
+    // Sent together (through two replicas on PostgreSQL), exactly one of a redemption and a
+    // revocation happens, and the other is told why.
+    for _ in 0..6 {
+        let (id, receipt) = approved(&app, &mut bob).await;
+        let base = second.as_ref().map_or(app.base.clone(), |s| s.base.clone());
+        let redeeming = app
+            .http
+            .post(format!("{base}/v1/receipts/redeem"))
+            .bearer_auth(&payments)
+            .json(&json!({ "receipt": receipt, "transaction": tx() }))
+            .send();
+        let (redeemed, revoked) = tokio::join!(redeeming, revoke(&id, &app.key));
+        let (redeemed, revoked) = (redeemed.unwrap().status(), revoked.status());
+        assert!(
+            (redeemed == 200 && revoked == 409) || (redeemed == 409 && revoked == 200),
+            "redeem {redeemed}, revoke {revoked}"
+        );
+    }
 }
 
 async fn expiry(app: TestApp) {

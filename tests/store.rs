@@ -21,7 +21,7 @@ use countersign::domain::{
 use countersign::store::{
     CancelOutcome, Created, Cursor, DecisionOutcome, EnrolOutcome, Expect, Idempotency, InboxOf,
     IssuedReceipt, Judge, NewDecision, NewInvitation, NewSession, Page, Plan, RedeemOutcome,
-    RetireOutcome, SealedKey, Store, StoreError,
+    RetireOutcome, RevokeOutcome, SealedKey, Store, StoreError,
 };
 use countersign::tx_hash::TxHash;
 use serde_json::json;
@@ -62,6 +62,7 @@ contract!(
     a_decision_judged_ahead_holds_only_over_what_it_was_judged_on,
     a_counter_that_does_not_advance_flags_the_passkey,
     receipts_are_redeemed_once,
+    a_revocation_and_a_redemption_never_both_happen,
     the_inbox_filters_before_it_pages,
     sessions_end_with_their_passkey_or_person,
     clients_keys_and_invitations,
@@ -863,6 +864,111 @@ async fn receipts_are_redeemed_once(store: Arc<dyn Store>) {
             .unwrap(),
         RedeemOutcome::Unknown
     );
+}
+
+async fn a_revocation_and_a_redemption_never_both_happen(store: Arc<dyn Store>) {
+    with_key(&store).await;
+    let c = client(&store, "svc").await;
+    let other = client(&store, "other").await;
+    let (bob, cred) = person(&store, "bob", &["finance"]).await;
+    let revoke = |id, client| {
+        let store = store.clone();
+        async move {
+            store
+                .revoke_request(
+                    id,
+                    client,
+                    event(EventKind::RequestRevoked).about(id),
+                    NOW + 2,
+                )
+                .await
+                .unwrap()
+        }
+    };
+    // Pending: nothing to revoke (cancel it instead).
+    let pending = request(c, "carol", &["finance"], 1, NOW);
+    create(&store, &pending).await;
+    assert!(matches!(
+        revoke(pending.id, c).await,
+        RevokeOutcome::NotRevocable(r) if r.status == Status::Pending
+    ));
+    // Approved: only its own client revokes it, once; its receipt is then never redeemed and
+    // is no longer handed out.
+    let approved = request(c, "carol", &["finance"], 1, NOW);
+    create(&store, &approved).await;
+    decide(&store, &bob, &cred, approved.id, 1).await;
+    let jti = store.receipt_of(approved.id).await.unwrap().unwrap().jti;
+    assert_eq!(revoke(approved.id, other).await, RevokeOutcome::NotFound);
+    assert_eq!(
+        revoke(ApprovalId::generate(), c).await,
+        RevokeOutcome::NotFound
+    );
+    assert!(matches!(
+        revoke(approved.id, c).await,
+        RevokeOutcome::Revoked(r) if r.status == Status::Revoked
+    ));
+    assert!(matches!(
+        revoke(approved.id, c).await,
+        RevokeOutcome::NotRevocable(r) if r.status == Status::Revoked
+    ));
+    let snap = store.snapshot(approved.id).await.unwrap().unwrap();
+    assert_eq!((snap.request.status, snap.receipt), (Status::Revoked, None));
+    assert!(matches!(
+        store.redeem(jti, "svc", event(EventKind::ReceiptRedeemed), NOW + 3).await.unwrap(),
+        RedeemOutcome::Revoked(row) if row.revoked_at == Some(NOW + 2) && row.redeemed_at.is_none()
+    ));
+    // Redeemed: no longer revocable.
+    let redeemed = request(c, "carol", &["finance"], 1, NOW);
+    create(&store, &redeemed).await;
+    decide(&store, &bob, &cred, redeemed.id, 2).await;
+    let jti = store.receipt_of(redeemed.id).await.unwrap().unwrap().jti;
+    assert!(matches!(
+        store
+            .redeem(jti, "svc", event(EventKind::ReceiptRedeemed), NOW + 1)
+            .await
+            .unwrap(),
+        RedeemOutcome::Redeemed(_)
+    ));
+    assert!(matches!(
+        revoke(redeemed.id, c).await,
+        RevokeOutcome::NotRevocable(r) if r.status == Status::Approved
+    ));
+    // Racing: of a revocation and a redemption sent together, exactly one happens, every time.
+    for round in 0..12u32 {
+        let r = request(c, "carol", &["finance"], 1, NOW);
+        create(&store, &r).await;
+        decide(&store, &bob, &cred, r.id, 3 + round).await;
+        let jti = store.receipt_of(r.id).await.unwrap().unwrap().jti;
+        let redeem = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .redeem(jti, "svc", event(EventKind::ReceiptRedeemed), NOW + 2)
+                    .await
+                    .unwrap()
+            })
+        };
+        let revoked = tokio::spawn(revoke(r.id, c));
+        let (redeem, revoked) = (redeem.await.unwrap(), revoked.await.unwrap());
+        let receipt = store.receipt_of(r.id).await.unwrap().unwrap();
+        let status = store.request(r.id).await.unwrap().unwrap().status;
+        match (redeem, revoked) {
+            (RedeemOutcome::Redeemed(_), RevokeOutcome::NotRevocable(_)) => {
+                assert_eq!((status, receipt.revoked_at), (Status::Approved, None));
+                assert!(receipt.redeemed_at.is_some());
+            }
+            (RedeemOutcome::Revoked(_), RevokeOutcome::Revoked(_)) => {
+                assert_eq!((status, receipt.redeemed_at), (Status::Revoked, None));
+                assert!(receipt.revoked_at.is_some());
+            }
+            other => panic!("round {round}: {other:?}"),
+        }
+    }
+    // Every revocation is on the chain, about its request.
+    let events = store.audit_page(0, 1000).await.unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.kind == "request_revoked" && e.approval_id == Some(approved.id.to_string())));
 }
 
 async fn the_inbox_filters_before_it_pages(store: Arc<dyn Store>) {

@@ -11,6 +11,7 @@ pub enum EventKind {
     RequestCreated,
     RequestExpired,
     RequestCancelled,
+    RequestRevoked,
     CeremonyStarted,
     ApprovalRecorded,
     RejectionRecorded,
@@ -33,10 +34,11 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 22] = [
+    pub const ALL: [EventKind; 23] = [
         EventKind::RequestCreated,
         EventKind::RequestExpired,
         EventKind::RequestCancelled,
+        EventKind::RequestRevoked,
         EventKind::CeremonyStarted,
         EventKind::ApprovalRecorded,
         EventKind::RejectionRecorded,
@@ -63,6 +65,7 @@ impl EventKind {
             EventKind::RequestCreated => "request_created",
             EventKind::RequestExpired => "request_expired",
             EventKind::RequestCancelled => "request_cancelled",
+            EventKind::RequestRevoked => "request_revoked",
             EventKind::CeremonyStarted => "ceremony_started",
             EventKind::ApprovalRecorded => "approval_recorded",
             EventKind::RejectionRecorded => "rejection_recorded",
@@ -91,6 +94,7 @@ impl EventKind {
             self,
             EventKind::DecisionRefused
                 | EventKind::RedemptionRefused
+                | EventKind::RequestRevoked
                 | EventKind::CloneSuspected
                 | EventKind::CredentialRevoked
                 | EventKind::ClientRevoked

@@ -21,6 +21,7 @@ pub enum Refusal {
     InvalidTransaction,
     IdempotencyConflict,
     NotPending,
+    NotRevocable,
     // Approvers: sessions and enrolment.
     BadOrigin,
     AuthenticationFailed,
@@ -46,10 +47,11 @@ pub enum Refusal {
     WrongAudience,
     TransactionMismatch,
     AlreadyRedeemed,
+    ReceiptRevoked,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 36] = [
+    pub const ALL: [Refusal; 38] = [
         Refusal::InvalidRequest,
         Refusal::UnsupportedMediaType,
         Refusal::PayloadTooLarge,
@@ -64,6 +66,7 @@ impl Refusal {
         Refusal::InvalidTransaction,
         Refusal::IdempotencyConflict,
         Refusal::NotPending,
+        Refusal::NotRevocable,
         Refusal::BadOrigin,
         Refusal::AuthenticationFailed,
         Refusal::InvitationUsed,
@@ -86,6 +89,7 @@ impl Refusal {
         Refusal::WrongAudience,
         Refusal::TransactionMismatch,
         Refusal::AlreadyRedeemed,
+        Refusal::ReceiptRevoked,
     ];
 
     /// The stable `code` of the problem response.
@@ -105,6 +109,7 @@ impl Refusal {
             Refusal::InvalidTransaction => "invalid_transaction",
             Refusal::IdempotencyConflict => "idempotency_conflict",
             Refusal::NotPending => "not_pending",
+            Refusal::NotRevocable => "not_revocable",
             Refusal::BadOrigin => "bad_origin",
             Refusal::AuthenticationFailed => "authentication_failed",
             Refusal::InvitationUsed => "invitation_used",
@@ -127,6 +132,7 @@ impl Refusal {
             Refusal::WrongAudience => "wrong_audience",
             Refusal::TransactionMismatch => "transaction_mismatch",
             Refusal::AlreadyRedeemed => "already_redeemed",
+            Refusal::ReceiptRevoked => "receipt_revoked",
         }
     }
 
@@ -156,10 +162,12 @@ impl Refusal {
             Refusal::RequestTimeout => 408,
             Refusal::IdempotencyConflict
             | Refusal::NotPending
+            | Refusal::NotRevocable
             | Refusal::CredentialExists
             | Refusal::AlreadyDecided
             | Refusal::CeremonyConsumed
-            | Refusal::AlreadyRedeemed => 409,
+            | Refusal::AlreadyRedeemed
+            | Refusal::ReceiptRevoked => 409,
             Refusal::InvitationUsed | Refusal::InvitationExpired => 410,
             Refusal::PayloadTooLarge => 413,
             Refusal::UnsupportedMediaType => 415,
@@ -189,6 +197,9 @@ impl Refusal {
                 "this Idempotency-Key was used with a different request"
             }
             Refusal::NotPending => "the request is no longer pending",
+            Refusal::NotRevocable => {
+                "only an approved request whose receipt was not redeemed can be revoked"
+            }
             Refusal::BadOrigin => "the Origin header is not this server's origin",
             Refusal::AuthenticationFailed => "sign-in failed",
             Refusal::InvitationUsed => "this enrolment link was used already",
@@ -219,6 +230,7 @@ impl Refusal {
                 "the transaction does not match the one that was approved"
             }
             Refusal::AlreadyRedeemed => "this receipt was redeemed already",
+            Refusal::ReceiptRevoked => "the approval was revoked; do not carry it out",
         }
     }
 

@@ -15,15 +15,18 @@ pub enum Status {
     Rejected,
     Expired,
     Cancelled,
+    /// Approved, then withdrawn by its creating service before its receipt was redeemed.
+    Revoked,
 }
 
 impl Status {
-    pub const ALL: [Status; 5] = [
+    pub const ALL: [Status; 6] = [
         Status::Pending,
         Status::Approved,
         Status::Rejected,
         Status::Expired,
         Status::Cancelled,
+        Status::Revoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -33,6 +36,7 @@ impl Status {
             Status::Rejected => "rejected",
             Status::Expired => "expired",
             Status::Cancelled => "cancelled",
+            Status::Revoked => "revoked",
         }
     }
 
@@ -40,9 +44,15 @@ impl Status {
         Status::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
-    /// A request is decided once: only a pending request moves, and every move is final.
+    /// A request is decided once: a pending request moves to any other status, and every move
+    /// is final but one: an approval may still be revoked (until its receipt is redeemed, which
+    /// the store checks).
     pub fn can_become(self, next: Status) -> bool {
-        self == Status::Pending && next != Status::Pending
+        match self {
+            Status::Pending => next != Status::Pending && next != Status::Revoked,
+            Status::Approved => next == Status::Revoked,
+            _ => false,
+        }
     }
 }
 
@@ -176,10 +186,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_request_is_decided_once() {
+    fn a_request_is_decided_once_and_only_an_approval_is_revoked() {
         for next in Status::ALL {
-            assert_eq!(Status::Pending.can_become(next), next != Status::Pending);
-            for from in Status::ALL.into_iter().filter(|s| *s != Status::Pending) {
+            assert_eq!(
+                Status::Pending.can_become(next),
+                !matches!(next, Status::Pending | Status::Revoked)
+            );
+            assert_eq!(Status::Approved.can_become(next), next == Status::Revoked);
+            for from in Status::ALL
+                .into_iter()
+                .filter(|s| !matches!(s, Status::Pending | Status::Approved))
+            {
                 assert!(!from.can_become(next), "{from:?} -> {next:?}");
             }
         }

@@ -128,6 +128,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(api::approvals::cancel)),
             )
             .service(
+                web::resource("/approvals/{id}/revoke")
+                    .wrap(client())
+                    .route(web::post().to(api::approvals::revoke)),
+            )
+            .service(
                 web::resource("/audit")
                     .wrap(client())
                     .route(web::get().to(api::audit::export)),

@@ -13,6 +13,7 @@ pub mod inbox;
 pub mod provision;
 pub mod read_request;
 pub mod redeem;
+pub mod revoke_request;
 pub mod sign_in;
 pub mod waits;
 

@@ -140,6 +140,9 @@ pub async fn redeem(svc: &Services, client: &Client, body: &Redeem) -> Result<Re
                     crate::clock::rfc3339(r.redeemed_at.unwrap_or(now)),
                 ),
             )),
+            Ok(RedeemOutcome::Revoked(r)) => {
+                Err((Some(r.approval_id), Refusal::ReceiptRevoked.into()))
+            }
             Ok(RedeemOutcome::Unknown) => Err(unknown()),
             Ok(RedeemOutcome::ClientRevoked) => Err((approval, Refusal::Unauthorized.into())),
             Err(e) => Err((approval, e.into())),

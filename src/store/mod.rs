@@ -84,12 +84,23 @@ pub enum CancelOutcome {
     ClientRevoked,
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub enum RevokeOutcome {
+    Revoked(Request),
+    /// Not approved, or its receipt was redeemed already: nothing changed.
+    NotRevocable(Request),
+    NotFound,
+    /// The client was revoked since it was authenticated: nothing changed.
+    ClientRevoked,
+}
+
 /// A request with who decided it so far and, once approved, its receipt: everything its
 /// creating service reads, in one read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     pub request: Request,
     pub votes: Vec<Vote>,
+    /// Once approved, and until revoked.
     pub receipt: Option<String>,
     /// Whether the client that created it is still active (not revoked), as of this read.
     pub client_active: bool,
@@ -257,12 +268,15 @@ pub struct ReceiptRow {
     pub expires_at: UnixTime,
     pub redeemed_at: Option<UnixTime>,
     pub redeemed_by: Option<String>,
+    /// When its creating service revoked the approval; a revoked receipt is never redeemed.
+    pub revoked_at: Option<UnixTime>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum RedeemOutcome {
     Redeemed(ReceiptRow),
     AlreadyRedeemed(ReceiptRow),
+    Revoked(ReceiptRow),
     /// No such receipt, or one whose signing key has been retired.
     Unknown,
     /// The client was revoked since it was authenticated: nothing changed.
@@ -443,6 +457,17 @@ pub trait RequestStore: Send + Sync + 'static {
         event: NewEvent,
         now: UnixTime,
     ) -> StoreResult<CancelOutcome>;
+
+    /// The creating client revokes an approved request whose receipt is unredeemed: the
+    /// request becomes `revoked` and its receipt unredeemable, in one step that a concurrent
+    /// redemption of that receipt either precedes or loses to.
+    async fn revoke_request(
+        &self,
+        id: ApprovalId,
+        client: ClientId,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<RevokeOutcome>;
 
     /// Pending, unexpired requests this person may decide and has not, newest first.
     async fn inbox(&self, of: &InboxOf<'_>, now: UnixTime, page: Page) -> StoreResult<Vec<Listed>>;

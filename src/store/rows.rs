@@ -453,7 +453,7 @@ impl CeremonyRow {
 }
 
 pub(super) const RECEIPT_COLS: &str =
-    "jti, approval_id, kid, audience, issued_at, expires_at, redeemed_at, redeemed_by";
+    "jti, approval_id, kid, audience, issued_at, expires_at, redeemed_at, redeemed_by, revoked_at";
 
 #[derive(Debug, sqlx::FromRow)]
 pub(super) struct ReceiptDbRow {
@@ -465,6 +465,7 @@ pub(super) struct ReceiptDbRow {
     pub expires_at: i64,
     pub redeemed_at: Option<i64>,
     pub redeemed_by: Option<String>,
+    pub revoked_at: Option<i64>,
 }
 
 impl ReceiptDbRow {
@@ -478,6 +479,7 @@ impl ReceiptDbRow {
             expires_at: self.expires_at,
             redeemed_at: self.redeemed_at,
             redeemed_by: self.redeemed_by,
+            revoked_at: self.revoked_at,
         })
     }
 }

@@ -1,4 +1,4 @@
-//! The service API for approval requests: create, read (optionally waiting), cancel.
+//! The service API for approval requests: create, read (optionally waiting), cancel, revoke.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -12,7 +12,9 @@ use super::views::ServiceView;
 use crate::domain::Refusal;
 use crate::metrics::Metrics;
 use crate::service::create_request::{create_request, Answer, NewRequest};
-use crate::service::{cancel_request::cancel_request, read_request::read_request};
+use crate::service::{
+    cancel_request::cancel_request, read_request::read_request, revoke_request::revoke_request,
+};
 use crate::store::Snapshot;
 
 fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
@@ -103,5 +105,18 @@ pub async fn cancel(
     let id = approval_id(&path)?;
     let snap = cancel_request(&state.svc, &client.0, id).await?;
     Metrics::inc(&state.metrics.approvals_cancelled);
+    Ok(full_view(&state, &snap))
+}
+
+#[tracing::instrument(skip_all, fields(client = %client.0.name, approval_id = %path))]
+pub async fn revoke(
+    state: web::Data<AppState>,
+    client: ServiceClient,
+    path: web::Path<String>,
+    _body: EmptyBody,
+) -> Result<HttpResponse, ApiError> {
+    let id = approval_id(&path)?;
+    let snap = revoke_request(&state.svc, &client.0, id).await?;
+    Metrics::inc(&state.metrics.approvals_revoked);
     Ok(full_view(&state, &snap))
 }

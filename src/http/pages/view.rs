@@ -170,7 +170,8 @@ fn ago(secs: i64) -> String {
 }
 
 pub struct StatusView {
-    /// The CSS modifier and the machine word: pending, approved, rejected, expired, cancelled.
+    /// The CSS modifier and the machine word: pending, approved, rejected, expired, cancelled,
+    /// revoked.
     pub key: &'static str,
     pub label: &'static str,
 }
@@ -182,6 +183,7 @@ pub fn status_view(s: Status) -> StatusView {
         Status::Rejected => "Rejected",
         Status::Expired => "Expired",
         Status::Cancelled => "Cancelled",
+        Status::Revoked => "Revoked",
     };
     StatusView {
         key: s.as_str(),

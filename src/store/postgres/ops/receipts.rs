@@ -13,13 +13,13 @@ use crate::clock::UnixTime;
 use crate::domain::{ApprovalId, NewEvent, ReceiptId};
 use crate::signing::NewSigningKey;
 
-/// The one conditional statement of a redemption (not redeemed yet, by a client that is not
-/// revoked, signed with a key that is not retired), with its event.
+/// The one conditional statement of a redemption (neither redeemed nor revoked yet, by a client
+/// that is not revoked, signed with a key that is not retired), with its event.
 static REDEEM: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH r AS ( \
             UPDATE receipts SET redeemed_at = $1, redeemed_by = $2 \
-            WHERE jti = $3 AND redeemed_at IS NULL \
+            WHERE jti = $3 AND redeemed_at IS NULL AND revoked_at IS NULL \
               AND EXISTS (SELECT 1 FROM clients c WHERE c.name = $2 AND c.revoked_at IS NULL) \
               AND EXISTS (SELECT 1 FROM signing_keys k WHERE k.kid = receipts.kid AND k.retired_at IS NULL) \
             RETURNING {RECEIPT_COLS}), \
@@ -71,8 +71,12 @@ impl ReceiptStore for PgStore {
         if why.try_get::<Option<String>, _>("jti")?.is_none() {
             return Ok(RedeemOutcome::Unknown);
         }
-        let row = <ReceiptDbRow as sqlx::FromRow<_>>::from_row(&why)?;
-        Ok(RedeemOutcome::AlreadyRedeemed(row.into_domain()?))
+        let row = <ReceiptDbRow as sqlx::FromRow<_>>::from_row(&why)?.into_domain()?;
+        Ok(if row.revoked_at.is_some() {
+            RedeemOutcome::Revoked(row)
+        } else {
+            RedeemOutcome::AlreadyRedeemed(row)
+        })
     }
 
     async fn receipt_of(&self, id: ApprovalId) -> StoreResult<Option<ReceiptRow>> {

@@ -9,7 +9,7 @@ use super::super::super::rows::{
 };
 use super::super::super::{
     CancelOutcome, ClientStore, Created, Idempotency, InboxOf, Listed, Page, RequestStore,
-    Snapshot, StoreError, StoreResult,
+    RevokeOutcome, Snapshot, StoreError, StoreResult,
 };
 use super::super::{is_unique, PgStore, CHANNEL};
 use crate::clock::UnixTime;
@@ -46,18 +46,20 @@ static SNAPSHOT: LazyLock<String> = LazyLock::new(|| {
         "SELECT {}, {VOTE_COLS}, r.token AS receipt, \
             (SELECT c.revoked_at IS NULL FROM clients c WHERE c.id = a.client_id) AS client_active \
          FROM approvals a \
-         LEFT JOIN decisions d ON d.approval_id = a.id LEFT JOIN receipts r ON r.approval_id = a.id \
+         LEFT JOIN decisions d ON d.approval_id = a.id \
+         LEFT JOIN receipts r ON r.approval_id = a.id AND r.revoked_at IS NULL \
          WHERE a.id = $1 ORDER BY d.at, d.username",
         qualified(REQUEST_COLS, "a")
     )
 });
-/// A request's conditional move out of `pending`, its event and its notice to every replica (sent
+/// A request's conditional change of status, its event and its notice to every replica (sent
 /// when the statement commits), in one statement: `update` is an `UPDATE … RETURNING` whose
-/// `$at` is the time; the event's kind, actor and data follow as the last three parameters.
-fn transition(update: &str, at: &str, next: u8) -> String {
+/// `$at` is the time, after the common table expressions `with` (empty, or ending in a comma);
+/// the event's kind, actor and data follow as the last three parameters.
+fn transition(with: &str, update: &str, at: &str, next: u8) -> String {
     let (kind, actor, data) = (next, next + 1, next + 2);
     format!(
-        "WITH u AS ({update} RETURNING {REQUEST_COLS}), \
+        "WITH {with} u AS ({update} RETURNING {REQUEST_COLS}), \
          e AS (INSERT INTO audit_pending (at, kind, actor, approval_id, data) \
                SELECT {at}, ${kind}, ${actor}, u.id, ${data} FROM u), \
          n AS (SELECT pg_notify('{CHANNEL}', u.id) FROM u) \
@@ -66,6 +68,7 @@ fn transition(update: &str, at: &str, next: u8) -> String {
 }
 static EXPIRE: LazyLock<String> = LazyLock::new(|| {
     transition(
+        "",
         "UPDATE approvals SET status = 'expired', decided_at = expires_at \
          WHERE id = $1 AND status = 'pending' AND expires_at <= $2",
         "$2",
@@ -74,9 +77,26 @@ static EXPIRE: LazyLock<String> = LazyLock::new(|| {
 });
 static CANCEL: LazyLock<String> = LazyLock::new(|| {
     transition(
+        "",
         "UPDATE approvals SET status = 'cancelled', decided_at = $3 \
          WHERE id = $1 AND client_id = $2 AND status = 'pending' AND expires_at > $3 \
            AND EXISTS (SELECT 1 FROM clients c WHERE c.id = $2 AND c.revoked_at IS NULL)",
+        "$3",
+        4,
+    )
+});
+/// The receipt made unredeemable (unless redeemed meanwhile: whichever of the two statements
+/// takes the receipt's row first wins) and the request revoked.
+static REVOKE: LazyLock<String> = LazyLock::new(|| {
+    transition(
+        "r AS ( \
+            UPDATE receipts SET revoked_at = $3 \
+            WHERE approval_id = $1 AND redeemed_at IS NULL AND revoked_at IS NULL \
+              AND EXISTS (SELECT 1 FROM approvals a \
+                          WHERE a.id = $1 AND a.client_id = $2 AND a.status = 'approved') \
+              AND EXISTS (SELECT 1 FROM clients c WHERE c.id = $2 AND c.revoked_at IS NULL) \
+            RETURNING approval_id),",
+        "UPDATE approvals SET status = 'revoked' WHERE id IN (SELECT approval_id FROM r)",
         "$3",
         4,
     )
@@ -226,6 +246,37 @@ impl RequestStore for PgStore {
         };
         self.recorded(&event, &e);
         Ok(CancelOutcome::Cancelled(row.into_domain()?))
+    }
+
+    #[tracing::instrument(skip(self, event))]
+    async fn revoke_request(
+        &self,
+        id: ApprovalId,
+        client: ClientId,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<RevokeOutcome> {
+        let e = Pending::unlogged(&event, now);
+        let row = sqlx::query_as::<_, RequestRow>(&REVOKE)
+            .bind(id.to_string())
+            .bind(client.to_string())
+            .bind(now)
+            .bind(&e.kind)
+            .bind(&e.actor)
+            .bind(e.data.to_string())
+            .fetch_optional(&mut *self.conns.get().await?)
+            .await?;
+        let Some(row) = row else {
+            if !self.client_active(client).await? {
+                return Ok(RevokeOutcome::ClientRevoked);
+            }
+            return Ok(match self.request(id).await? {
+                Some(r) if r.client_id == client => RevokeOutcome::NotRevocable(r),
+                _ => RevokeOutcome::NotFound,
+            });
+        };
+        self.recorded(&event, &e);
+        Ok(RevokeOutcome::Revoked(row.into_domain()?))
     }
 
     #[tracing::instrument(skip(self, of), fields(user = %of.user))]

@@ -89,7 +89,7 @@ from_row! {
     CeremonyRow { id, kind, user_id, approval_id, decision, secret, allow, invitation,
         registration, created_at, expires_at }
     ReceiptDbRow { jti, approval_id, kid, audience, issued_at, expires_at, redeemed_at,
-        redeemed_by }
+        redeemed_by, revoked_at }
     KeyRow { kid, public_jwk, created_at, retired_at }
     EventRow { seq, at, kind, actor, approval_id, data, prev_hash, hash }
 }

@@ -13,12 +13,12 @@ use crate::clock::UnixTime;
 use crate::domain::{ApprovalId, NewEvent, ReceiptId};
 use crate::signing::NewSigningKey;
 
-/// The one conditional statement of a redemption: not redeemed yet, by a client that is not
-/// revoked, signed with a key that is not retired.
+/// The one conditional statement of a redemption: neither redeemed nor revoked yet, by a client
+/// that is not revoked, signed with a key that is not retired.
 static REDEEM: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE receipts SET redeemed_at = ?1, redeemed_by = ?2 \
-         WHERE jti = ?3 AND redeemed_at IS NULL \
+         WHERE jti = ?3 AND redeemed_at IS NULL AND revoked_at IS NULL \
            AND EXISTS (SELECT 1 FROM clients c WHERE c.name = ?2 AND c.revoked_at IS NULL) \
            AND EXISTS (SELECT 1 FROM signing_keys k WHERE k.kid = receipts.kid AND k.retired_at IS NULL) \
          RETURNING {RECEIPT_COLS}"
@@ -44,6 +44,7 @@ fn refused(
                   AND EXISTS (SELECT 1 FROM signing_keys k WHERE k.kid = r.kid AND k.retired_at IS NULL)"),
         params![jti.to_string()])?;
     Ok(match existing {
+        Some(row) if row.revoked_at.is_some() => RedeemOutcome::Revoked(row.into_domain()?),
         Some(row) => RedeemOutcome::AlreadyRedeemed(row.into_domain()?),
         None => RedeemOutcome::Unknown,
     })

@@ -8,7 +8,7 @@ use super::super::super::rows::{
 };
 use super::super::super::{
     CancelOutcome, ClientStore, Created, Idempotency, InboxOf, Listed, Page, RequestStore,
-    Snapshot, StoreError, StoreResult,
+    RevokeOutcome, Snapshot, StoreError, StoreResult,
 };
 use super::super::{Outcome, SqliteStore};
 use super::{all, append, exec, first};
@@ -26,7 +26,8 @@ static SNAPSHOT: LazyLock<String> = LazyLock::new(|| {
         "SELECT {}, {VOTE_COLS}, r.token AS receipt, \
             (SELECT c.revoked_at IS NULL FROM clients c WHERE c.id = a.client_id) AS client_active \
          FROM approvals a \
-         LEFT JOIN decisions d ON d.approval_id = a.id LEFT JOIN receipts r ON r.approval_id = a.id \
+         LEFT JOIN decisions d ON d.approval_id = a.id \
+         LEFT JOIN receipts r ON r.approval_id = a.id AND r.revoked_at IS NULL \
          WHERE a.id = ?1 ORDER BY d.at, d.username",
         qualified(REQUEST_COLS, "a")
     )
@@ -44,6 +45,16 @@ static CANCEL: LazyLock<String> = LazyLock::new(|| {
                AND EXISTS (SELECT 1 FROM clients c WHERE c.id = ?2 AND c.revoked_at IS NULL) \
              RETURNING {REQUEST_COLS}"
     )
+});
+/// The receipt made unredeemable, unless redeemed already; the request follows in the same
+/// transaction.
+const REVOKE_RECEIPT: &str = "UPDATE receipts SET revoked_at = ?3 \
+     WHERE approval_id = ?1 AND redeemed_at IS NULL AND revoked_at IS NULL \
+       AND EXISTS (SELECT 1 FROM approvals a \
+                   WHERE a.id = ?1 AND a.client_id = ?2 AND a.status = 'approved') \
+       AND EXISTS (SELECT 1 FROM clients c WHERE c.id = ?2 AND c.revoked_at IS NULL)";
+static REVOKE: LazyLock<String> = LazyLock::new(|| {
+    format!("UPDATE approvals SET status = 'revoked' WHERE id = ?1 RETURNING {REQUEST_COLS}")
 });
 /// The page of the inbox is cut after every eligibility condition has been applied.
 static INBOX: LazyLock<String> = LazyLock::new(|| {
@@ -238,6 +249,39 @@ impl RequestStore for SqliteStore {
         Ok(match self.request(id).await? {
             Some(r) if r.client_id == client => CancelOutcome::NotPending(r),
             _ => CancelOutcome::NotFound,
+        })
+    }
+
+    #[tracing::instrument(skip(self, event))]
+    async fn revoke_request(
+        &self,
+        id: ApprovalId,
+        client: ClientId,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<RevokeOutcome> {
+        let revoked = self
+            .engine
+            .write(move |conn| {
+                let key = id.to_string();
+                if exec(conn, REVOKE_RECEIPT, params![key, client.to_string(), now])? == 0 {
+                    return Ok(Outcome::Keep(None));
+                }
+                let row = first::<RequestRow>(conn, &REVOKE, params![key])?;
+                append(conn, std::slice::from_ref(&event), now)?;
+                Ok(Outcome::Keep(row))
+            })
+            .await?;
+        if let Some(row) = revoked {
+            self.changed(id);
+            return Ok(RevokeOutcome::Revoked(row.into_domain()?));
+        }
+        if !self.client_active(client).await? {
+            return Ok(RevokeOutcome::ClientRevoked);
+        }
+        Ok(match self.request(id).await? {
+            Some(r) if r.client_id == client => RevokeOutcome::NotRevocable(r),
+            _ => RevokeOutcome::NotFound,
         })
     }
 
