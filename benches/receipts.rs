@@ -79,7 +79,7 @@ fn claims(approvers: usize) -> Claims {
         exp: now() + 3600,
         act: "payment.transfer".into(),
         txh,
-        ini: "alice".into(),
+        ini: countersign::receipt::Initiated::Person("alice".into()),
         pol: PolicyRef {
             id: "payment.transfer".into(),
             rev: b64(&[1; 32]),

@@ -76,7 +76,7 @@ impl Issuer {
             exp: expires_at,
             act: request.action.clone(),
             txh: request.tx_hash.to_string(),
-            ini: request.initiator.text().to_owned(),
+            ini: serde_json::from_value(request.initiator.to_json()).map_err(|e| e.to_string())?,
             pol: PolicyRef {
                 id: request.action.clone(),
                 rev: request.policy_rev.clone(),

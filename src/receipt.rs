@@ -49,11 +49,31 @@ pub struct Claims {
     pub act: String,
     /// base64url (no padding) SHA-256 of the JCS form of the transaction.
     pub txh: String,
-    pub ini: String,
+    pub ini: Initiated,
     pub pol: PolicyRef,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risk: Option<serde_json::Value>,
     pub apv: Vec<Approver>,
+}
+
+/// Who asked for the transaction: a person's username, or the party object the creating service
+/// declared (an agent or a service, perhaps acting for a person).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Initiated {
+    Person(String),
+    Party(Party),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Party {
+    /// `person`, `agent` or `service`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -603,7 +623,7 @@ mod tests {
             exp: NOW + 300,
             act: "payment.transfer".into(),
             txh: TXH.into(),
-            ini: "alice".into(),
+            ini: Initiated::Person("alice".into()),
             pol: PolicyRef {
                 id: "payment.transfer".into(),
                 rev: b64(&Sha256::digest("policy")),

@@ -39,6 +39,7 @@ both!(
     inbox_lists_what_i_may_decide,
     nothing_is_hidden_from_the_approver,
     the_page_names_who_may_approve,
+    agents_act_for_people_who_then_may_not_decide,
     concurrent_last_approvals_flip_once,
     floods_are_rate_limited,
     discoverable_sign_in,
@@ -1116,4 +1117,63 @@ async fn the_page_names_who_may_approve(app: TestApp) {
         !named.contains("(dave)"),
         "not in an eligible group: {named}"
     );
+}
+
+/// An agent acting for a person: the person may not decide it (however spelled), the policy asks
+/// for one more approval, pages say who it is, and the receipt carries the party object.
+async fn agents_act_for_people_who_then_may_not_decide(app: TestApp) {
+    let mut bob = app.person("bob", &["finance"], None).await;
+    let mut carol = app.person("carol", &["finance"], None).await;
+    let dave = app.person("dave", &["finance"], None).await;
+    let agent = json!({"type": "agent", "id": "invoice-bot", "on_behalf_of": "Dave"});
+    let mut body = payment("100.00");
+    body["initiator"] = agent.clone();
+    let created = app.create(&body).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["initiator"], agent, "echoed as sent");
+    assert_eq!(created["required"]["approvals"], 2, "{created}");
+    assert_eq!(created["required"]["rule"], "agent");
+    let (code, refused) = app.decision_options(&dave, &id, "approve").await;
+    assert_eq!(
+        (code, refused["code"].as_str()),
+        (403, Some("self_approval_forbidden")),
+        "the person the agent acted for"
+    );
+    let inbox: Value = app
+        .approver_get("/v1/me/approvals", dave.cookie.as_deref())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !inbox.to_string().contains(&id),
+        "not in the inbox of the person it acted for"
+    );
+    let page = app
+        .approver_page(&format!("/approvals/{id}"), bob.cookie.as_deref())
+        .await;
+    assert!(
+        page.contains("invoice-bot (agent) on behalf of Dave"),
+        "{page}"
+    );
+    let named = between(&page, "id=\"may-decide\">", "</dd>");
+    assert!(!named.contains("(dave)"), "{named}");
+    assert!(
+        named.contains("(bob)") && named.contains("(carol)"),
+        "{named}"
+    );
+    assert_eq!(app.decide(&mut bob, &id, "approve").await.status(), 200);
+    assert_eq!(app.decide(&mut carol, &id, "approve").await.status(), 200);
+    let done = status(&app, &id).await;
+    assert_eq!(done["status"], "approved");
+    let claims =
+        countersign::receipt::decode_unverified(done["receipt"].as_str().unwrap()).unwrap();
+    assert_eq!(serde_json::to_value(&claims.ini).unwrap(), agent);
+    // A person's request still signs the plain username; a malformed party is refused.
+    let mut bad = payment("100.00");
+    bad["initiator"] = json!({"type": "robot", "id": "x"});
+    let res = app.post_json("/v1/approvals", &app.key, &bad).await;
+    assert_eq!(problem(res).await, (400, "invalid_request".into()));
+    let created = app.create(&payment("100.00")).await;
+    assert!(created["initiator"].is_string());
 }

@@ -104,7 +104,10 @@ async fn approval_issues_a_verifiable_receipt(app: TestApp) {
     assert_eq!(claims.aud, "payments-service");
     assert_eq!(claims.sub, id);
     assert_eq!(claims.act, "payment.transfer");
-    assert_eq!(claims.ini, "carol");
+    assert_eq!(
+        claims.ini,
+        countersign::receipt::Initiated::Person("carol".into())
+    );
     assert_eq!(
         claims.exp - claims.iat,
         300,

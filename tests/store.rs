@@ -401,7 +401,7 @@ async fn requests_are_created_once_and_replayed(store: Arc<dyn Store>) {
     );
     let stored = store.request(r.id).await.unwrap().unwrap();
     assert_eq!(stored, r, "every field round-trips");
-    assert_eq!(stored.initiator.key(), "carol");
+    assert_eq!(stored.initiator.person_key(), "carol");
     let snap = store.snapshot(r.id).await.unwrap().unwrap();
     assert_eq!((snap.request, snap.votes.len(), snap.receipt), (r, 0, None));
     assert!(store

@@ -69,10 +69,10 @@ def main(out: Path) -> None:
     approval = uuid.uuid4()
     txh = sha256(rfc8785.dumps(TX))
 
-    def receipt(flags: int = 0x05, high_s: bool = False) -> str:  # 0x05 = UP | UV
+    def receipt(flags: int = 0x05, high_s: bool = False, ini="alice") -> str:  # 0x05 = UP | UV
         claims = {
             "iss": ISS, "aud": AUD, "sub": str(approval), "jti": str(uuid.uuid4()),
-            "iat": IAT, "nbf": IAT, "exp": IAT + 300, "act": "payment.transfer", "txh": b64u(txh), "ini": "alice",
+            "iat": IAT, "nbf": IAT, "exp": IAT + 300, "act": "payment.transfer", "txh": b64u(txh), "ini": ini,
             "pol": {"id": "payment.transfer", "rev": b64u(os.urandom(32)), "rule": "default"},
             "risk": {"score": 35, "reasons": ["new payee"]},
             "apv": [{"sub": str(uuid.uuid4()), "name": "Bob", "at": IAT, "cred": b64u(os.urandom(16)), "uv": True,
@@ -93,6 +93,9 @@ def main(out: Path) -> None:
     (out / "receipt-badsig.txt").write_text(head + "." + b64u(bytes(flipped)) + "\n")
     (out / "receipt-highs.txt").write_text(receipt(high_s=True) + "\n")
     (out / "receipt-nouv.txt").write_text(receipt(flags=0x01) + "\n")  # re-signed: only UV is wrong
+    agent = {"id": "invoice-bot", "on_behalf_of": "alice", "type": "agent"}
+    (out / "receipt-agent.txt").write_text(receipt(ini=agent) + "\n")
+    (out / "receipt-badini.txt").write_text(receipt(ini={"id": "x", "type": "robot"}) + "\n")
 
 
 if __name__ == "__main__":

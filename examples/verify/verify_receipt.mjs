@@ -90,7 +90,11 @@ async function verifyReceipt(args) {
   const approvalId = Buffer.from(claims.sub.replaceAll('-', ''), 'hex');
   need(Array.isArray(claims.apv) && claims.apv.length > 0, 'receipt has no approvers');
   claims.apv.forEach((a, i) => checkEvidence(i, a.ev, approvalId, unb64u(claims.txh), claims.iss));
-  return { ok: true, approval_id: claims.sub, action: claims.act, approvers: claims.apv.length };
+  // ini is a username, or {"type": "person"|"agent"|"service", "id", "on_behalf_of"?}.
+  const ini = claims.ini;
+  need(typeof ini === 'string' || (ini !== null && typeof ini === 'object' && typeof ini.id === 'string'
+    && ['person', 'agent', 'service'].includes(ini.type)), 'ini is malformed');
+  return { ok: true, approval_id: claims.sub, action: claims.act, initiator: ini, approvers: claims.apv.length };
 }
 
 const options = { jwks: {}, receipt: {}, tx: {}, aud: {}, iss: {}, now: {} };

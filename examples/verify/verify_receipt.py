@@ -99,7 +99,12 @@ def verify(args) -> dict:
     need(isinstance(claims.get("apv"), list) and claims["apv"], "receipt has no approvers")
     for i, approver in enumerate(claims["apv"]):
         check_evidence(i, approver["ev"], approval_id.bytes, unb64u(claims["txh"]), claims["iss"])
-    return {"ok": True, "approval_id": claims["sub"], "action": claims["act"], "approvers": len(claims["apv"])}
+    # ini is a username, or {"type": "person"|"agent"|"service", "id", "on_behalf_of"?}.
+    ini = claims.get("ini")
+    need(isinstance(ini, str) or (isinstance(ini, dict) and isinstance(ini.get("id"), str)
+                                  and ini.get("type") in ("person", "agent", "service")), "ini is malformed")
+    return {"ok": True, "approval_id": claims["sub"], "action": claims["act"], "initiator": ini,
+            "approvers": len(claims["apv"])}
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # report bad usage as a refusal line too, not argparse's exit 2

@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::ids::{ApprovalId, ClientId};
-use super::text::{identity_key, plain, TextError};
+use super::initiator::Initiator;
+use super::text::plain;
 use crate::clock::UnixTime;
 use crate::tx_hash::TxHash;
 
@@ -103,44 +104,6 @@ impl Risk {
         self.reasons.iter().try_for_each(|r| {
             plain(r, MAX_REASON_CHARS).map_err(|e| format!("each risk reason {e}"))
         })
-    }
-}
-
-/// Who asked for the transaction, as the creating service declared it: the text as sent (shown
-/// and signed into receipts) and the form it is compared in (see [`identity_key`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Initiator {
-    text: String,
-    key: String,
-}
-
-pub const MAX_NAME_CHARS: usize = 128;
-
-impl Initiator {
-    pub fn parse(text: &str) -> Result<Initiator, TextError> {
-        let key = identity_key(text, MAX_NAME_CHARS)?;
-        Ok(Initiator {
-            text: text.to_owned(),
-            key,
-        })
-    }
-
-    /// As stored: both forms were derived when the request was made.
-    pub fn from_stored(text: String, key: String) -> Initiator {
-        Initiator { text, key }
-    }
-
-    pub fn text(&self) -> &str {
-        &self.text
-    }
-
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-
-    /// Whether this initiator is the person with that username, however either is spelled.
-    pub fn is(&self, username: &str) -> bool {
-        identity_key(username, MAX_NAME_CHARS).is_ok_and(|k| k == self.key)
     }
 }
 
@@ -248,7 +211,7 @@ mod tests {
     #[test]
     fn initiators_compare_in_one_form() {
         let i = Initiator::parse(" Dave").unwrap();
-        assert_eq!(i.text(), " Dave");
+        assert_eq!(i.id(), " Dave");
         assert!(i.is("dave"));
         assert!(i.is("DAVE"));
         assert!(!i.is("davey"));

@@ -67,6 +67,7 @@ pub(super) struct RawCondition {
     pub at_least: Option<String>,
     pub equals: Option<String>,
     pub risk_at_least: Option<u32>,
+    pub initiator_type: Option<String>,
 }
 
 pub(super) fn invalid(

@@ -5,6 +5,7 @@ use super::raw::{
     check_names, check_pointer, invalid, is_identifier, RawCondition, RawRule, MAX_RISK,
 };
 use super::{ActionPolicy, Decimal, PolicyError, Requirement, TxRefusal};
+use crate::domain::InitiatorType;
 use crate::jcs::Value;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,14 +22,21 @@ pub enum Condition {
     AtLeast { pointer: String, at_least: Decimal },
     Equals { pointer: String, equals: String },
     RiskAtLeast { risk_at_least: u32 },
+    InitiatorType(InitiatorType),
 }
 
 impl ActionPolicy {
     /// Validates the transaction against the action (required display fields
     /// present, money fields decimal strings, currency present when money has
     /// currency_pointer, rule pointers resolvable) and computes what is
-    /// required. risk_score is the request's optional risk score (0..=100).
-    pub fn evaluate(&self, tx: &Value, risk_score: Option<u32>) -> Result<Requirement, TxRefusal> {
+    /// required. risk_score is the request's optional risk score (0..=100); initiator the kind
+    /// of party that asked.
+    pub fn evaluate(
+        &self,
+        tx: &Value,
+        risk_score: Option<u32>,
+        initiator: InitiatorType,
+    ) -> Result<Requirement, TxRefusal> {
         for field in &self.display {
             field.check(tx)?;
         }
@@ -38,7 +46,7 @@ impl ActionPolicy {
             rules: Vec::new(),
         };
         for rule in &self.rules {
-            if !rule.matches(tx, risk_score)? {
+            if !rule.matches(tx, risk_score, initiator)? {
                 continue;
             }
             if let Some(approvers) = &rule.approvers {
@@ -103,7 +111,12 @@ impl Rule {
         })
     }
 
-    fn matches(&self, tx: &Value, risk_score: Option<u32>) -> Result<bool, TxRefusal> {
+    fn matches(
+        &self,
+        tx: &Value,
+        risk_score: Option<u32>,
+        initiator: InitiatorType,
+    ) -> Result<bool, TxRefusal> {
         match &self.when {
             Condition::AtLeast { pointer, at_least } => {
                 // Fail closed: leaving the amount out must not dodge the escalation.
@@ -128,6 +141,7 @@ impl Rule {
             Condition::RiskAtLeast { risk_at_least } => {
                 Ok(risk_score.is_some_and(|risk| risk >= *risk_at_least))
             }
+            Condition::InitiatorType(kind) => Ok(initiator == *kind),
         }
     }
 }
@@ -145,6 +159,7 @@ impl Condition {
                 at_least: Some(at_least),
                 equals: None,
                 risk_at_least: None,
+                initiator_type: None,
             } => {
                 check_pointer(action, &key("pointer"), &pointer)?;
                 let at_least = at_least.parse::<Decimal>().map_err(|err| {
@@ -157,6 +172,7 @@ impl Condition {
                 at_least: None,
                 equals: Some(equals),
                 risk_at_least: None,
+                initiator_type: None,
             } => {
                 check_pointer(action, &key("pointer"), &pointer)?;
                 Condition::Equals { pointer, equals }
@@ -166,6 +182,7 @@ impl Condition {
                 at_least: None,
                 equals: None,
                 risk_at_least: Some(risk_at_least),
+                initiator_type: None,
             } => {
                 if risk_at_least > MAX_RISK {
                     return Err(invalid(
@@ -176,11 +193,24 @@ impl Condition {
                 }
                 Condition::RiskAtLeast { risk_at_least }
             }
+            RawCondition {
+                pointer: None,
+                at_least: None,
+                equals: None,
+                risk_at_least: None,
+                initiator_type: Some(kind),
+            } => Condition::InitiatorType(InitiatorType::parse(&kind).ok_or_else(|| {
+                invalid(
+                    action,
+                    key("initiator_type"),
+                    format!("{kind:?} must be \"person\", \"agent\" or \"service\""),
+                )
+            })?),
             _ => {
                 return Err(invalid(
                     action,
                     format!("{context}: when"),
-                    "must be exactly one of { pointer, at_least }, { pointer, equals } or { risk_at_least }",
+                    "must be exactly one of { pointer, at_least }, { pointer, equals }, { risk_at_least } or { initiator_type }",
                 ))
             }
         };

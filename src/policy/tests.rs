@@ -4,6 +4,7 @@ use std::cmp::Ordering;
 use super::display::{compact_json, iban, is_rfc3339};
 use super::raw::is_json_pointer;
 use super::*;
+use crate::domain::InitiatorType;
 use crate::jcs;
 
 fn tx(json: &[u8]) -> Value {
@@ -45,14 +46,14 @@ fn payment(amount: &str) -> Value {
 }
 
 fn evaluate(action: &ActionPolicy, tx: &Value, risk: Option<u32>) -> Requirement {
-    match action.evaluate(tx, risk) {
+    match action.evaluate(tx, risk, InitiatorType::Person) {
         Ok(requirement) => requirement,
         Err(err) => panic!("refused: {err}"),
     }
 }
 
 fn refusal(action: &ActionPolicy, tx: &Value) -> TxRefusal {
-    match action.evaluate(tx, None) {
+    match action.evaluate(tx, None, InitiatorType::Person) {
         Ok(requirement) => panic!("accepted: {requirement:?}"),
         Err(err) => err,
     }
@@ -521,6 +522,40 @@ fn risk_escalates_at_seventy() {
 }
 
 #[test]
+fn rules_can_match_the_kind_of_initiator() {
+    let text = MINIMAL.replace(
+        "when = { pointer = \"/amount\", at_least = \"100\" }",
+        "when = { initiator_type = \"agent\" }",
+    );
+    let policy = match Policy::parse(&text) {
+        Ok(p) => p,
+        Err(err) => panic!("{err}"),
+    };
+    let a = action(&policy, "test.action");
+    let t = tx(br#"{"amount":"5","currency":"EUR"}"#);
+    for (kind, approvals) in [
+        (InitiatorType::Person, 1),
+        (InitiatorType::Service, 1),
+        (InitiatorType::Agent, 2),
+    ] {
+        match a.evaluate(&t, None, kind) {
+            Ok(r) => assert_eq!(r.approvals, approvals, "{kind:?}"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let bad = MINIMAL.replace(
+        "when = { pointer = \"/amount\", at_least = \"100\" }",
+        "when = { initiator_type = \"robot\" }",
+    );
+    assert!(parse_error(&bad).contains("when.initiator_type"));
+    let mixed = MINIMAL.replace(
+        "at_least = \"100\" }",
+        "at_least = \"100\", initiator_type = \"agent\" }",
+    );
+    assert!(parse_error(&mixed).contains("must be exactly one of"));
+}
+
+#[test]
 fn quorum_rule_raises_but_never_lowers() {
     let text = MINIMAL.replace("quorum = 1", "quorum = 3");
     let policy = match Policy::parse(&text) {
@@ -663,12 +698,14 @@ fn invalid_transactions_are_refused() {
     let lookalike = refusal(pay, &tx("{\"amount\":\"5.00\",\"currency\":\"EUR\",\"payee\":{\"name\":\"A\",\"iban\":\"DE89 37О4\"}}".as_bytes()));
     assert!(matches!(lookalike, TxRefusal::NotIban { .. }));
     // Optional fields may be absent.
-    assert!(pay.evaluate(&payment("5.00"), None).is_ok());
+    assert!(pay
+        .evaluate(&payment("5.00"), None, InitiatorType::Person)
+        .is_ok());
 
     let secret = action(&policy, "secret.export");
     let ok =
         tx(br#"{"secret":"db/root","destination":"vault-b","until":"2025-03-01T12:00:00+01:00"}"#);
-    assert!(secret.evaluate(&ok, None).is_ok());
+    assert!(secret.evaluate(&ok, None, InitiatorType::Person).is_ok());
     let bad = tx(br#"{"secret":"db/root","destination":"vault-b","until":"next tuesday"}"#);
     assert_eq!(
         refusal(secret, &bad).to_string(),
@@ -797,7 +834,7 @@ format = "datetime"
     let t = tx(
         br#"{"n":-42,"b":true,"items":[1,"two\n\"",{"k":null},[]],"when":"2025-03-01T12:00:00Z"}"#,
     );
-    assert!(a.evaluate(&t, None).is_ok());
+    assert!(a.evaluate(&t, None, InitiatorType::Person).is_ok());
     let values = a.display_values(&t);
     let formatted: Vec<&str> = values.iter().map(|v| v.formatted.as_str()).collect();
     assert_eq!(

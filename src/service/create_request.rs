@@ -21,7 +21,8 @@ use crate::tx_hash::TxHash;
 pub struct NewRequest {
     pub action: String,
     pub transaction: Box<RawValue>,
-    pub initiator: String,
+    /// A username, or `{"type": "person" | "agent" | "service", "id", "on_behalf_of"}`.
+    pub initiator: serde_json::Value,
     pub audience: Option<String>,
     pub risk: Option<Risk>,
 }
@@ -54,8 +55,8 @@ pub async fn create_request(
     }
     let (tx_hash, tx) = TxHash::of_json(input.transaction.get().as_bytes())
         .map_err(|e| Error::from(Refusal::InvalidTransaction).detail(e.to_string()))?;
-    let initiator = Initiator::parse(&input.initiator)
-        .map_err(|e| Error::from(Refusal::InvalidRequest).detail(format!("initiator {e}")))?;
+    let initiator = Initiator::from_json(&input.initiator)
+        .map_err(|e| Error::from(Refusal::InvalidRequest).detail(e))?;
     if let Some(risk) = &input.risk {
         risk.check()
             .map_err(|e| Error::from(Refusal::InvalidRequest).detail(e))?;
@@ -73,7 +74,7 @@ pub async fn create_request(
         }
     };
     let required = action
-        .evaluate(&tx, input.risk.as_ref().map(|r| r.score))
+        .evaluate(&tx, input.risk.as_ref().map(|r| r.score), initiator.kind())
         .map_err(|e| Error::from(Refusal::InvalidTransaction).detail(e.to_string()))?;
 
     let now = svc.clock.now();
@@ -108,7 +109,7 @@ pub async fn create_request(
         json!({
             "action": request.action,
             "tx_hash": request.tx_hash,
-            "initiator": request.initiator.text(),
+            "initiator": request.initiator.to_json(),
             "audience": request.audience,
             "risk": request.risk,
             "policy_rev": request.policy_rev,
@@ -138,7 +139,7 @@ fn fingerprint(r: &Request, audience_sent: Option<&str>) -> [u8; 32] {
     let canonical = json!({
         "action": r.action,
         "transaction": r.tx_hash,
-        "initiator": r.initiator.text(),
+        "initiator": r.initiator.to_json(),
         "audience": audience_sent,
         "risk": r.risk,
     });

@@ -5,7 +5,7 @@
 use super::read_request::settle;
 use super::{refuse, Result, Services};
 use crate::domain::text::identity_key;
-use crate::domain::{request::MAX_NAME_CHARS, ApprovalId, Refusal, Request, User, Vote};
+use crate::domain::{initiator::MAX_NAME_CHARS, ApprovalId, Refusal, Request, User, Vote};
 use crate::store::{Cursor, InboxOf, Listed, Page};
 
 /// The longest page a caller may ask for, and the one they get by default.

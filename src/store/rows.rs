@@ -46,10 +46,11 @@ pub(super) fn qualified(cols: &str, alias: &str) -> String {
         .join(", ")
 }
 
-/// The columns of `approvals`, in this order, for both databases.
+/// The columns of `approvals`, in this order, for both databases. (`behalf_key`, last, is
+/// written for the inbox's filter; the initiator is read back from `initiator_party`.)
 pub(super) const REQUEST_COLS: &str = "id, client_id, action, transaction_jcs, tx_hash, initiator, initiator_key, \
      audience, risk, policy_rev, required_approvals, required_groups, rules, status, created_at, expires_at, \
-     decided_at, self_approval, receipt_ttl";
+     decided_at, self_approval, receipt_ttl, initiator_party, behalf_key";
 
 #[derive(Debug, sqlx::FromRow)]
 pub(super) struct RequestRow {
@@ -72,6 +73,7 @@ pub(super) struct RequestRow {
     pub decided_at: Option<i64>,
     pub self_approval: i64,
     pub receipt_ttl: i64,
+    pub initiator_party: Option<String>,
 }
 
 impl RequestRow {
@@ -82,7 +84,12 @@ impl RequestRow {
             action: self.action,
             transaction_jcs: self.transaction_jcs,
             tx_hash: TxHash::parse(&self.tx_hash).map_err(|e| corrupt("tx_hash", e))?,
-            initiator: Initiator::from_stored(self.initiator, self.initiator_key),
+            initiator: Initiator::from_stored(
+                self.initiator,
+                self.initiator_key,
+                self.initiator_party.as_deref(),
+            )
+            .map_err(|e| corrupt("initiator", e))?,
             audience: self.audience,
             risk: self.risk.as_deref().map(|r| json("risk", r)).transpose()?,
             policy_rev: self.policy_rev,

@@ -45,7 +45,8 @@ pub struct ServiceView<'a> {
     action: &'a str,
     tx_hash: String,
     transaction: Option<&'a RawValue>,
-    initiator: &'a str,
+    /// As sent: a username or the party object.
+    initiator: serde_json::Value,
     audience: &'a str,
     created_at: String,
     expires_at: String,
@@ -77,7 +78,7 @@ impl<'a> ServiceView<'a> {
             action: &r.action,
             tx_hash: r.tx_hash.to_string(),
             transaction: serde_json::from_str(&r.transaction_jcs).ok(),
-            initiator: r.initiator.text(),
+            initiator: r.initiator.to_json(),
             audience: &r.audience,
             created_at: rfc3339(r.created_at),
             expires_at: rfc3339(r.expires_at),

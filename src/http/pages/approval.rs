@@ -159,7 +159,7 @@ async fn page(
         pretty: reveal_except(&pretty, Some('\n')).0,
         tx_hash: a.tx_hash.to_string(),
         fingerprint: a.tx_hash.fingerprint(),
-        initiator: reveal(a.initiator.text()).0,
+        initiator: reveal(&a.initiator.label()).0,
         initiator_is_you: a.initiator.is(&user.username),
         audience: a.audience.clone(),
         risk: risk(&a),

@@ -3,6 +3,7 @@
 //! shown by name only.
 
 use super::view::plural;
+use crate::domain::InitiatorType;
 use crate::policy::{money, ActionPolicy, Condition};
 
 pub struct RuleView {
@@ -29,6 +30,14 @@ pub fn rules(action: Option<&ActionPolicy>, matched: &[String]) -> Vec<RuleView>
                         Condition::RiskAtLeast { risk_at_least } => {
                             format!("the risk score is at least {risk_at_least}")
                         }
+                        Condition::InitiatorType(kind) => format!(
+                            "the requester is {}",
+                            match kind {
+                                InitiatorType::Person => "a person",
+                                InitiatorType::Agent => "an agent",
+                                InitiatorType::Service => "a service",
+                            }
+                        ),
                     };
                     let mut effects = Vec::new();
                     if let Some(groups) = &r.approvers {

@@ -246,7 +246,7 @@ pub fn row(policy: &Policy, r: &Request, votes: &[Vote], now: UnixTime) -> Row {
         title: title(policy, r),
         status: status_view(r.status_at(now)),
         fields: fields(policy, r).into_iter().take(KEY_FIELDS).collect(),
-        initiator: reveal(r.initiator.text()).0,
+        initiator: reveal(&r.initiator.label()).0,
         age: ago(now - r.created_at),
         seconds_left,
         time_left: span(seconds_left),

@@ -21,19 +21,19 @@ static CREATE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH prior AS ( \
             SELECT request_hash, response FROM idempotency_keys \
-            WHERE $20::TEXT IS NOT NULL AND client_id = $2 AND key = $20), \
+            WHERE $22::TEXT IS NOT NULL AND client_id = $2 AND key = $22), \
          a AS ( \
             INSERT INTO approvals ({REQUEST_COLS}) \
-            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19 \
+            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21 \
             WHERE NOT EXISTS (SELECT 1 FROM prior) \
               AND EXISTS (SELECT 1 FROM clients c WHERE c.id = $2 AND c.revoked_at IS NULL) \
             RETURNING id), \
          i AS ( \
             INSERT INTO idempotency_keys (client_id, key, request_hash, approval_id, response, created_at) \
-            SELECT $2, $20, $21, a.id, $22, $15 FROM a WHERE $20::TEXT IS NOT NULL), \
+            SELECT $2, $22, $23, a.id, $24, $15 FROM a WHERE $22::TEXT IS NOT NULL), \
          e AS ( \
             INSERT INTO audit_pending (at, kind, actor, approval_id, data) \
-            SELECT $15, $23, $24, a.id, $25 FROM a) \
+            SELECT $15, $25, $26, a.id, $27 FROM a) \
          SELECT (SELECT COUNT(*) FROM a) AS created, \
                 (SELECT request_hash FROM prior) AS request_hash, (SELECT response FROM prior) AS response"
     )
@@ -111,7 +111,7 @@ static INBOX: LazyLock<String> = LazyLock::new(|| {
               AND ($2::BIGINT IS NULL OR (x.created_at, x.id COLLATE \"C\") < ($2, $3::TEXT COLLATE \"C\")) \
               AND EXISTS (SELECT 1 FROM jsonb_array_elements_text(x.required_groups::jsonb) g \
                           WHERE g = ANY($4)) \
-              AND (x.self_approval = 1 OR x.initiator_key <> $5) \
+              AND (x.self_approval = 1 OR (x.initiator_key <> $5 AND x.behalf_key <> $5)) \
               AND NOT EXISTS (SELECT 1 FROM decisions m WHERE m.approval_id = x.id AND m.user_id = $6) \
             ORDER BY x.created_at DESC, x.id COLLATE \"C\" DESC LIMIT $7) a \
          LEFT JOIN decisions d ON d.approval_id = a.id \
@@ -326,8 +326,8 @@ impl PgStore {
             .bind(&r.action)
             .bind(&r.transaction_jcs)
             .bind(r.tx_hash.to_string())
-            .bind(r.initiator.text())
-            .bind(r.initiator.key())
+            .bind(r.initiator.id())
+            .bind(r.initiator.person_key())
             .bind(&r.audience)
             .bind(&cols.risk)
             .bind(&r.policy_rev)
@@ -340,6 +340,8 @@ impl PgStore {
             .bind(r.decided_at)
             .bind(i64::from(r.self_approval))
             .bind(r.receipt_ttl)
+            .bind(r.initiator.party())
+            .bind(r.initiator.behalf_key())
             .bind(idem.map(|i| i.key.as_str()))
             .bind(idem.map(|i| i.request_hash.as_slice()))
             .bind(idem.map(|i| i.response.as_str()))

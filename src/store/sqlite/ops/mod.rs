@@ -78,7 +78,7 @@ macro_rules! from_row {
 from_row! {
     RequestRow { id, client_id, action, transaction_jcs, tx_hash, initiator, initiator_key,
         audience, risk, policy_rev, required_approvals, required_groups, rules, status,
-        created_at, expires_at, decided_at, self_approval, receipt_ttl }
+        created_at, expires_at, decided_at, self_approval, receipt_ttl, initiator_party }
     DecisionRow { approval_id, user_id, decision, username, display_name, credential_id, at,
         nonce, authenticator_data, client_data_json, signature, public_jwk, user_verified }
     VoteRow { vote_user, vote_username, vote_name, vote_decision, vote_at }

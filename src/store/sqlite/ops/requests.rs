@@ -16,7 +16,7 @@ use crate::clock::UnixTime;
 use crate::domain::{ApprovalId, ClientId, NewEvent, Request, UserId};
 
 static INSERT: LazyLock<String> = LazyLock::new(|| {
-    format!("INSERT INTO approvals ({REQUEST_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)")
+    format!("INSERT INTO approvals ({REQUEST_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)")
 });
 static BY_ID: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {REQUEST_COLS} FROM approvals WHERE id = ?1"));
@@ -65,7 +65,7 @@ static INBOX: LazyLock<String> = LazyLock::new(|| {
               AND (?2 IS NULL OR (x.created_at, x.id) < (?2, ?3)) \
               AND EXISTS (SELECT 1 FROM json_each(x.required_groups) g \
                           WHERE g.value IN (SELECT value FROM json_each(?4))) \
-              AND (x.self_approval = 1 OR x.initiator_key <> ?5) \
+              AND (x.self_approval = 1 OR (x.initiator_key <> ?5 AND x.behalf_key <> ?5)) \
               AND NOT EXISTS (SELECT 1 FROM decisions m WHERE m.approval_id = x.id AND m.user_id = ?6) \
             ORDER BY x.created_at DESC, x.id DESC LIMIT ?7) a \
          LEFT JOIN decisions d ON d.approval_id = a.id \
@@ -139,8 +139,8 @@ impl RequestStore for SqliteStore {
                     r.action,
                     r.transaction_jcs,
                     r.tx_hash.to_string(),
-                    r.initiator.text(),
-                    r.initiator.key(),
+                    r.initiator.id(),
+                    r.initiator.person_key(),
                     r.audience,
                     cols.risk,
                     r.policy_rev,
@@ -153,6 +153,8 @@ impl RequestStore for SqliteStore {
                     r.decided_at,
                     i64::from(r.self_approval),
                     r.receipt_ttl,
+                    r.initiator.party(),
+                    r.initiator.behalf_key(),
                 ])?;
                 if let Some(idem) = &idem {
                     exec(conn,
