@@ -56,6 +56,7 @@ fn claims(approvers: usize) -> Claims {
             Approver {
                 sub: format!("0000000{i}-0000-4000-8000-000000000000"),
                 name: format!("Approver {i}"),
+                stage: "default".into(),
                 at: now(),
                 cred: b64(&[i as u8; 16]),
                 uv: true,
@@ -84,6 +85,7 @@ fn claims(approvers: usize) -> Claims {
             id: "payment.transfer".into(),
             rev: b64(&[1; 32]),
             rule: "large-payment".into(),
+            stages: vec!["default".into()],
         },
         risk: Some(json!({ "score": 35, "reasons": ["new payee"] })),
         apv,

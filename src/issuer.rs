@@ -81,6 +81,12 @@ impl Issuer {
                 id: request.action.clone(),
                 rev: request.policy_rev.clone(),
                 rule: request.required.rule_label(),
+                stages: request
+                    .required
+                    .stages
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect(),
             },
             risk: request
                 .risk
@@ -93,6 +99,7 @@ impl Issuer {
                 .map(|d| Approver {
                     sub: d.vote.user_id.to_string(),
                     name: d.vote.display_name.clone(),
+                    stage: d.vote.stage.clone(),
                     at: d.vote.at,
                     cred: d.credential_id.to_string(),
                     uv: d.user_verified,

@@ -83,6 +83,10 @@ pub struct PolicyRef {
     /// base64url SHA-256 of the policy document that decided the quorum.
     pub rev: String,
     pub rule: String,
+    /// The request's stages, in order, every one of which was met (absent from receipts made
+    /// before stages: one stage, `default`).
+    #[serde(default)]
+    pub stages: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +94,9 @@ pub struct PolicyRef {
 pub struct Approver {
     pub sub: String,
     pub name: String,
+    /// The stage this approval counted in.
+    #[serde(default)]
+    pub stage: String,
     pub at: i64,
     pub cred: String,
     pub uv: bool,
@@ -329,6 +336,36 @@ impl Verifier {
     }
 }
 
+/// Every approval is in one of the receipt's stages, and every stage holds an approval (its
+/// quorum is the server's policy; that each stage was met by someone the receipt shows).
+/// Receipts made before stages list none.
+fn check_stages(claims: &Claims) -> Result<(), ReceiptError> {
+    if claims.pol.stages.is_empty() {
+        return Ok(());
+    }
+    if let Some(a) = claims
+        .apv
+        .iter()
+        .find(|a| !claims.pol.stages.contains(&a.stage))
+    {
+        return Err(ReceiptError::InvalidClaims(format!(
+            "approver {} is in stage {:?}, which pol.stages does not list",
+            a.sub, a.stage
+        )));
+    }
+    if let Some(empty) = claims
+        .pol
+        .stages
+        .iter()
+        .find(|s| !claims.apv.iter().any(|a| &a.stage == *s))
+    {
+        return Err(ReceiptError::InvalidClaims(format!(
+            "stage {empty:?} has no approval"
+        )));
+    }
+    Ok(())
+}
+
 /// Re-verifies every approver's evidence against the receipt itself; Ok(number of approvers
 /// checked). Also refuses an empty apv and two entries with the same approver sub.
 pub fn verify_evidence(claims: &Claims) -> Result<usize, ReceiptError> {
@@ -341,6 +378,7 @@ pub fn verify_evidence(claims: &Claims) -> Result<usize, ReceiptError> {
         TxHash::parse(&claims.txh).map_err(|e| ReceiptError::InvalidClaims(format!("txh: {e}")))?;
     let rp_id = rp_id_of(&claims.iss)
         .ok_or_else(|| ReceiptError::InvalidClaims("iss is not an origin".into()))?;
+    check_stages(claims)?;
     let mut subs = HashSet::new();
     let mut creds = HashSet::new();
     let mut keys = HashSet::new();
@@ -605,6 +643,7 @@ mod tests {
         Approver {
             sub: sub.into(),
             name: format!("{sub} (test)"),
+            stage: "default".into(),
             at: NOW,
             cred: b64(sub.as_bytes()),
             uv: true,
@@ -628,6 +667,7 @@ mod tests {
                 id: "payment.transfer".into(),
                 rev: b64(&Sha256::digest("policy")),
                 rule: "default".into(),
+                stages: vec!["default".into()],
             },
             risk: Some(json!({"score": 35, "reasons": ["new payee"]})),
             apv: vec![approver("u-bob", evidence(Ceremony::default()))],
@@ -1463,6 +1503,26 @@ mod tests {
                 "{sub} {txh} {iss}"
             );
         }
+    }
+
+    #[test]
+    fn evidence_refuses_approvals_outside_the_stages() {
+        let mut c = claims();
+        c.apv[0].stage = "security".into();
+        assert!(matches!(
+            verify_evidence(&c),
+            Err(ReceiptError::InvalidClaims(m)) if m.contains("pol.stages does not list")
+        ));
+        let mut c = claims();
+        c.pol.stages.push("security".into());
+        assert!(matches!(
+            verify_evidence(&c),
+            Err(ReceiptError::InvalidClaims(m)) if m.contains("\"security\" has no approval")
+        ));
+        let mut c = claims();
+        c.pol.stages.clear();
+        c.apv[0].stage = String::new();
+        assert_eq!(verify_evidence(&c), Ok(1), "a receipt made before stages");
     }
 
     #[test]

@@ -172,7 +172,8 @@ fn demo_message(config: &Config, key: &str) -> String {
     format!(
         "\nFirst start: created the API client \"demo\" (every action, every audience, the audit log).\n\
          Its API key is shown only now:\n\n    {key}\n\n\
-         Request a first approval:\n\n    \
+         Once an approver (admin, above) has enrolled a passkey (a request nobody could approve is\n\
+         refused: 422 unsatisfiable), request a first approval:\n\n    \
          curl -sS {origin}/v1/approvals -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n      \
          -d '{{\"action\":\"payment.transfer\",\"transaction\":{{\"amount\":\"1250.00\",\"currency\":\"EUR\",\"payee\":{{\"name\":\"ACME GmbH\",\"iban\":\"DE89370400440532013000\"}}}},\"initiator\":\"alice\"}}'\n\n\
          Then read it (waiting up to 30 s for a decision): curl -sS '{origin}/v1/approvals/ID?wait=30' -H 'Authorization: Bearer {key}'\n\

@@ -44,7 +44,11 @@ async fn create_read_and_shape(app: TestApp) {
     assert_eq!(created["audience"], "payments-service");
     assert_eq!(
         created["required"],
-        json!({"approvals": 1, "groups": ["finance"], "rule": "default"})
+        json!({"approvals": 1, "groups": ["finance"], "rule": "default", "stages": [
+            {"name": "default", "groups": ["finance"], "quorum": 1, "approved": 0,
+             "remaining": 1, "eligible": 1}
+        ]}),
+        "the standby approver is the one eligible person"
     );
     assert_eq!(created["approvals"], json!([]));
     assert_eq!(created["rejections"], json!([]));
@@ -299,6 +303,11 @@ async fn hash_is_canonical(app: TestApp) {
 }
 
 async fn escalation_thresholds(app: TestApp) {
+    // With the standby approver, enough people for every escalation below.
+    let _fay = app
+        .person("fay", &["finance", "finance-senior"], None)
+        .await;
+    let _gus = app.person("gus", &["finance-senior"], None).await;
     for (amount, quorum, groups, rule) in [
         ("9999.99", 1, vec!["finance"], "default"),
         ("10000.00", 2, vec!["finance-senior"], "large-payment"),
@@ -307,10 +316,11 @@ async fn escalation_thresholds(app: TestApp) {
     ] {
         let created = app.create(&payment(amount)).await;
         assert_eq!(
-            created["required"],
+            required(&created),
             json!({"approvals": quorum, "groups": groups, "rule": rule}),
             "amount {amount}"
         );
+        assert_eq!(created["required"]["stages"][0]["quorum"], quorum);
     }
     let mut risky = payment("10.00");
     risky["risk"] = json!({"score": 69, "reasons": ["new payee"]});
@@ -318,7 +328,7 @@ async fn escalation_thresholds(app: TestApp) {
     risky["risk"]["score"] = json!(70);
     let created = app.create(&risky).await;
     assert_eq!(
-        created["required"],
+        required(&created),
         json!({"approvals": 2, "groups": ["finance"], "rule": "risky"})
     );
     assert_eq!(
@@ -329,9 +339,16 @@ async fn escalation_thresholds(app: TestApp) {
     both["risk"] = json!({"score": 90});
     let created = app.create(&both).await;
     assert_eq!(
-        created["required"],
+        required(&created),
         json!({"approvals": 3, "groups": ["finance-senior"], "rule": "large-payment+risky"})
     );
+}
+
+/// `required` without its stages.
+fn required(created: &Value) -> Value {
+    let mut r = created["required"].clone();
+    r.as_object_mut().unwrap().remove("stages");
+    r
 }
 
 async fn audience_rules(app: TestApp) {
@@ -801,18 +818,19 @@ async fn audit_export_and_chain(app: TestApp) {
             None => break,
         }
     }
-    // The first signing key, the test client, and five requests.
-    assert_eq!(all.len(), 7);
+    // The first signing key, the test client, the standby approver (invited, enrolled) and
+    // five requests.
+    assert_eq!(all.len(), 9);
     let mut verifier = countersign::audit::ChainVerifier::default();
     for e in &all {
         let event: countersign::audit::AuditEvent = serde_json::from_value(e.clone()).unwrap();
         verifier.push(&event).unwrap();
     }
     let (head_seq, head_hash) = app.store.audit_head().await.unwrap();
-    assert_eq!(verifier.finish(head_seq, &head_hash).unwrap(), 7);
+    assert_eq!(verifier.finish(head_seq, &head_hash).unwrap(), 9);
     assert_eq!(all[0]["kind"], "key_rotated");
-    assert_eq!(all[2]["kind"], "request_created");
-    assert!(all[2]["actor"].as_str().unwrap().starts_with("client:"));
+    assert_eq!(all[4]["kind"], "request_created");
+    assert!(all[4]["actor"].as_str().unwrap().starts_with("client:"));
     assert_eq!(
         problem(app.get("/v1/audit?limit=0", &app.key).await).await,
         (400, "invalid_request".into())
@@ -872,5 +890,8 @@ async fn many_concurrent_writers(app: TestApp) {
         );
     }
     let (seq, _) = app.store.audit_head().await.unwrap();
-    assert_eq!(seq, 62, "the first key, the test client, 60 requests");
+    assert_eq!(
+        seq, 64,
+        "the first key, the test client, the standby approver's two, 60 requests"
+    );
 }

@@ -155,7 +155,8 @@ async fn enrolment_tokens(app: TestApp) {
             .iter()
             .filter(|k| *k == "credential_enrolled")
             .count()
-            == 3
+            == 4,
+        "three here, and the standby approver's"
     );
 }
 
@@ -166,9 +167,12 @@ async fn enrolment_requires_user_verification(app: TestApp) {
         .await;
     let opts: Value = res.json().await.unwrap();
     // A soft passkey that cannot verify the user refuses a UV-required creation outright.
-    let mut weak = Device::Soft(Box::new(
-        webauthn_authenticator_rs::softpasskey::SoftPasskey::new(false),
-    ));
+    let mut weak = Device::Soft(
+        Box::new(webauthn_authenticator_rs::softpasskey::SoftPasskey::new(
+            false,
+        )),
+        ORIGIN.to_owned(),
+    );
     assert!(weak.register(&opts["publicKey"]).is_err());
     // And a registration whose authenticator data lacks UV is refused by the server.
     let mut crafted = common::webauthn::Crafted::new();
@@ -868,6 +872,8 @@ async fn origin_is_checked(app: TestApp) {
 
 async fn inbox_lists_what_i_may_decide(app: TestApp) {
     let mut bob = app.person("bob", &["finance"], None).await;
+    // A second senior approver besides the standby, so that large payments can be made.
+    let _sue = app.person("sue", &["finance-senior"], None).await;
     let mine = pending(&app, "1.00", "carol").await;
     let older = pending(&app, "2.00", "carol").await;
     let _own = pending(&app, "3.00", "bob").await;

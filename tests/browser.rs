@@ -551,6 +551,12 @@ async fn approver_pages_in_a_real_browser() {
     let cookie = format!("countersign-session={}", session.value);
     s.shot("inbox-empty").await;
 
+    // Two more approvers, with software passkeys: every request below can be met.
+    app.person("dana", &["finance", "finance-senior", "security"], None)
+        .await;
+    app.person("erin", &["finance-senior", "security"], None)
+        .await;
+
     // ---- requests --------------------------------------------------------------------------
     let xss = app
         .create(&payment(
@@ -713,6 +719,37 @@ async fn approver_pages_in_a_real_browser() {
     assert!(s.text("main").await.contains("1 of 3"));
     s.check_page("approval-partial").await;
 
+    // ---- stages: each met by someone else, and who may still approve in each ---------------
+    let vendor = app
+        .create(&json!({
+            "action": "vendor.bank_change",
+            "transaction": { "vendor": "Initech Holdings B.V.", "new_iban": "GB82WEST12345698765432", "annual_volume": "250000" },
+            "initiator": { "type": "agent", "id": "vendor-bot", "on_behalf_of": "alice" },
+        }))
+        .await;
+    let vendor_id = vendor["id"].as_str().unwrap().to_string();
+    s.goto(&format!("/approvals/{vendor_id}")).await;
+    assert!(s
+        .text("#initiator")
+        .await
+        .contains("vendor-bot (agent) on behalf of alice"));
+    let stages = s.text("#stages").await;
+    assert!(
+        stages.contains("finance") && stages.contains("security"),
+        "{stages}"
+    );
+    s.click("#approve").await;
+    s.wait_for("!!document.querySelector('#your-decision')")
+        .await;
+    let status = api_status(&app, &vendor_id).await;
+    assert_eq!(status["status"], "pending", "one of two stages");
+    assert_eq!(status["approvals"][0]["stage"], "finance");
+    assert!(s.text("#stage-finance").await.contains("1 of 1"));
+    let may = s.text("#may-decide").await;
+    assert!(may.contains("(dana)") && may.contains("(erin)"), "{may}");
+    assert!(!may.contains("(bob)"), "bob has decided: {may}");
+    s.check_page("approval-stages").await;
+
     // ---- dark scheme -----------------------------------------------------------------------
     s.dark(true).await;
     s.goto(&format!("/approvals/{large_id}")).await;
@@ -769,7 +806,10 @@ async fn approver_pages_in_a_real_browser() {
     let rows: u32 = s
         .eval("document.querySelectorAll('#history > li').length")
         .await;
-    assert_eq!(rows, 3);
+    assert_eq!(
+        rows, 4,
+        "approved, rejected, the large one and the vendor change"
+    );
     s.check_page("history").await;
 
     // ---- sign-out, and back to the page one came for ---------------------------------------

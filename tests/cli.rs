@@ -78,6 +78,35 @@ async fn first_start_prints_a_working_curl_line() {
         .find(|w| w.starts_with("cs_"))
         .expect("an API key")
         .to_string();
+    // The newcomer enrols admin's passkey through the printed link first: until someone could
+    // approve it, a request is refused as unsatisfiable.
+    let link = text
+        .split_whitespace()
+        .find(|w| w.contains("/enroll/"))
+        .expect("an enrolment link");
+    let token = link.rsplit('/').next().unwrap();
+    let http = reqwest::Client::new();
+    let opts: Value = http
+        .post(format!("{origin}/v1/enroll/{token}/options"))
+        .header("Origin", &origin)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let credential = common::webauthn::Device::soft_at(&origin)
+        .register(&opts["publicKey"])
+        .unwrap();
+    let res = http
+        .post(format!("{origin}/v1/enroll/{token}/finish"))
+        .header("Origin", &origin)
+        .json(&serde_json::json!({ "ceremony": opts["ceremony"], "credential": credential, "label": "first" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
     // Run the printed curl command exactly as a newcomer would paste it.
     let curl: String = text
         .lines()
@@ -247,13 +276,14 @@ async fn audit_verify_catches_tampering(backend: Backend) {
         stdout(&o),
         String::from_utf8_lossy(&o.stderr)
     );
-    assert!(stdout(&o).contains("6 entries"), "{}", stdout(&o));
+    // The key, the client, the standby approver's invitation and passkey, four requests.
+    assert!(stdout(&o).contains("8 entries"), "{}", stdout(&o));
     let export = countersign(
         &app.dir,
         &app.database_url,
         &["audit", "export", "--after", "3"],
     );
-    assert_eq!(stdout(&export).lines().count(), 3);
+    assert_eq!(stdout(&export).lines().count(), 5);
 
     // Edited data.
     app.sql("UPDATE audit_events SET data = '{\"action\":\"payment.transfer\"}' WHERE seq = 3")
@@ -274,7 +304,7 @@ async fn audit_verify_catches_deletion_and_reordering(backend: Backend) {
     // Verified whole first: on PostgreSQL this also chains what is still pending.
     assert_eq!(verify().status.code(), Some(0));
     // The tail removed: only the head row knows.
-    app.sql("DELETE FROM audit_events WHERE seq = 6").await;
+    app.sql("DELETE FROM audit_events WHERE seq = 8").await;
     let o = verify();
     assert_eq!(o.status.code(), Some(2));
     assert!(

@@ -86,6 +86,7 @@ async fn database_outage_gives_503_and_recovers_without_restart() {
         "the test database URL points at 127.0.0.1:5432"
     );
     let app = spawn_on(&via_proxy, dir, Policy::builtin().unwrap()).await;
+    app.standby(&["finance".to_owned()]).await;
     let id = app.create(&payment("10.00")).await["id"]
         .as_str()
         .unwrap()
@@ -157,6 +158,7 @@ async fn a_wait_on_one_replica_is_woken_by_another() {
     };
     let a = spawn_on(&url, dir.clone(), Policy::builtin().unwrap()).await;
     let b = spawn_on(&url, dir, Policy::builtin().unwrap()).await;
+    a.standby(&["finance".to_owned()]).await;
     let id = a.create(&payment("10.00")).await["id"]
         .as_str()
         .unwrap()
@@ -481,7 +483,7 @@ async fn killed_mid_decision(backend: Backend) {
                 approved += 1;
                 assert!(receipt.is_some(), "an approved request has its receipt");
                 assert!(
-                    decisions.len() as u32 >= rec.required.approvals,
+                    decisions.len() as u32 >= rec.required.approvals(),
                     "a receipt never exists without its quorum"
                 );
             } else {

@@ -16,7 +16,7 @@ use countersign::domain::client::key_hash;
 use countersign::domain::{
     Actor, ApprovalId, Ceremony, CeremonyId, CeremonyKind, CeremonyState, ClientId, CredentialId,
     Decision, DecisionRecord, EventKind, Initiator, NewCredential, NewEvent, Request, Requirement,
-    Rights, Status, Taken, User, UserId, Vote,
+    Rights, Stage, Status, Taken, User, UserId, Vote,
 };
 use countersign::store::{
     CancelOutcome, Created, Cursor, DecisionOutcome, EnrolOutcome, Expect, Idempotency, InboxOf,
@@ -145,8 +145,11 @@ fn request(client: ClientId, initiator: &str, groups: &[&str], quorum: u32, at: 
         risk: None,
         policy_rev: "rev".into(),
         required: Requirement {
-            approvals: quorum,
-            groups: groups.iter().map(|g| g.to_string()).collect(),
+            stages: vec![Stage {
+                name: "default".into(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                quorum,
+            }],
             rules: vec!["large".into()],
         },
         status: Status::Pending,
@@ -213,6 +216,7 @@ fn decision_ceremony(user: &User, approval: ApprovalId, allow: CredentialId) -> 
             decision: Decision::Approve,
             nonce: [9; 32],
             allow: vec![allow],
+            stage: None,
         },
         created_at: NOW,
         expires_at: NOW + 300,
@@ -233,6 +237,7 @@ fn record(
             display_name: user.display_name.clone(),
             decision,
             at: NOW + 1,
+            stage: "default".into(),
         },
         credential_id: cred.clone(),
         nonce: [9; 32],
@@ -250,7 +255,7 @@ struct Quorum(Option<Plan>);
 
 impl Judge for Quorum {
     fn may_have_decisions(&self, request: &Request) -> bool {
-        request.required.approvals > 1
+        request.required.approvals() > 1
     }
     fn verdict(&self, request: &Request, decisions: &[DecisionRecord]) -> Option<Status> {
         if decisions
@@ -259,7 +264,10 @@ impl Judge for Quorum {
         {
             return Some(Status::Rejected);
         }
-        (decisions.len() as u32 >= request.required.approvals).then_some(Status::Approved)
+        request
+            .required
+            .met(decisions.iter().map(|d| &d.vote))
+            .then_some(Status::Approved)
     }
     fn issue(
         &self,
@@ -321,6 +329,7 @@ async fn decide(
     store.start_ceremony(&ceremony, None).await.unwrap();
     let d = NewDecision {
         record: record(user, cred, id, Decision::Approve),
+        stages: vec!["default".into()],
         ceremony: ceremony.id,
         counter,
         on_clone: event(EventKind::CloneSuspected),
@@ -356,6 +365,7 @@ async fn judged(store: &Arc<dyn Store>, rec: &DecisionRecord) -> Plan {
     }
     Plan {
         prior,
+        stage: rec.vote.stage.clone(),
         events: Quorum(None).events(&request, rec, None),
         request,
         decisions,
@@ -623,6 +633,7 @@ async fn decisions_meet_the_quorum_once(store: Arc<dyn Store>) {
     create(&store, &r).await;
     let d = NewDecision {
         record: record(&people[3].0, &people[3].1, r.id, Decision::Reject),
+        stages: vec!["default".into()],
         ceremony: CeremonyId::generate(),
         counter: 50,
         on_clone: event(EventKind::CloneSuspected),
@@ -668,6 +679,7 @@ async fn a_decision_judged_ahead_holds_only_over_what_it_was_judged_on(store: Ar
             store.start_ceremony(&ceremony, None).await.unwrap();
             let d = NewDecision {
                 record: record(&user, &cred, id, Decision::Approve),
+                stages: vec!["default".into()],
                 ceremony: ceremony.id,
                 counter,
                 on_clone: event(EventKind::CloneSuspected),
@@ -757,6 +769,7 @@ async fn a_decision_judged_ahead_holds_only_over_what_it_was_judged_on(store: Ar
     create(&store, &r).await;
     let d = NewDecision {
         record: record(&ann, &ann_cred, r.id, Decision::Approve),
+        stages: vec!["default".into()],
         ceremony: CeremonyId::generate(),
         counter: 99,
         on_clone: event(EventKind::CloneSuspected),
@@ -1384,6 +1397,7 @@ async fn operations_cut_short_leave_nothing_half_done(store: Arc<dyn Store>) {
         store.start_ceremony(&ceremony, None).await.unwrap();
         let d = NewDecision {
             record: record(&bob, &cred, r.id, Decision::Approve),
+            stages: vec!["default".into()],
             ceremony: ceremony.id,
             counter: 1 + i,
             on_clone: event(EventKind::CloneSuspected),

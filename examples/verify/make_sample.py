@@ -69,13 +69,13 @@ def main(out: Path) -> None:
     approval = uuid.uuid4()
     txh = sha256(rfc8785.dumps(TX))
 
-    def receipt(flags: int = 0x05, high_s: bool = False, ini="alice") -> str:  # 0x05 = UP | UV
+    def receipt(flags: int = 0x05, high_s: bool = False, ini="alice", stage="default") -> str:  # 0x05 = UP | UV
         claims = {
             "iss": ISS, "aud": AUD, "sub": str(approval), "jti": str(uuid.uuid4()),
             "iat": IAT, "nbf": IAT, "exp": IAT + 300, "act": "payment.transfer", "txh": b64u(txh), "ini": ini,
-            "pol": {"id": "payment.transfer", "rev": b64u(os.urandom(32)), "rule": "default"},
+            "pol": {"id": "payment.transfer", "rev": b64u(os.urandom(32)), "rule": "default", "stages": ["default"]},
             "risk": {"score": 35, "reasons": ["new payee"]},
-            "apv": [{"sub": str(uuid.uuid4()), "name": "Bob", "at": IAT, "cred": b64u(os.urandom(16)), "uv": True,
+            "apv": [{"sub": str(uuid.uuid4()), "name": "Bob", "stage": stage, "at": IAT, "cred": b64u(os.urandom(16)), "uv": True,
                      "ev": evidence(authenticator, approval.bytes, txh, flags)}],
         }
         return sign_jws(issuer, kid, claims, high_s)
@@ -96,6 +96,7 @@ def main(out: Path) -> None:
     agent = {"id": "invoice-bot", "on_behalf_of": "alice", "type": "agent"}
     (out / "receipt-agent.txt").write_text(receipt(ini=agent) + "\n")
     (out / "receipt-badini.txt").write_text(receipt(ini={"id": "x", "type": "robot"}) + "\n")
+    (out / "receipt-badstage.txt").write_text(receipt(stage="security") + "\n")
 
 
 if __name__ == "__main__":

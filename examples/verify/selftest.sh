@@ -41,6 +41,7 @@ for v in python node; do
   expect $v ok receipt.txt tx.json payments-service 1795000329 # exp + 29 s: inside the leeway
   expect $v ok receipt-agent.txt tx.json payments-service $NOW # ini: an agent on behalf of a person
   expect $v "ini is malformed" receipt-badini.txt tx.json payments-service $NOW
+  expect $v "stage is not in pol.stages" receipt-badstage.txt tx.json payments-service $NOW
   expect $v "transaction does not match txh" receipt.txt tx-tampered.json payments-service $NOW
   expect $v "wrong audience" receipt.txt tx.json ledger-service $NOW
   expect $v "wrong issuer" receipt.txt tx.json payments-service $NOW https://approve.example.net

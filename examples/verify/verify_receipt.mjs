@@ -94,7 +94,14 @@ async function verifyReceipt(args) {
   const ini = claims.ini;
   need(typeof ini === 'string' || (ini !== null && typeof ini === 'object' && typeof ini.id === 'string'
     && ['person', 'agent', 'service'].includes(ini.type)), 'ini is malformed');
-  return { ok: true, approval_id: claims.sub, action: claims.act, initiator: ini, approvers: claims.apv.length };
+  // Stages: every approval is in a listed stage and every listed stage holds one (receipts
+  // made before stages list none).
+  const stages = claims.pol.stages ?? [];
+  if (stages.length > 0) {
+    claims.apv.forEach((a, i) => need(stages.includes(a.stage), `approver ${i}: stage is not in pol.stages`));
+    for (const stage of stages) need(claims.apv.some((a) => a.stage === stage), `stage ${stage} has no approval`);
+  }
+  return { ok: true, approval_id: claims.sub, action: claims.act, initiator: ini, stages, approvers: claims.apv.length };
 }
 
 const options = { jwks: {}, receipt: {}, tx: {}, aud: {}, iss: {}, now: {} };

@@ -103,8 +103,16 @@ def verify(args) -> dict:
     ini = claims.get("ini")
     need(isinstance(ini, str) or (isinstance(ini, dict) and isinstance(ini.get("id"), str)
                                   and ini.get("type") in ("person", "agent", "service")), "ini is malformed")
+    # Stages: every approval is in a listed stage and every listed stage holds one (receipts
+    # made before stages list none).
+    stages = claims["pol"].get("stages", [])
+    if stages:
+        for i, approver in enumerate(claims["apv"]):
+            need(approver.get("stage") in stages, f"approver {i}: stage is not in pol.stages")
+        for stage in stages:
+            need(any(a.get("stage") == stage for a in claims["apv"]), f"stage {stage} has no approval")
     return {"ok": True, "approval_id": claims["sub"], "action": claims["act"], "initiator": ini,
-            "approvers": len(claims["apv"])}
+            "stages": stages, "approvers": len(claims["apv"])}
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # report bad usage as a refusal line too, not argparse's exit 2

@@ -48,7 +48,7 @@ pub(super) async fn verify(args: VerifyArgs, clock: &dyn Clock) -> anyhow::Resul
         Ok((claims, checked)) => {
             emit(
                 &args.out,
-                json!({ "ok": true, "approval_id": claims.sub, "action": claims.act, "initiator": claims.ini, "approvers": claims.apv.len(), "evidence_checked": checked }),
+                json!({ "ok": true, "approval_id": claims.sub, "action": claims.act, "initiator": claims.ini, "stages": claims.pol.stages, "approvers": claims.apv.len(), "evidence_checked": checked }),
                 || {
                     format!(
                         "valid: {} approval {} by {} approver(s){}",

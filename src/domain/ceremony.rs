@@ -40,6 +40,8 @@ pub enum CeremonyState {
         decision: Decision,
         nonce: [u8; 32],
         allow: Vec<CredentialId>,
+        /// The stage the person asked to decide in, if they named one.
+        stage: Option<String>,
     },
 }
 

@@ -13,6 +13,8 @@ pub struct Vote {
     pub display_name: String,
     pub decision: Decision,
     pub at: UnixTime,
+    /// The stage the decision went to (see `Requirement::place`).
+    pub stage: String,
 }
 
 /// A verified decision with its evidence.

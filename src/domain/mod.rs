@@ -11,6 +11,7 @@ pub mod initiator;
 pub mod people;
 pub mod refusal;
 pub mod request;
+pub mod requirement;
 pub mod text;
 
 pub use audit::{Actor, EventKind, NewEvent};
@@ -21,4 +22,5 @@ pub use ids::{ApprovalId, CeremonyId, ClientId, CredentialId, InvalidId, Receipt
 pub use initiator::{Initiator, InitiatorType};
 pub use people::{Credential, InvitationState, NewCredential, User};
 pub use refusal::Refusal;
-pub use request::{Request, Requirement, Risk, Status};
+pub use request::{Request, Risk, Status};
+pub use requirement::{Requirement, Stage, Unmet, DEFAULT_STAGE};

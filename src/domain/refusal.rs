@@ -20,6 +20,7 @@ pub enum Refusal {
     UnknownAction,
     InvalidTransaction,
     IdempotencyConflict,
+    Unsatisfiable,
     NotPending,
     NotRevocable,
     // Approvers: sessions and enrolment.
@@ -51,7 +52,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 38] = [
+    pub const ALL: [Refusal; 39] = [
         Refusal::InvalidRequest,
         Refusal::UnsupportedMediaType,
         Refusal::PayloadTooLarge,
@@ -65,6 +66,7 @@ impl Refusal {
         Refusal::UnknownAction,
         Refusal::InvalidTransaction,
         Refusal::IdempotencyConflict,
+        Refusal::Unsatisfiable,
         Refusal::NotPending,
         Refusal::NotRevocable,
         Refusal::BadOrigin,
@@ -108,6 +110,7 @@ impl Refusal {
             Refusal::UnknownAction => "unknown_action",
             Refusal::InvalidTransaction => "invalid_transaction",
             Refusal::IdempotencyConflict => "idempotency_conflict",
+            Refusal::Unsatisfiable => "unsatisfiable",
             Refusal::NotPending => "not_pending",
             Refusal::NotRevocable => "not_revocable",
             Refusal::BadOrigin => "bad_origin",
@@ -171,7 +174,7 @@ impl Refusal {
             Refusal::InvitationUsed | Refusal::InvitationExpired => 410,
             Refusal::PayloadTooLarge => 413,
             Refusal::UnsupportedMediaType => 415,
-            Refusal::TransactionMismatch => 422,
+            Refusal::TransactionMismatch | Refusal::Unsatisfiable => 422,
             Refusal::RateLimited => 429,
             Refusal::Internal => 500,
             Refusal::StoreUnavailable => 503,
@@ -195,6 +198,9 @@ impl Refusal {
             Refusal::InvalidTransaction => "the transaction is not valid",
             Refusal::IdempotencyConflict => {
                 "this Idempotency-Key was used with a different request"
+            }
+            Refusal::Unsatisfiable => {
+                "nobody who could approve this request can meet one of its stages"
             }
             Refusal::NotPending => "the request is no longer pending",
             Refusal::NotRevocable => {

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::{ApprovalId, ClientId};
 use super::initiator::Initiator;
+use super::requirement::Requirement;
 use super::text::plain;
 use crate::clock::UnixTime;
 use crate::tx_hash::TxHash;
@@ -53,29 +54,6 @@ impl Status {
             Status::Pending => next != Status::Pending && next != Status::Revoked,
             Status::Approved => next == Status::Revoked,
             _ => false,
-        }
-    }
-}
-
-/// What a request needs before it is approved, as the policy said when it was made.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Requirement {
-    /// Distinct people.
-    pub approvals: u32,
-    /// Groups whose members may decide.
-    pub groups: Vec<String>,
-    /// The escalation rules that applied, in policy order.
-    pub rules: Vec<String>,
-}
-
-impl Requirement {
-    /// `required.rule` in the API and `pol.rule` in receipts: the matched rules joined with
-    /// `+` (rule names cannot contain it), or `default`.
-    pub fn rule_label(&self) -> String {
-        if self.rules.is_empty() {
-            "default".to_owned()
-        } else {
-            self.rules.join("+")
         }
     }
 }
@@ -167,18 +145,6 @@ mod tests {
             assert_eq!(Status::parse(s.as_str()), Some(s));
         }
         assert_eq!(Status::parse("Pending"), None);
-    }
-
-    #[test]
-    fn rule_labels() {
-        let mut r = Requirement {
-            approvals: 1,
-            groups: vec!["finance".into()],
-            rules: vec![],
-        };
-        assert_eq!(r.rule_label(), "default");
-        r.rules = vec!["large-payment".into(), "risky".into()];
-        assert_eq!(r.rule_label(), "large-payment+risky");
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod decimal;
 mod display;
 mod raw;
 mod rules;
+mod stages;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-pub use crate::domain::Requirement;
+pub use crate::domain::{Requirement, Stage};
 use crate::jcs::Value;
 pub use decimal::{Decimal, InvalidDecimal};
 pub use display::{money, other_fields, DisplayField, DisplayValue, Format, OtherField};
@@ -40,8 +41,8 @@ pub struct ActionPolicy {
     pub id: String,
     pub title: String,
     pub audiences: Vec<String>,
-    pub approvers: Vec<String>,
-    pub quorum: u32,
+    /// Every one must be met; one named `default` when the file gives approvers and quorum.
+    pub stages: Vec<Stage>,
     pub self_approval: bool,
     pub request_ttl: Duration,
     pub receipt_ttl: Duration,
@@ -133,9 +134,10 @@ impl Policy {
     pub fn groups(&self) -> BTreeSet<String> {
         let mut groups = BTreeSet::new();
         for action in &self.actions {
-            groups.extend(action.approvers.iter().cloned());
+            groups.extend(action.stages.iter().flat_map(|s| s.groups.iter().cloned()));
             for rule in &action.rules {
                 groups.extend(rule.approvers.iter().flatten().cloned());
+                groups.extend(rule.add_stage.iter().flat_map(|s| s.groups.iter().cloned()));
             }
         }
         groups
@@ -169,10 +171,7 @@ impl ActionPolicy {
             return Err(invalid(&id, "title", "must not be empty"));
         }
         check_names(&id, "audiences", &raw.audiences)?;
-        check_names(&id, "approvers", &raw.approvers)?;
-        if raw.quorum < 1 {
-            return Err(invalid(&id, "quorum", "must be at least 1"));
-        }
+        let stages = stages::action_stages(&id, raw.approvers, raw.quorum, raw.stage)?;
         let request_ttl = ttl(
             &id,
             "request_ttl",
@@ -195,7 +194,7 @@ impl ActionPolicy {
             .collect::<Result<Vec<_>, _>>()?;
         let mut rules: Vec<Rule> = Vec::with_capacity(raw.rule.len());
         for (index, raw_rule) in raw.rule.into_iter().enumerate() {
-            let rule = Rule::from_raw(&id, index, raw_rule)?;
+            let rule = Rule::from_raw(&id, index, raw_rule, &stages)?;
             if rules.iter().any(|earlier| earlier.name == rule.name) {
                 return Err(invalid(
                     &id,
@@ -203,14 +202,27 @@ impl ActionPolicy {
                     "is used by more than one rule of this action",
                 ));
             }
+            if let Some(added) = &rule.add_stage {
+                let taken = stages.iter().any(|s| s.name == added.name)
+                    || rules
+                        .iter()
+                        .filter_map(|r| r.add_stage.as_ref())
+                        .any(|s| s.name == added.name);
+                if taken {
+                    return Err(invalid(
+                        &id,
+                        format!("rule {:?}: add_stage.name", rule.name),
+                        format!("{:?} names a stage this action has already", added.name),
+                    ));
+                }
+            }
             rules.push(rule);
         }
         Ok(ActionPolicy {
             id,
             title: raw.title,
             audiences: raw.audiences,
-            approvers: raw.approvers,
-            quorum: raw.quorum,
+            stages,
             self_approval: raw.self_approval,
             request_ttl,
             receipt_ttl,

@@ -23,8 +23,12 @@ pub(super) struct RawAction {
     pub id: String,
     pub title: String,
     pub audiences: Vec<String>,
-    pub approvers: Vec<String>,
-    pub quorum: u32,
+    /// One stage (`default`) ...
+    pub approvers: Option<Vec<String>>,
+    pub quorum: Option<u32>,
+    /// ... or `[[action.stage]]` entries, never both.
+    #[serde(default)]
+    pub stage: Vec<RawStage>,
     #[serde(default)]
     pub self_approval: bool,
     pub request_ttl: Option<String>,
@@ -49,12 +53,23 @@ pub(super) struct RawDisplay {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct RawStage {
+    pub name: String,
+    pub approvers: Vec<String>,
+    pub quorum: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawRule {
     pub name: String,
     pub when: RawCondition,
+    /// The stage `approvers`, `quorum` and `add_quorum` change (needed with several).
+    pub stage: Option<String>,
     pub approvers: Option<Vec<String>>,
     pub quorum: Option<u32>,
     pub add_quorum: Option<u32>,
+    pub add_stage: Option<RawStage>,
 }
 
 // One struct with every key optional rather than a serde untagged enum: an

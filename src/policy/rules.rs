@@ -4,7 +4,8 @@ use super::display::present;
 use super::raw::{
     check_names, check_pointer, invalid, is_identifier, RawCondition, RawRule, MAX_RISK,
 };
-use super::{ActionPolicy, Decimal, PolicyError, Requirement, TxRefusal};
+use super::stages::stage;
+use super::{ActionPolicy, Decimal, PolicyError, Requirement, Stage, TxRefusal};
 use crate::domain::InitiatorType;
 use crate::jcs::Value;
 
@@ -12,9 +13,13 @@ use crate::jcs::Value;
 pub struct Rule {
     pub name: String,
     pub when: Condition,
+    /// The stage `approvers`, `quorum` and `add_quorum` change; `None` for an action with one.
+    pub stage: Option<String>,
     pub approvers: Option<Vec<String>>,
     pub quorum: Option<u32>,
     pub add_quorum: Option<u32>,
+    /// A stage the rule adds (after the action's own, in rule order).
+    pub add_stage: Option<Stage>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,22 +46,30 @@ impl ActionPolicy {
             field.check(tx)?;
         }
         let mut requirement = Requirement {
-            approvals: self.quorum,
-            groups: self.approvers.clone(),
+            stages: self.stages.clone(),
             rules: Vec::new(),
         };
         for rule in &self.rules {
             if !rule.matches(tx, risk_score, initiator)? {
                 continue;
             }
-            if let Some(approvers) = &rule.approvers {
-                requirement.groups.clone_from(approvers);
+            let target = match &rule.stage {
+                Some(name) => requirement.stages.iter_mut().find(|s| &s.name == name),
+                None => requirement.stages.first_mut(),
+            };
+            if let Some(stage) = target {
+                if let Some(approvers) = &rule.approvers {
+                    stage.groups.clone_from(approvers);
+                }
+                if let Some(quorum) = rule.quorum {
+                    stage.quorum = stage.quorum.max(quorum);
+                }
+                if let Some(add) = rule.add_quorum {
+                    stage.quorum = stage.quorum.saturating_add(add);
+                }
             }
-            if let Some(quorum) = rule.quorum {
-                requirement.approvals = requirement.approvals.max(quorum);
-            }
-            if let Some(add) = rule.add_quorum {
-                requirement.approvals = requirement.approvals.saturating_add(add);
+            if let Some(added) = &rule.add_stage {
+                requirement.stages.push(added.clone());
             }
             requirement.rules.push(rule.name.clone());
         }
@@ -65,7 +78,12 @@ impl ActionPolicy {
 }
 
 impl Rule {
-    pub(super) fn from_raw(action: &str, index: usize, raw: RawRule) -> Result<Rule, PolicyError> {
+    pub(super) fn from_raw(
+        action: &str,
+        index: usize,
+        raw: RawRule,
+        stages: &[Stage],
+    ) -> Result<Rule, PolicyError> {
         if !is_identifier(&raw.name) || raw.name == "default" {
             let problem = if raw.name == "default" {
                 "is reserved for the requirement when no rule matched".to_owned()
@@ -83,13 +101,41 @@ impl Rule {
         }
         let context = format!("rule {:?}", raw.name);
         let when = Condition::from_raw(action, &context, raw.when)?;
-        if raw.approvers.is_none() && raw.quorum.is_none() && raw.add_quorum.is_none() {
+        let changes_a_stage =
+            raw.approvers.is_some() || raw.quorum.is_some() || raw.add_quorum.is_some();
+        if !changes_a_stage && raw.add_stage.is_none() {
             return Err(invalid(
                 action,
                 context,
-                "needs at least one of approvers, quorum or add_quorum",
+                "needs at least one of approvers, quorum, add_quorum or add_stage",
             ));
         }
+        match (&raw.stage, changes_a_stage) {
+            (Some(_), false) => return Err(invalid(
+                action,
+                format!("{context}: stage"),
+                "names the stage that approvers, quorum or add_quorum change; the rule has none",
+            )),
+            (Some(name), true) if !stages.iter().any(|s| &s.name == name) => {
+                return Err(invalid(
+                    action,
+                    format!("{context}: stage"),
+                    format!("{name:?} is not a stage of this action"),
+                ))
+            }
+            (None, true) if stages.len() > 1 => {
+                return Err(invalid(
+                    action,
+                    format!("{context}: stage"),
+                    "is required: the action has several stages; name the one the rule changes",
+                ))
+            }
+            _ => {}
+        }
+        let add_stage = raw
+            .add_stage
+            .map(|s| stage(action, &format!("{context}: add_stage."), s))
+            .transpose()?;
         if let Some(approvers) = &raw.approvers {
             check_names(action, &format!("{context}: approvers"), approvers)?;
         }
@@ -105,9 +151,11 @@ impl Rule {
         Ok(Rule {
             name: raw.name,
             when,
+            stage: raw.stage,
             approvers: raw.approvers,
             quorum: raw.quorum,
             add_quorum: raw.add_quorum,
+            add_stage,
         })
     }
 

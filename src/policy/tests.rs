@@ -108,13 +108,24 @@ fn builtin_parses_with_the_documented_actions() {
     let ids: Vec<&str> = policy.actions.iter().map(|a| a.id.as_str()).collect();
     assert_eq!(
         ids,
-        ["payment.transfer", "admin.role_change", "secret.export"]
+        [
+            "payment.transfer",
+            "admin.role_change",
+            "secret.export",
+            "vendor.bank_change"
+        ]
     );
 
     let pay = action(&policy, "payment.transfer");
     assert_eq!(pay.audiences, ["payments-service"]);
-    assert_eq!(pay.approvers, ["finance"]);
-    assert_eq!(pay.quorum, 1);
+    assert_eq!(
+        pay.stages,
+        [Stage {
+            name: "default".into(),
+            groups: vec!["finance".into()],
+            quorum: 1
+        }]
+    );
     assert!(!pay.self_approval);
     assert_eq!(pay.request_ttl, Duration::from_secs(30 * 60));
     assert_eq!(pay.receipt_ttl, Duration::from_secs(5 * 60));
@@ -150,13 +161,16 @@ fn builtin_parses_with_the_documented_actions() {
     );
 
     let secret = action(&policy, "secret.export");
-    assert_eq!(secret.quorum, 2);
+    assert_eq!(secret.stages[0].quorum, 2);
     assert_eq!(secret.receipt_ttl, Duration::from_secs(120));
     assert_eq!(secret.display[2].format, Format::Datetime);
     assert!(secret.display[2].optional);
 
     let groups: Vec<String> = policy.groups().into_iter().collect();
-    assert_eq!(groups, ["admins", "finance", "finance-senior", "security"]);
+    assert_eq!(
+        groups,
+        ["admins", "cfo", "finance", "finance-senior", "security"]
+    );
     assert!(policy.action("nope").is_none());
 }
 
@@ -384,7 +398,7 @@ fn rule_validation_errors() {
     assert_invalid(
         "quorum = 2\n",
         "\n",
-        &["rule \"big\" needs at least one of approvers, quorum or add_quorum"],
+        &["rule \"big\" needs at least one of approvers, quorum, add_quorum or add_stage"],
     );
     assert_invalid(
         "at_least = \"100\"",
@@ -477,8 +491,11 @@ fn threshold_escalates_at_and_above() {
     assert_eq!(
         below,
         Requirement {
-            approvals: 1,
-            groups: vec!["finance".into()],
+            stages: vec![crate::domain::Stage {
+                name: "default".into(),
+                groups: vec!["finance".into()],
+                quorum: 1
+            }],
             rules: vec![],
         }
     );
@@ -493,8 +510,11 @@ fn threshold_escalates_at_and_above() {
         assert_eq!(
             at,
             Requirement {
-                approvals: 2,
-                groups: vec!["finance-senior".into()],
+                stages: vec![crate::domain::Stage {
+                    name: "default".into(),
+                    groups: vec!["finance-senior".into()],
+                    quorum: 2
+                }],
                 rules: vec!["large-payment".into()],
             },
             "{amount}"
@@ -507,16 +527,16 @@ fn risk_escalates_at_seventy() {
     let policy = builtin();
     let pay = action(&policy, "payment.transfer");
     let small = payment("50.00");
-    assert_eq!(evaluate(pay, &small, Some(69)).approvals, 1);
+    assert_eq!(evaluate(pay, &small, Some(69)).approvals(), 1);
     assert_eq!(evaluate(pay, &small, None).rule_label(), "default");
     let risky = evaluate(pay, &small, Some(70));
-    assert_eq!(risky.approvals, 2);
-    assert_eq!(risky.groups, ["finance"]);
+    assert_eq!(risky.approvals(), 2);
+    assert_eq!(risky.groups(), ["finance"]);
     assert_eq!(risky.rule_label(), "risky");
 
     let both = evaluate(pay, &payment("25000.00"), Some(100));
-    assert_eq!(both.approvals, 3);
-    assert_eq!(both.groups, ["finance-senior"]);
+    assert_eq!(both.approvals(), 3);
+    assert_eq!(both.groups(), ["finance-senior"]);
     assert_eq!(both.rule_label(), "large-payment+risky");
     assert_eq!(both.rules, ["large-payment", "risky"]);
 }
@@ -539,7 +559,7 @@ fn rules_can_match_the_kind_of_initiator() {
         (InitiatorType::Agent, 2),
     ] {
         match a.evaluate(&t, None, kind) {
-            Ok(r) => assert_eq!(r.approvals, approvals, "{kind:?}"),
+            Ok(r) => assert_eq!(r.approvals(), approvals, "{kind:?}"),
             Err(e) => panic!("{e}"),
         }
     }
@@ -564,7 +584,7 @@ fn quorum_rule_raises_but_never_lowers() {
     };
     let a = action(&policy, "test.action");
     let req = evaluate(a, &tx(br#"{"amount":"500","currency":"EUR"}"#), None);
-    assert_eq!(req.approvals, 3);
+    assert_eq!(req.approvals(), 3);
     assert_eq!(req.rule_label(), "big");
 }
 
@@ -574,12 +594,12 @@ fn equals_rule() {
     let admin = action(&policy, "admin.role_change");
     let owner = evaluate(admin, &tx(br#"{"user":"ann","role":"owner"}"#), None);
     assert_eq!(
-        (owner.approvals, owner.rule_label()),
+        (owner.approvals(), owner.rule_label()),
         (2, "owner-role".into())
     );
     let viewer = evaluate(admin, &tx(br#"{"user":"ann","role":"Owner"}"#), None);
     assert_eq!(
-        (viewer.approvals, viewer.rule_label()),
+        (viewer.approvals(), viewer.rule_label()),
         (1, "default".into())
     );
 }
@@ -619,13 +639,13 @@ fn at_least_fails_closed() {
         &tx(br#"{"amount":"5","currency":"EUR","limit":100}"#),
         None,
     );
-    assert_eq!(req.approvals, 2);
+    assert_eq!(req.approvals(), 2);
     let req = evaluate(
         a,
         &tx(br#"{"amount":"5","currency":"EUR","limit":99}"#),
         None,
     );
-    assert_eq!(req.approvals, 1);
+    assert_eq!(req.approvals(), 1);
 }
 
 #[test]
@@ -898,4 +918,117 @@ fn a_shown_pointer_covers_what_is_under_it_and_nothing_beside_it() {
         other_fields(&tx(b"{}"), &[]).len() == 1,
         "an empty object is a leaf"
     );
+}
+
+const STAGED: &str = r#"
+[[action]]
+id = "vendor.bank_change"
+title = "Vendor bank change"
+audiences = ["erp"]
+
+[[action.stage]]
+name = "finance"
+approvers = ["finance"]
+quorum = 1
+
+[[action.stage]]
+name = "security"
+approvers = ["security", "ciso"]
+quorum = 1
+
+[[action.rule]]
+name = "big"
+when = { pointer = "/amount", at_least = "100" }
+stage = "security"
+add_quorum = 1
+
+[[action.rule]]
+name = "huge"
+when = { pointer = "/amount", at_least = "1000" }
+add_stage = { name = "cfo", approvers = ["cfo"], quorum = 1 }
+"#;
+
+fn stage(name: &str, groups: &[&str], quorum: u32) -> Stage {
+    Stage {
+        name: name.into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        quorum,
+    }
+}
+
+#[test]
+fn stages_are_all_required_and_rules_change_or_add_them() {
+    let policy = match Policy::parse(STAGED) {
+        Ok(p) => p,
+        Err(err) => panic!("{err}"),
+    };
+    let a = action(&policy, "vendor.bank_change");
+    let small = evaluate(a, &tx(br#"{"amount":"5"}"#), None);
+    assert_eq!(
+        small.stages,
+        [
+            stage("finance", &["finance"], 1),
+            stage("security", &["security", "ciso"], 1)
+        ]
+    );
+    assert_eq!(small.approvals(), 2);
+    let huge = evaluate(a, &tx(br#"{"amount":"5000"}"#), None);
+    assert_eq!(
+        huge.stages,
+        [
+            stage("finance", &["finance"], 1),
+            stage("security", &["security", "ciso"], 2),
+            stage("cfo", &["cfo"], 1)
+        ]
+    );
+    assert_eq!(huge.rule_label(), "big+huge");
+    assert!(policy.groups().contains("cfo"), "added stages' groups too");
+}
+
+#[test]
+fn stage_validation_errors() {
+    let invalid = |from: &str, to: &str, needle: &str| {
+        let message = parse_error(&STAGED.replacen(from, to, 1));
+        assert!(message.contains(needle), "{needle:?} not in {message:?}");
+    };
+    invalid(
+        "audiences = [\"erp\"]",
+        "audiences = [\"erp\"]\napprovers = [\"x\"]\nquorum = 1",
+        "use one or the other, never both",
+    );
+    invalid(
+        "name = \"finance\"\napprovers = [\"finance\"]\nquorum = 1",
+        "name = \"finance\"\napprovers = [\"finance\"]\nquorum = 0",
+        "stage \"finance\": quorum must be at least 1",
+    );
+    invalid(
+        "name = \"security\"",
+        "name = \"finance\"",
+        "used by more than one stage",
+    );
+    invalid("name = \"security\"", "name = \"Sec urity\"", "must match");
+    invalid(
+        "stage = \"security\"\n",
+        "",
+        "the action has several stages",
+    );
+    invalid(
+        "stage = \"security\"",
+        "stage = \"legal\"",
+        "\"legal\" is not a stage",
+    );
+    invalid(
+        "add_stage = { name = \"cfo\"",
+        "add_stage = { name = \"finance\"",
+        "names a stage this action has already",
+    );
+    invalid(
+        "approvers = [\"cfo\"], quorum = 1 }",
+        "approvers = [\"cfo\"], quorum = 0 }",
+        "add_stage.quorum must be at least 1",
+    );
+    let no_approvers = MINIMAL.replace("approvers = [\"team\"]\n", "");
+    assert!(parse_error(&no_approvers).contains("go together"));
+    let neither = no_approvers.replace("quorum = 1\n", "");
+    assert!(parse_error(&neither).contains("[[action.stage]] entries"));
 }

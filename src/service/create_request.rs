@@ -5,10 +5,11 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+use super::decide::who_may_decide;
 use super::{Error, Result, Services};
 use crate::clock::secs;
 use crate::domain::{
-    Actor, ApprovalId, Client, EventKind, Initiator, NewEvent, Refusal, Request, Risk, Status,
+    Actor, ApprovalId, Client, EventKind, Initiator, NewEvent, Refusal, Request, Risk, Status, User,
 };
 use crate::jcs;
 use crate::store::{Created, Idempotency};
@@ -35,15 +36,16 @@ pub enum Answer {
     Replayed(String),
 }
 
-/// Checks the request against the policy and stores it. `render` gives the 201 response for the
-/// new request, which is kept with an idempotency key so that a repeat gets it unchanged.
+/// Checks the request against the policy, and that the people who could decide it can ever
+/// meet every stage, and stores it. `render` gives the 201 response for the new request (with
+/// those people), which is kept with an idempotency key so that a repeat gets it unchanged.
 #[tracing::instrument(skip_all, fields(client = %client.name, action = %input.action, approval_id))]
 pub async fn create_request(
     svc: &Services,
     client: &Client,
     input: NewRequest,
     idempotency_key: Option<String>,
-    render: impl Fn(&Request) -> Result<String>,
+    render: impl Fn(&Request, &[User]) -> Result<String>,
 ) -> Result<Answer> {
     let action = svc.policy.action(&input.action).ok_or_else(|| {
         Error::from(Refusal::UnknownAction)
@@ -97,7 +99,23 @@ pub async fn create_request(
         receipt_ttl: secs(action.receipt_ttl),
     };
     tracing::Span::current().record("approval_id", tracing::field::display(request.id));
-    let response = render(&request)?;
+    let able = who_may_decide(svc, &request).await?;
+    let stages: Vec<Vec<String>> = able
+        .iter()
+        .map(|u| request.required.stages_for(&u.groups))
+        .collect();
+    if let Some(unmet) = request.required.unmet(&stages) {
+        return Err(Error::from(Refusal::Unsatisfiable)
+            .detail(format!(
+                "stage {:?} needs {} and only {} can give {} (enabled, in its groups, with a passkey, not the requester, one stage each)",
+                unmet.stage,
+                plural(unmet.quorum, "approval", "approvals"),
+                plural(unmet.able, "person", "people"),
+                if unmet.quorum == 1 { "it" } else { "them" },
+            ))
+            .with("stage", unmet.stage));
+    }
+    let response = render(&request, &able)?;
     let idempotency = idempotency_key.map(|key| Idempotency {
         key,
         request_hash: fingerprint(&request, input.audience.as_deref()),
@@ -114,9 +132,10 @@ pub async fn create_request(
             "risk": request.risk,
             "policy_rev": request.policy_rev,
             "required": {
-                "approvals": request.required.approvals,
-                "groups": request.required.groups,
+                "approvals": request.required.approvals(),
+                "groups": request.required.groups(),
                 "rule": request.required.rule_label(),
+                "stages": request.required.stages,
             },
         }),
     )
@@ -144,4 +163,8 @@ fn fingerprint(r: &Request, audience_sent: Option<&str>) -> [u8; 32] {
         "risk": r.risk,
     });
     Sha256::digest(canonical.to_string().as_bytes()).into()
+}
+
+fn plural(n: u32, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }

@@ -75,7 +75,7 @@ pub async fn request_for(
         return Ok(None);
     };
     let decided = snap.votes.iter().any(|v| v.user_id == user.id);
-    if !user.in_any(&snap.request.required.groups) && !decided {
+    if !user.in_any(&snap.request.required.groups()) && !decided {
         return refuse(Refusal::NotEligible);
     }
     Ok(Some((settle(svc, snap.request, now).await?, snap.votes)))

@@ -56,6 +56,9 @@ async fn visible(
     if snap.request.status_at(now) != snap.request.status {
         snap.request = settle(svc, snap.request, now).await?;
     }
+    if snap.request.status == Status::Pending {
+        snap.able = super::decide::who_may_decide(svc, &snap.request).await?;
+    }
     Ok(snap)
 }
 

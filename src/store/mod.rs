@@ -104,6 +104,9 @@ pub struct Snapshot {
     pub receipt: Option<String>,
     /// Whether the client that created it is still active (not revoked), as of this read.
     pub client_active: bool,
+    /// While it is pending, the people who could decide it (filled by the service that reads
+    /// it, `service::decide::who_may_decide`; the store leaves it empty).
+    pub able: Vec<User>,
 }
 
 /// A request in a person's inbox or history, with every decision on it so far.
@@ -169,7 +172,11 @@ pub struct InboxOf<'a> {
 /// its assertion carried.
 #[derive(Debug, Clone)]
 pub struct NewDecision {
+    /// The decision; its stage is placed by the store, under the request's lock.
     pub record: DecisionRecord,
+    /// The stages the person may decide in, in order (one, when they asked for it): the
+    /// decision goes to the first that still needs approvals (`Requirement::place`).
+    pub stages: Vec<String>,
     pub ceremony: CeremonyId,
     pub counter: u32,
     /// Recorded if the counter did not advance.
@@ -226,6 +233,8 @@ pub trait Judge: Send + Sync {
 pub struct Plan {
     /// Who had decided before (the judgement holds only for exactly these).
     pub prior: Vec<UserId>,
+    /// The stage the decision was placed in, over those earlier decisions.
+    pub stage: String,
     /// The request once the decision is recorded.
     pub request: Request,
     /// Its decisions then, the new one included (receipt order).

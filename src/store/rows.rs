@@ -7,8 +7,8 @@ use crate::audit::AuditEvent;
 use crate::clock::rfc3339;
 use crate::domain::{
     ApprovalId, Ceremony, CeremonyId, CeremonyState, Client, ClientId, Credential, CredentialId,
-    Decision, DecisionRecord, Initiator, ReceiptId, Request, Requirement, Status, User, UserId,
-    Vote,
+    Decision, DecisionRecord, Initiator, ReceiptId, Request, Requirement, Stage, Status, User,
+    UserId, Vote, DEFAULT_STAGE,
 };
 use crate::tx_hash::TxHash;
 
@@ -46,11 +46,11 @@ pub(super) fn qualified(cols: &str, alias: &str) -> String {
         .join(", ")
 }
 
-/// The columns of `approvals`, in this order, for both databases. (`behalf_key`, last, is
-/// written for the inbox's filter; the initiator is read back from `initiator_party`.)
+/// The columns of `approvals`, in this order, for both databases. (`behalf_key` is written for
+/// the inbox's filter; the initiator is read back from `initiator_party`.)
 pub(super) const REQUEST_COLS: &str = "id, client_id, action, transaction_jcs, tx_hash, initiator, initiator_key, \
      audience, risk, policy_rev, required_approvals, required_groups, rules, status, created_at, expires_at, \
-     decided_at, self_approval, receipt_ttl, initiator_party, behalf_key";
+     decided_at, self_approval, receipt_ttl, initiator_party, behalf_key, stages";
 
 #[derive(Debug, sqlx::FromRow)]
 pub(super) struct RequestRow {
@@ -74,6 +74,7 @@ pub(super) struct RequestRow {
     pub self_approval: i64,
     pub receipt_ttl: i64,
     pub initiator_party: Option<String>,
+    pub stages: Option<String>,
 }
 
 impl RequestRow {
@@ -94,9 +95,16 @@ impl RequestRow {
             risk: self.risk.as_deref().map(|r| json("risk", r)).transpose()?,
             policy_rev: self.policy_rev,
             required: Requirement {
-                approvals: u32::try_from(self.required_approvals)
-                    .map_err(|e| corrupt("required_approvals", e))?,
-                groups: json("required_groups", &self.required_groups)?,
+                stages: match self.stages.as_deref() {
+                    Some(stages) => json("stages", stages)?,
+                    // Made before stages: one, of the groups and quorum it was made with.
+                    None => vec![Stage {
+                        name: DEFAULT_STAGE.to_owned(),
+                        groups: json("required_groups", &self.required_groups)?,
+                        quorum: u32::try_from(self.required_approvals)
+                            .map_err(|e| corrupt("required_approvals", e))?,
+                    }],
+                },
                 rules: json("rules", &self.rules)?,
             },
             status: Status::parse(&self.status)
@@ -113,16 +121,21 @@ impl RequestRow {
 /// What goes into the `approvals` columns (in [`REQUEST_COLS`] order) besides plain fields.
 pub(super) struct RequestCols {
     pub risk: Option<String>,
+    /// The sum of the stages' quorums and the union of their groups.
+    pub approvals: i64,
     pub groups: String,
     pub rules: String,
+    pub stages: String,
 }
 
 impl RequestCols {
     pub fn of(r: &Request) -> StoreResult<RequestCols> {
         Ok(RequestCols {
             risk: r.risk.as_ref().map(to_json).transpose()?,
-            groups: to_json(&r.required.groups)?,
+            approvals: i64::from(r.required.approvals()),
+            groups: to_json(&r.required.groups())?,
             rules: to_json(&r.required.rules)?,
+            stages: to_json(&r.required.stages)?,
         })
     }
 }
@@ -134,7 +147,7 @@ pub(super) fn to_json(v: &impl serde::Serialize) -> StoreResult<String> {
 /// Decision columns, for both databases.
 pub(super) const DECISION_COLS: &str =
     "approval_id, user_id, decision, username, display_name, credential_id, at, nonce, \
-     authenticator_data, client_data_json, signature, public_jwk, user_verified";
+     authenticator_data, client_data_json, signature, public_jwk, user_verified, stage";
 
 #[derive(Debug, sqlx::FromRow)]
 pub(super) struct DecisionRow {
@@ -151,6 +164,7 @@ pub(super) struct DecisionRow {
     pub signature: Vec<u8>,
     pub public_jwk: String,
     pub user_verified: i64,
+    pub stage: String,
 }
 
 impl DecisionRow {
@@ -163,6 +177,7 @@ impl DecisionRow {
                 display_name: self.display_name,
                 decision: decision(&self.decision)?,
                 at: self.at,
+                stage: self.stage,
             },
             credential_id: id("credential id", CredentialId::parse, &self.credential_id)?,
             nonce: bytes32("nonce", self.nonce)?,
@@ -183,20 +198,23 @@ pub(super) struct VoteRow {
     pub vote_name: Option<String>,
     pub vote_decision: Option<String>,
     pub vote_at: Option<i64>,
+    pub vote_stage: Option<String>,
 }
 
 /// The vote columns of a list query, from a `decisions` row aliased `d`.
 pub(super) const VOTE_COLS: &str = "d.user_id AS vote_user, d.username AS vote_username, \
-     d.display_name AS vote_name, d.decision AS vote_decision, d.at AS vote_at";
+     d.display_name AS vote_name, d.decision AS vote_decision, d.at AS vote_at, \
+     d.stage AS vote_stage";
 
 impl VoteRow {
     pub fn into_domain(self) -> StoreResult<Option<Vote>> {
-        let (Some(user), Some(username), Some(name), Some(d), Some(at)) = (
+        let (Some(user), Some(username), Some(name), Some(d), Some(at), Some(stage)) = (
             self.vote_user,
             self.vote_username,
             self.vote_name,
             self.vote_decision,
             self.vote_at,
+            self.vote_stage,
         ) else {
             return Ok(None);
         };
@@ -206,6 +224,7 @@ impl VoteRow {
             display_name: name,
             decision: decision(&d)?,
             at,
+            stage,
         }))
     }
 }
@@ -314,7 +333,8 @@ impl ClientRow {
 }
 
 pub(super) const CEREMONY_COLS: &str =
-    "id, kind, user_id, approval_id, decision, secret, allow, invitation, registration, created_at, expires_at";
+    "id, kind, user_id, approval_id, decision, secret, allow, invitation, registration, created_at, expires_at, \
+     stage";
 
 #[derive(Debug, Default, sqlx::FromRow)]
 pub(super) struct CeremonyRow {
@@ -331,6 +351,8 @@ pub(super) struct CeremonyRow {
     pub registration: Option<String>,
     pub created_at: i64,
     pub expires_at: i64,
+    /// Decision: the stage asked for, if one was.
+    pub stage: Option<String>,
 }
 
 fn allow_list(text: &str) -> StoreResult<Vec<CredentialId>> {
@@ -374,11 +396,13 @@ impl CeremonyRow {
                 decision,
                 nonce,
                 allow,
+                stage,
                 ..
             } => {
                 row.decision = Some(decision.as_str().to_owned());
                 row.secret = Some(nonce.to_vec());
                 row.allow = Some(join(allow));
+                row.stage.clone_from(stage);
             }
         }
         row
@@ -447,6 +471,7 @@ impl CeremonyRow {
                 )?,
                 nonce: secret()?,
                 allow: allow_list(self.allow.as_deref().unwrap_or_default())?,
+                stage: self.stage.clone(),
             },
             other => return Err(StoreError::Corrupt(format!("ceremony kind {other:?}"))),
         };

@@ -44,6 +44,8 @@ pub struct TestApp {
     pub key: String,
     pub database_url: String,
     pub dir: PathBuf,
+    /// The server's public origin, which approver calls and software passkeys use.
+    pub origin: String,
 }
 
 fn pg_admin_url() -> String {
@@ -108,7 +110,21 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     spawn_app_with_policy(backend, Policy::builtin().expect("builtin policy")).await
 }
 
+/// A server on a fresh database with a standby approver, `standby`, in every group of the
+/// policy: requests nobody could approve are refused (422 `unsatisfiable`), and most tests are
+/// about something else. The standby never decides anything.
 pub async fn spawn_app_with_policy(backend: Backend, policy: Policy) -> Option<TestApp> {
+    let groups: Vec<String> = policy.groups().into_iter().collect();
+    let app = spawn_bare(backend, policy).await?;
+    app.standby(&groups).await;
+    Some(app)
+}
+
+/// The username of the standby approver.
+pub const STANDBY: &str = "standby";
+
+/// A server on a fresh database with nobody enrolled.
+pub async fn spawn_bare(backend: Backend, policy: Policy) -> Option<TestApp> {
     let dir = temp_dir();
     let database_url = fresh_database(backend, &dir).await?;
     Some(spawn_on(&database_url, dir, policy).await)
@@ -135,6 +151,7 @@ pub async fn spawn_configured(
         .expect("open store");
     let mut config = test_config(database_url, &dir);
     change(&mut config);
+    let origin = config.public_origin.clone();
     let app = Application::build_with(config, store.clone(), policy, clock.clone())
         .await
         .expect("build app");
@@ -148,6 +165,7 @@ pub async fn spawn_configured(
         key: String::new(),
         database_url: database_url.to_string(),
         dir,
+        origin,
     };
     app.key = app.client(Rights::everything()).await;
     app
@@ -163,6 +181,12 @@ pub fn payment(amount: &str) -> Value {
 }
 
 impl TestApp {
+    /// Enrols the standby approver (see [`spawn_app_with_policy`]) in `groups`.
+    pub async fn standby(&self, groups: &[String]) {
+        let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+        self.person(STANDBY, &groups, None).await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

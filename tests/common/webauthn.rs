@@ -183,23 +183,28 @@ impl Crafted {
 }
 
 pub enum Device {
-    Soft(Box<SoftPasskey>),
+    /// webauthn-authenticator-rs's software passkey, used on this origin.
+    Soft(Box<SoftPasskey>, String),
     Crafted(Crafted),
 }
 
 impl Device {
     pub fn soft() -> Self {
-        Device::Soft(Box::new(SoftPasskey::new(true)))
+        Device::soft_at(ORIGIN)
+    }
+
+    pub fn soft_at(origin: &str) -> Self {
+        Device::Soft(Box::new(SoftPasskey::new(true)), origin.to_owned())
     }
 
     pub fn register(&mut self, options: &Value) -> Result<Value, String> {
         match self {
-            Device::Soft(s) => {
+            Device::Soft(s, origin) => {
                 let ccr: CreationChallengeResponse =
                     serde_json::from_value(json!({ "publicKey": options }))
                         .map_err(|e| e.to_string())?;
                 let r = s
-                    .do_registration(Url::parse(ORIGIN).unwrap(), ccr)
+                    .do_registration(Url::parse(origin.as_str()).unwrap(), ccr)
                     .map_err(|e| format!("{e:?}"))?;
                 Ok(serde_json::to_value(r).unwrap())
             }
@@ -209,11 +214,11 @@ impl Device {
 
     pub fn assert(&mut self, options: &Value) -> Value {
         match self {
-            Device::Soft(s) => {
+            Device::Soft(s, origin) => {
                 let rcr: RequestChallengeResponse =
                     serde_json::from_value(json!({ "publicKey": options })).unwrap();
                 let r = s
-                    .do_authentication(Url::parse(ORIGIN).unwrap(), rcr)
+                    .do_authentication(Url::parse(origin.as_str()).unwrap(), rcr)
                     .expect("soft passkey assertion");
                 serde_json::to_value(r).unwrap()
             }
@@ -224,7 +229,7 @@ impl Device {
     pub fn crafted(&mut self) -> &mut Crafted {
         match self {
             Device::Crafted(c) => c,
-            Device::Soft(_) => panic!("not a crafted device"),
+            Device::Soft(..) => panic!("not a crafted device"),
         }
     }
 }
@@ -258,7 +263,7 @@ impl TestApp {
         let mut req = self
             .http
             .post(self.url(path))
-            .header("Origin", ORIGIN)
+            .header("Origin", &self.origin)
             .json(body);
         if let Some(c) = cookie {
             req = req.header("Cookie", c);
@@ -303,7 +308,7 @@ impl TestApp {
     /// A person enrolled (with a soft passkey unless given a device) and signed in.
     pub async fn person(&self, username: &str, groups: &[&str], device: Option<Device>) -> Person {
         let token = self.invite(username, groups).await;
-        let mut device = device.unwrap_or_else(Device::soft);
+        let mut device = device.unwrap_or_else(|| Device::soft_at(&self.origin));
         let res = self.enrol_device(&token, &mut device, "test key").await;
         assert_eq!(res.status(), 201, "enrol: {}", res.text().await.unwrap());
         let mut p = Person {

@@ -47,8 +47,8 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
     let origin = &state.config.public_origin;
-    let render = |request: &_| {
-        let view = ServiceView::new(request, &[], None, Some(origin));
+    let render = |request: &_, able: &[_]| {
+        let view = ServiceView::new(request, &[], None, Some(origin), Some(able));
         serde_json::to_string(&view).map_err(|_| ApiError::from(Refusal::Internal))
     };
     match create_request(&state.svc, &client.0, body.0, key, render).await? {
@@ -80,6 +80,7 @@ fn full_view(state: &AppState, snap: &Snapshot) -> HttpResponse {
         &snap.votes,
         receipt,
         Some(&state.config.public_origin),
+        Some(&snap.able),
     ))
 }
 

@@ -19,6 +19,9 @@ use crate::service::decide;
 #[serde(deny_unknown_fields)]
 pub struct DecisionOptions {
     decision: Decision,
+    /// The stage to decide in, where the person may decide in several (else the first that
+    /// still needs approvals when the decision is recorded).
+    stage: Option<String>,
 }
 
 /// A ceremony's finish: which ceremony, and the browser's `credential.toJSON()`.
@@ -39,7 +42,8 @@ pub async fn options(
     let user = approver.0;
     let id = approval_id(&path)?;
     state.ceremony_allowed(&format!("user:{}", user.id))?;
-    let o = decide::options(&state.svc, &user, id, body.0.decision).await?;
+    let DecisionOptions { decision, stage } = body.0;
+    let o = decide::options(&state.svc, &user, id, decision, stage).await?;
     Ok(HttpResponse::Ok()
         .json(json!({ "ceremony": o.ceremony, "publicKey": o.public_key, "nonce": b64(&o.nonce) })))
 }

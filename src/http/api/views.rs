@@ -9,12 +9,14 @@ use crate::domain::text::reveal;
 use crate::domain::{Decision, Request, Risk, User, Vote};
 use crate::jcs;
 use crate::policy::{DisplayValue, OtherField, Policy};
+use crate::service::decide::progress;
 
 #[derive(Serialize)]
 struct Person<'a> {
     user: &'a str,
     name: &'a str,
     at: String,
+    stage: &'a str,
 }
 
 fn decided(votes: &[Vote], which: Decision) -> Vec<Person<'_>> {
@@ -25,6 +27,7 @@ fn decided(votes: &[Vote], which: Decision) -> Vec<Person<'_>> {
             user: &v.username,
             name: &v.display_name,
             at: rfc3339(v.at),
+            stage: &v.stage,
         })
         .collect()
 }
@@ -32,8 +35,22 @@ fn decided(votes: &[Vote], which: Decision) -> Vec<Person<'_>> {
 #[derive(Serialize)]
 struct Required<'a> {
     approvals: u32,
-    groups: &'a [String],
+    groups: Vec<String>,
     rule: String,
+    stages: Vec<StageView<'a>>,
+}
+
+#[derive(Serialize)]
+struct StageView<'a> {
+    name: &'a str,
+    groups: &'a [String],
+    quorum: u32,
+    approved: u32,
+    remaining: u32,
+    /// People who may still decide in the stage (enabled, with a usable passkey, not the
+    /// requester, not decided yet); where it was not worked out, absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eligible: Option<usize>,
 }
 
 /// The request as its creating client sees it (`GET /v1/approvals/{id}`). Serialised straight
@@ -65,12 +82,14 @@ pub struct ServiceView<'a> {
 }
 
 impl<'a> ServiceView<'a> {
-    /// With `origin`, the view carries the link to the request's page.
+    /// With `origin`, the view carries the link to the request's page; with `able` (who could
+    /// decide it; nobody once it is decided), each stage says how many people may still decide.
     pub fn new(
         r: &'a Request,
         votes: &'a [Vote],
         receipt: Option<&'a str>,
         origin: Option<&str>,
+        able: Option<&'a [User]>,
     ) -> ServiceView<'a> {
         ServiceView {
             id: r.id.to_string(),
@@ -84,9 +103,20 @@ impl<'a> ServiceView<'a> {
             expires_at: rfc3339(r.expires_at),
             approval_url: origin.map(|o| format!("{o}/approvals/{}", r.id)),
             required: Required {
-                approvals: r.required.approvals,
-                groups: &r.required.groups,
+                approvals: r.required.approvals(),
+                groups: r.required.groups(),
                 rule: r.required.rule_label(),
+                stages: progress(r, votes, able.unwrap_or_default())
+                    .into_iter()
+                    .map(|p| StageView {
+                        name: &p.stage.name,
+                        groups: &p.stage.groups,
+                        quorum: p.stage.quorum,
+                        approved: p.approved,
+                        remaining: p.remaining,
+                        eligible: able.map(|_| p.eligible.len()),
+                    })
+                    .collect(),
             },
             policy_rev: &r.policy_rev,
             approvals: decided(votes, Decision::Approve),
@@ -137,7 +167,7 @@ impl<'a> ApproverView<'a> {
             })
             .collect();
         ApproverView {
-            request: ServiceView::new(r, votes, None, None),
+            request: ServiceView::new(r, votes, None, None, None),
             title: action.map_or(r.action.as_str(), |a| a.title.as_str()),
             fingerprint: r.tx_hash.fingerprint(),
             transaction_canonical: &r.transaction_jcs,

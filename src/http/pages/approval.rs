@@ -16,17 +16,32 @@ use super::view::{
 use crate::domain::decision::approvals;
 use crate::domain::text::{reveal, reveal_except};
 use crate::domain::{ApprovalId, Decision, Refusal, Status, User};
-use crate::service::decide::{eligibility, who_may_decide};
+use crate::service::decide::{eligibility, progress, who_may_decide};
 use crate::service::inbox::request_for;
 
 struct DecisionView {
     name: String,
     username: String,
+    stage: String,
     /// approved or rejected
     word: &'static str,
     approved: bool,
     at: When,
     you: bool,
+}
+
+/// A stage of the request as the page shows it.
+#[derive(Clone)]
+struct StageRow {
+    name: String,
+    groups: String,
+    quorum: u32,
+    approved: u32,
+    remaining: u32,
+    /// "Display Name (username)" of everyone who could still approve in it (while pending).
+    names: Vec<String>,
+    /// Fewer people left who could approve in it than it still needs.
+    stuck: bool,
 }
 
 #[derive(Template)]
@@ -39,8 +54,12 @@ struct ApprovalPage {
     status: StatusView,
     fields: Vec<Field>,
     others: Vec<OtherView>,
-    /// "Display Name (username)" of everyone who could decide it now.
-    may_decide: Vec<String>,
+    /// Each stage, its progress and who could still approve in it.
+    stages: Vec<StageRow>,
+    /// The stages that still need approvals.
+    open_stages: Vec<StageRow>,
+    /// Their groups.
+    open_groups: String,
     policy_known: bool,
     any_hidden_chars: bool,
     canonical: String,
@@ -52,6 +71,7 @@ struct ApprovalPage {
     audience: String,
     risk: Option<RiskView>,
     required: i64,
+    /// Every group of every stage.
     groups: String,
     rules: Vec<RuleView>,
     approvals: i64,
@@ -116,22 +136,50 @@ async fn page(
     let mine = votes.iter().find(|v| v.user_id == user.id);
     let fields = fields(&svc.policy, &a);
     let others = others(&svc.policy, &a);
-    let may_decide = who_may_decide(svc, &a)
-        .await?
-        .into_iter()
-        .map(|u| format!("{} ({})", reveal(&u.display_name).0, u.username))
-        .collect();
-    let approved = i64::from(approvals(votes.iter().map(|v| v.decision)));
-    let required = i64::from(a.required.approvals);
     let pending = a.status == Status::Pending;
+    let able = match pending {
+        true => who_may_decide(svc, &a).await?,
+        false => Vec::new(),
+    };
+    let progress = progress(&a, &votes, &able);
+    let mut open_groups: Vec<&str> = Vec::new();
+    for g in progress
+        .iter()
+        .filter(|p| p.remaining > 0)
+        .flat_map(|p| &p.stage.groups)
+    {
+        if !open_groups.contains(&g.as_str()) {
+            open_groups.push(g);
+        }
+    }
+    let open_groups = open_groups.join(", ");
+    let stages: Vec<StageRow> = progress
+        .iter()
+        .map(|p| StageRow {
+            name: p.stage.name.clone(),
+            groups: p.stage.groups.join(", "),
+            quorum: p.stage.quorum,
+            approved: p.approved,
+            remaining: p.remaining,
+            names: p
+                .eligible
+                .iter()
+                .map(|u| format!("{} ({})", reveal(&u.display_name).0, u.username))
+                .collect(),
+            stuck: pending && p.stuck(),
+        })
+        .collect();
+    let open_stages = stages.iter().filter(|s| s.remaining > 0).cloned().collect();
+    let approved = i64::from(approvals(votes.iter().map(|v| v.decision)));
+    let required = i64::from(a.required.approvals());
     let seconds_left = if pending {
         (a.expires_at - now).max(0)
     } else {
         0
     };
-    let eligible = eligibility(user, &a);
-    let blocked = match (pending && mine.is_none(), eligible) {
-        (true, Err(Refusal::SelfApprovalForbidden)) => {
+    let eligible = eligibility(user, &a, None);
+    let blocked = match (pending && mine.is_none(), &eligible) {
+        (true, Err(e)) if e.refusal() == Refusal::SelfApprovalForbidden => {
             "You started this request, so someone else has to approve or reject it.".to_owned()
         }
         (true, Err(_)) => "You are not in a group that may decide this request.".to_owned(),
@@ -154,7 +202,9 @@ async fn page(
         policy_known: action.is_some(),
         fields,
         others,
-        may_decide,
+        stages,
+        open_stages,
+        open_groups,
         canonical: reveal(&a.transaction_jcs).0,
         pretty: reveal_except(&pretty, Some('\n')).0,
         tx_hash: a.tx_hash.to_string(),
@@ -164,7 +214,7 @@ async fn page(
         audience: a.audience.clone(),
         risk: risk(&a),
         required,
-        groups: a.required.groups.join(", "),
+        groups: a.required.groups().join(", "),
         rules: rules(action, &a.required.rules),
         approvals: approved,
         still_needed: (required - approved).max(0),
@@ -173,6 +223,7 @@ async fn page(
             .map(|v| DecisionView {
                 name: reveal(&v.display_name).0,
                 username: v.username.clone(),
+                stage: v.stage.clone(),
                 word: decision_word(v.decision),
                 approved: v.decision == Decision::Approve,
                 at: When::at(v.at),

@@ -250,7 +250,7 @@ pub fn row(policy: &Policy, r: &Request, votes: &[Vote], now: UnixTime) -> Row {
         age: ago(now - r.created_at),
         seconds_left,
         time_left: span(seconds_left),
-        progress: format!("{approved} of {} approvals", r.required.approvals),
+        progress: format!("{approved} of {} approvals", r.required.approvals()),
         risk: risk(r),
         mine: None,
     }

@@ -8,41 +8,48 @@ use serde_json::json;
 
 use super::super::{Result, Services};
 use crate::clock::UnixTime;
-use crate::domain::decision::{approvals, receipt_order};
+use crate::domain::decision::receipt_order;
 use crate::domain::{Actor, Decision, DecisionRecord, EventKind, NewEvent, Request, Status};
 use crate::issuer::Issuer;
 use crate::store::{IssuedReceipt, Judge, Plan, SealedKey};
 
 /// What the decisions on a request (receipt order, the newest included) amount to: a verified
-/// rejection rejects at once; enough distinct people approving approves.
+/// rejection rejects at once; every stage approved by enough distinct people approves.
 pub fn verdict(request: &Request, decisions: &[DecisionRecord]) -> Option<Status> {
     if decisions
         .iter()
         .any(|d| d.vote.decision == Decision::Reject)
     {
         Some(Status::Rejected)
-    } else if approvals(decisions.iter().map(|d| d.vote.decision)) >= request.required.approvals {
+    } else if request.required.met(decisions.iter().map(|d| &d.vote)) {
         Some(Status::Approved)
     } else {
         None
     }
 }
 
-/// Judges `record` over the decisions recorded now, and signs the receipt if it approves.
-/// `None` when an approval finds no key to sign with here: the transaction then judges alone.
+/// Judges `record` over the decisions recorded now (placing it in the first of `stages` still
+/// open), and signs the receipt if it approves. `None` when an approval finds no key to sign
+/// with here: the transaction then judges alone.
 pub(super) async fn plan(
     svc: &Services,
     request: &Request,
     record: &DecisionRecord,
+    stages: &[String],
     now: UnixTime,
 ) -> Result<Option<Plan>> {
     // With a quorum of one, any earlier decision would have decided the request already.
-    let mut decisions = if request.required.approvals > 1 {
+    let mut decisions = if request.required.approvals() > 1 {
         svc.store.decisions(request.id).await?
     } else {
         Vec::new()
     };
     let prior = decisions.iter().map(|d| d.vote.user_id).collect();
+    let mut record = record.clone();
+    record.vote.stage = request
+        .required
+        .place(decisions.iter().map(|d| &d.vote), stages);
+    let stage = record.vote.stage.clone();
     decisions.push(record.clone());
     receipt_order(&mut decisions);
     let mut after = request.clone();
@@ -69,11 +76,12 @@ pub(super) async fn plan(
     }
     let events = events(
         &after,
-        record,
+        &record,
         receipt.as_ref().map(|(r, kid)| (r, kid.as_str())),
     );
     Ok(Some(Plan {
         prior,
+        stage,
         request: after,
         decisions,
         receipt,
@@ -94,7 +102,7 @@ fn events(
     let mut events = vec![NewEvent::new(
         kind,
         Actor::User(decision.vote.username.clone()),
-        json!({ "user": decision.vote.username, "credential_id": decision.credential_id, "tx_hash": request.tx_hash }),
+        json!({ "user": decision.vote.username, "credential_id": decision.credential_id, "tx_hash": request.tx_hash, "stage": decision.vote.stage }),
     )
     .about(request.id)];
     let rule = json!({ "rule": request.required.rule_label() });
@@ -132,7 +140,7 @@ impl Judge for Quorum {
     fn may_have_decisions(&self, request: &Request) -> bool {
         // One rejection decides, and so does the last approval: a pending request with a
         // quorum of one has no decisions.
-        request.required.approvals > 1
+        request.required.approvals() > 1
     }
 
     fn verdict(&self, request: &Request, decisions: &[DecisionRecord]) -> Option<Status> {

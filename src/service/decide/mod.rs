@@ -17,7 +17,7 @@ use crate::challenge::decision_challenge;
 use crate::clock::UnixTime;
 use crate::domain::{
     Actor, ApprovalId, Ceremony, CeremonyId, CeremonyKind, CeremonyState, CredentialId, Decision,
-    DecisionRecord, EventKind, NewEvent, Refusal, Request, Status, Taken, User, Vote,
+    DecisionRecord, EventKind, NewEvent, Refusal, Request, Stage, Status, Taken, User, Vote,
     CEREMONY_SECS,
 };
 use crate::passkeys::AssertionResponse;
@@ -25,17 +25,30 @@ use crate::store::{DecisionOutcome, Expect, NewDecision};
 pub use judge::verdict;
 use judge::Quorum;
 
-/// Whether this person may decide this request now: in an eligible group, and not its
-/// initiator (however either is spelled) unless the policy allowed self-approval when the
-/// request was made.
-pub fn eligibility(user: &User, request: &Request) -> Result<(), Refusal> {
+/// Whether this person may decide this request now, and in which stages (in order): in a
+/// group of some stage (of `stage`, when they asked for one), and not its initiator (however
+/// either is spelled) unless the policy allowed self-approval when the request was made.
+pub fn eligibility(
+    user: &User,
+    request: &Request,
+    stage: Option<&str>,
+) -> Result<Vec<String>, Error> {
     if request.initiator.is(&user.username) && !request.self_approval {
-        return Err(Refusal::SelfApprovalForbidden);
+        return refuse(Refusal::SelfApprovalForbidden);
     }
-    if !user.in_any(&request.required.groups) {
-        return Err(Refusal::NotEligible);
+    let stages = request.required.stages_for(&user.groups);
+    match stage {
+        None if stages.is_empty() => refuse(Refusal::NotEligible),
+        None => Ok(stages),
+        Some(asked) if stages.iter().any(|s| s == asked) => Ok(vec![asked.to_owned()]),
+        Some(asked) => Err(Error::from(Refusal::NotEligible).detail(
+            if request.required.stages.iter().any(|s| s.name == asked) {
+                format!("you are not in a group of stage {asked:?}")
+            } else {
+                format!("this request has no stage {asked:?}")
+            },
+        )),
     }
-    Ok(())
 }
 
 /// Everyone who could decide `request` now: enabled, in an eligible group, holding a usable
@@ -43,11 +56,54 @@ pub fn eligibility(user: &User, request: &Request) -> Result<(), Refusal> {
 pub async fn who_may_decide(svc: &Services, request: &Request) -> Result<Vec<User>> {
     Ok(svc
         .store
-        .able_approvers(&request.required.groups)
+        .able_approvers(&request.required.groups())
         .await?
         .into_iter()
         .filter(|u| request.self_approval || !request.initiator.is(&u.username))
         .collect())
+}
+
+/// A stage of a request and how far it has come.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageProgress<'a> {
+    pub stage: &'a Stage,
+    pub approved: u32,
+    pub remaining: u32,
+    /// Of the people who could decide the request (`who_may_decide`), those in this stage's
+    /// groups who have not decided yet.
+    pub eligible: Vec<&'a User>,
+}
+
+impl StageProgress<'_> {
+    /// Fewer people left who could approve in it than approvals it still needs.
+    pub fn stuck(&self) -> bool {
+        (self.eligible.len() as u64) < u64::from(self.remaining)
+    }
+}
+
+/// Each stage of `request` with its approvals so far, what it still needs and, of `able`, who
+/// may still decide in it.
+pub fn progress<'a>(
+    request: &'a Request,
+    votes: &[Vote],
+    able: &'a [User],
+) -> Vec<StageProgress<'a>> {
+    let tally = request.required.tally(votes);
+    request
+        .required
+        .stages
+        .iter()
+        .zip(tally)
+        .map(|(stage, approved)| StageProgress {
+            stage,
+            approved,
+            remaining: stage.quorum.saturating_sub(approved),
+            eligible: able
+                .iter()
+                .filter(|u| stage.admits(&u.groups) && !votes.iter().any(|v| v.user_id == u.id))
+                .collect(),
+        })
+        .collect()
 }
 
 /// A decision ceremony's start: the request options for the browser and the nonce.
@@ -65,11 +121,12 @@ pub async fn options(
     user: &User,
     id: ApprovalId,
     decision: Decision,
+    stage: Option<String>,
 ) -> Result<Options> {
     let now = svc.clock.now();
     let request = pending(svc, id, now).await?;
-    if let Err(refusal) = eligibility(user, &request) {
-        return Err(audited(svc, user, id, refusal.into(), now).await);
+    if let Err(refusal) = eligibility(user, &request, stage.as_deref()) {
+        return Err(audited(svc, user, id, refusal, now).await);
     }
     if svc
         .store
@@ -102,6 +159,7 @@ pub async fn options(
             decision,
             nonce,
             allow,
+            stage,
         },
         created_at: now,
         expires_at: now + CEREMONY_SECS,
@@ -160,20 +218,21 @@ async fn decide(
         Taken::Mismatch => return refuse(Refusal::CeremonyMismatch),
         Taken::Gone => return refuse(Refusal::CeremonyConsumed),
     };
-    let (request, record, counter) = match check(svc, user, id, credential, &ceremony, now).await {
-        Ok(checked) => checked,
-        // A concurrent finish with the same ceremony may have won meanwhile (and, say, approved
-        // the request): then the answer is that the ceremony was used, whatever else failed.
-        Err(e) => {
-            return match svc.store.discard_ceremony(ceremony_id).await? {
-                true => Err(e),
-                false => refuse(Refusal::CeremonyConsumed),
+    let (request, record, stages, counter) =
+        match check(svc, user, id, credential, &ceremony, now).await {
+            Ok(checked) => checked,
+            // A concurrent finish with the same ceremony may have won meanwhile (and, say, approved
+            // the request): then the answer is that the ceremony was used, whatever else failed.
+            Err(e) => {
+                return match svc.store.discard_ceremony(ceremony_id).await? {
+                    true => Err(e),
+                    false => refuse(Refusal::CeremonyConsumed),
+                }
             }
-        }
-    };
+        };
     let judge = Arc::new(Quorum {
         issuer: svc.issuer.clone(),
-        plan: judge::plan(svc, &request, &record, now).await?,
+        plan: judge::plan(svc, &request, &record, &stages, now).await?,
     });
     let on_clone = NewEvent::new(
         EventKind::CloneSuspected,
@@ -182,6 +241,7 @@ async fn decide(
     );
     let decision = NewDecision {
         record,
+        stages,
         ceremony: ceremony_id,
         counter,
         on_clone,
@@ -211,7 +271,8 @@ async fn decide(
 }
 
 /// Every check of a decision finish that needs no write: the ceremony's lifetime, the
-/// credential, the person and the request as they stand now, and WebAuthn L3 §7.2.
+/// credential, the person and the request as they stand now, and WebAuthn L3 §7.2. Gives the
+/// decision (its stage still to be placed), the stages it may go to, and the counter.
 async fn check(
     svc: &Services,
     user: &User,
@@ -219,7 +280,7 @@ async fn check(
     credential: &Value,
     ceremony: &Ceremony,
     now: UnixTime,
-) -> Result<(Request, DecisionRecord, u32)> {
+) -> Result<(Request, DecisionRecord, Vec<String>, u32)> {
     if ceremony.expires_at <= now {
         return refuse(Refusal::CeremonyExpired);
     }
@@ -227,6 +288,7 @@ async fn check(
         decision,
         nonce,
         allow,
+        stage,
         ..
     } = &ceremony.state
     else {
@@ -242,7 +304,7 @@ async fn check(
     // `user` came from this request's session, read just now with its current groups, and a
     // disabled user has no session: no second read is needed.
     let request = pending(svc, id, now).await?;
-    eligibility(user, &request)?;
+    let stages = eligibility(user, &request, stage.as_deref())?;
     // The challenge is recomputed from server state, not taken from the ceremony alone, so a
     // ceremony can only ever verify against the transaction this request holds.
     let challenge = decision_challenge(id.as_bytes(), *decision, request.tx_hash.as_bytes(), nonce);
@@ -265,6 +327,7 @@ async fn check(
             display_name: user.display_name.clone(),
             decision: *decision,
             at: now,
+            stage: String::new(),
         },
         credential_id: cred.id,
         nonce: *nonce,
@@ -274,7 +337,7 @@ async fn check(
         public_jwk: key.to_jwk(),
         user_verified: verified.user_verified,
     };
-    Ok((request, record, verified.counter))
+    Ok((request, record, stages, verified.counter))
 }
 
 /// The request, if it is still pending at `now` (expired first if its time is up).
@@ -322,8 +385,11 @@ mod tests {
             risk: None,
             policy_rev: "rev".into(),
             required: Requirement {
-                approvals: quorum,
-                groups: vec!["finance".into()],
+                stages: vec![crate::domain::Stage {
+                    name: "default".into(),
+                    groups: vec!["finance".into()],
+                    quorum,
+                }],
                 rules: vec![],
             },
             status: Status::Pending,
@@ -344,6 +410,7 @@ mod tests {
                 display_name: name.into(),
                 decision: d,
                 at: 1,
+                stage: "default".into(),
             },
             credential_id: CredentialId::from_raw(name.as_bytes()).unwrap(),
             nonce: [0; 32],
@@ -395,19 +462,59 @@ mod tests {
     #[test]
     fn the_initiator_cannot_decide_however_spelled() {
         let r = request(1);
+        let code = |u: &User, r: &Request, stage: Option<&str>| {
+            eligibility(u, r, stage).map_err(|e| e.refusal())
+        };
         for name in ["dave", "DAVE"] {
             assert_eq!(
-                eligibility(&user(name, &["finance"]), &r),
+                code(&user(name, &["finance"]), &r, None),
                 Err(Refusal::SelfApprovalForbidden)
             );
         }
-        assert_eq!(eligibility(&user("erin", &["finance"]), &r), Ok(()));
+        let erin = user("erin", &["finance"]);
+        assert_eq!(code(&erin, &r, None), Ok(vec!["default".to_owned()]));
         assert_eq!(
-            eligibility(&user("erin", &["admins"]), &r),
+            code(&user("erin", &["admins"]), &r, None),
             Err(Refusal::NotEligible)
+        );
+        assert_eq!(
+            code(&erin, &r, Some("security")),
+            Err(Refusal::NotEligible),
+            "no such stage"
         );
         let mut allowed = r;
         allowed.self_approval = true;
-        assert_eq!(eligibility(&user("dave", &["finance"]), &allowed), Ok(()));
+        assert!(code(&user("dave", &["finance"]), &allowed, None).is_ok());
+    }
+
+    #[test]
+    fn people_in_several_stages_may_ask_for_one() {
+        let mut r = request(1);
+        r.required.stages.push(crate::domain::Stage {
+            name: "security".into(),
+            groups: vec!["security".into()],
+            quorum: 1,
+        });
+        let both = user("erin", &["security", "finance"]);
+        let code = |stage| eligibility(&both, &r, stage).map_err(|e| e.refusal());
+        assert_eq!(
+            code(None),
+            Ok(vec!["default".to_owned(), "security".to_owned()]),
+            "in stage order"
+        );
+        assert_eq!(code(Some("security")), Ok(vec!["security".to_owned()]));
+        let sam = user("sam", &["security"]);
+        assert_eq!(
+            eligibility(&sam, &r, Some("default")).map_err(|e| e.refusal()),
+            Err(Refusal::NotEligible)
+        );
+        // Two approvals in one stage leave the other unmet.
+        let mut a = decision("a", Decision::Approve);
+        let mut b = decision("b", Decision::Approve);
+        assert_eq!(verdict(&r, &[a.clone(), b.clone()]), None);
+        b.vote.stage = "security".into();
+        assert_eq!(verdict(&r, &[a.clone(), b.clone()]), Some(Status::Approved));
+        a.vote.stage = "security".into();
+        assert_eq!(verdict(&r, &[a, b]), None);
     }
 }

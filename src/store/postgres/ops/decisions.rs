@@ -23,7 +23,7 @@ static DECISIONS_OF: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {DECISION_COLS} FROM decisions WHERE approval_id = $1 ORDER BY at, username")
 });
 static INSERT_DECISION: LazyLock<String> = LazyLock::new(|| {
-    format!("INSERT INTO decisions ({DECISION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+    format!("INSERT INTO decisions ({DECISION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
 });
 /// Locking the request row makes concurrent last approvals, on any replica, take turns.
 static LOCK_PENDING: LazyLock<String> = LazyLock::new(|| {
@@ -34,11 +34,11 @@ static LOCK_PENDING: LazyLock<String> = LazyLock::new(|| {
 /// `ceremony_consumed`).
 static START_CEREMONY: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH old AS (DELETE FROM ceremonies WHERE expires_at < $12), \
+        "WITH old AS (DELETE FROM ceremonies WHERE expires_at < $13), \
          c AS (INSERT INTO ceremonies ({CEREMONY_COLS}) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)) \
          INSERT INTO audit_pending (at, kind, actor, approval_id, data) \
-         SELECT $10, $13, $14, $15, $16 WHERE $13::TEXT IS NOT NULL"
+         SELECT $10, $14, $15, $16, $17 WHERE $14::TEXT IS NOT NULL"
     )
 });
 static CEREMONY: LazyLock<String> =
@@ -72,6 +72,7 @@ impl DecisionStore for PgStore {
             .bind(&row.registration)
             .bind(row.created_at)
             .bind(row.expires_at)
+            .bind(&row.stage)
             .bind(row.created_at - CEREMONY_SECS)
             .bind(pending.as_ref().map(|e| e.kind.as_str()))
             .bind(pending.as_ref().map(|e| e.actor.as_str()))
@@ -187,7 +188,7 @@ impl PgStore {
         let status = (plan.request.status != Status::Pending).then(|| plan.request.status.as_str());
         let answer: String = sqlx::query_scalar(
             "SELECT countersign_record_decision($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-             $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)",
+             $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)",
         )
         .bind(rec.approval_id.to_string())
         .bind(now)
@@ -210,6 +211,7 @@ impl PgStore {
         .bind(&rec.signature)
         .bind(rec.public_jwk.to_string())
         .bind(i64::from(rec.user_verified))
+        .bind(&plan.stage)
         .bind(status)
         .bind(kid)
         .bind(receipt.map(|r| r.jti.to_string()))
@@ -263,9 +265,8 @@ async fn decide(
     judge: &dyn Judge,
     now: UnixTime,
 ) -> StoreResult<(DecisionOutcome, bool)> {
-    let rec = &d.record;
-    let id = rec.approval_id.to_string();
-    let user = rec.vote.user_id.to_string();
+    let id = d.record.approval_id.to_string();
+    let user = d.record.vote.user_id.to_string();
     let row = sqlx::query_as::<_, RequestRow>(&LOCK_PENDING)
         .bind(&id)
         .bind(now)
@@ -297,9 +298,17 @@ async fn decide(
     } else {
         Vec::new()
     };
-    if decisions.iter().any(|x| x.vote.user_id == rec.vote.user_id) {
+    if decisions
+        .iter()
+        .any(|x| x.vote.user_id == d.record.vote.user_id)
+    {
         return Ok((DecisionOutcome::AlreadyDecided, true));
     }
+    let mut placed = d.record.clone();
+    placed.vote.stage = request
+        .required
+        .place(decisions.iter().map(|x| &x.vote), &d.stages);
+    let rec = &placed;
     if !super::people::advance_counter_in(tx, &rec.credential_id, d.counter, now).await? {
         super::people::flag_clone_in(tx, &rec.credential_id, now).await?;
         append(tx, std::slice::from_ref(&d.on_clone), now).await?;
@@ -319,6 +328,7 @@ async fn decide(
         .bind(&rec.signature)
         .bind(rec.public_jwk.to_string())
         .bind(i64::from(rec.user_verified))
+        .bind(&rec.vote.stage)
         .execute(&mut *tx)
         .await;
     match inserted {

@@ -21,19 +21,19 @@ static CREATE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH prior AS ( \
             SELECT request_hash, response FROM idempotency_keys \
-            WHERE $22::TEXT IS NOT NULL AND client_id = $2 AND key = $22), \
+            WHERE $23::TEXT IS NOT NULL AND client_id = $2 AND key = $23), \
          a AS ( \
             INSERT INTO approvals ({REQUEST_COLS}) \
-            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21 \
+            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22 \
             WHERE NOT EXISTS (SELECT 1 FROM prior) \
               AND EXISTS (SELECT 1 FROM clients c WHERE c.id = $2 AND c.revoked_at IS NULL) \
             RETURNING id), \
          i AS ( \
             INSERT INTO idempotency_keys (client_id, key, request_hash, approval_id, response, created_at) \
-            SELECT $2, $22, $23, a.id, $24, $15 FROM a WHERE $22::TEXT IS NOT NULL), \
+            SELECT $2, $23, $24, a.id, $25, $15 FROM a WHERE $23::TEXT IS NOT NULL), \
          e AS ( \
             INSERT INTO audit_pending (at, kind, actor, approval_id, data) \
-            SELECT $15, $25, $26, a.id, $27 FROM a) \
+            SELECT $15, $26, $27, a.id, $28 FROM a) \
          SELECT (SELECT COUNT(*) FROM a) AS created, \
                 (SELECT request_hash FROM prior) AS request_hash, (SELECT response FROM prior) AS response"
     )
@@ -190,6 +190,7 @@ impl RequestStore for PgStore {
             votes: l.votes,
             receipt,
             client_active,
+            able: Vec::new(),
         }))
     }
 
@@ -331,7 +332,7 @@ impl PgStore {
             .bind(&r.audience)
             .bind(&cols.risk)
             .bind(&r.policy_rev)
-            .bind(i64::from(r.required.approvals))
+            .bind(cols.approvals)
             .bind(&cols.groups)
             .bind(&cols.rules)
             .bind(r.status.as_str())
@@ -342,6 +343,7 @@ impl PgStore {
             .bind(r.receipt_ttl)
             .bind(r.initiator.party())
             .bind(r.initiator.behalf_key())
+            .bind(&cols.stages)
             .bind(idem.map(|i| i.key.as_str()))
             .bind(idem.map(|i| i.request_hash.as_slice()))
             .bind(idem.map(|i| i.response.as_str()))

@@ -23,14 +23,14 @@ static DECISIONS_OF: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {DECISION_COLS} FROM decisions WHERE approval_id = ?1 ORDER BY at, username")
 });
 static INSERT_DECISION: LazyLock<String> = LazyLock::new(|| {
-    format!("INSERT INTO decisions ({DECISION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")
+    format!("INSERT INTO decisions ({DECISION_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)")
 });
 /// On the writer, which excludes every other writer, reading the row is as good as locking it.
 static READ_PENDING: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {REQUEST_COLS} FROM approvals WHERE id = ?1 AND status = 'pending' AND expires_at > ?2")
 });
 static INSERT_CEREMONY: LazyLock<String> = LazyLock::new(|| {
-    format!("INSERT INTO ceremonies ({CEREMONY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
+    format!("INSERT INTO ceremonies ({CEREMONY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")
 });
 static CEREMONY: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {CEREMONY_COLS} FROM ceremonies WHERE id = ?1"));
@@ -73,7 +73,8 @@ impl DecisionStore for SqliteStore {
                         row.invitation,
                         row.registration,
                         row.created_at,
-                        row.expires_at
+                        row.expires_at,
+                        row.stage
                     ],
                 )?;
                 append(conn, event.as_slice(), row.created_at)?;
@@ -168,9 +169,8 @@ fn decide(
     judge: &dyn Judge,
     now: UnixTime,
 ) -> StoreResult<Outcome<DecisionOutcome>> {
-    let rec = &d.record;
-    let id = rec.approval_id.to_string();
-    let user = rec.vote.user_id.to_string();
+    let id = d.record.approval_id.to_string();
+    let user = d.record.vote.user_id.to_string();
     let Some(row) = first::<RequestRow>(conn, &READ_PENDING, params![id, now])? else {
         return Ok(Outcome::Drop(DecisionOutcome::NotPending));
     };
@@ -191,9 +191,17 @@ fn decide(
     } else {
         Vec::new()
     };
-    if decisions.iter().any(|x| x.vote.user_id == rec.vote.user_id) {
+    if decisions
+        .iter()
+        .any(|x| x.vote.user_id == d.record.vote.user_id)
+    {
         return Ok(Outcome::Keep(DecisionOutcome::AlreadyDecided));
     }
+    let mut placed = d.record.clone();
+    placed.vote.stage = request
+        .required
+        .place(decisions.iter().map(|x| &x.vote), &d.stages);
+    let rec = &placed;
     if !super::people::advance_counter_in(conn, &rec.credential_id, d.counter, now)? {
         super::people::flag_clone_in(conn, &rec.credential_id, now)?;
         append(conn, std::slice::from_ref(&d.on_clone), now)?;
@@ -213,6 +221,7 @@ fn decide(
         rec.signature,
         rec.public_jwk.to_string(),
         i64::from(rec.user_verified),
+        rec.vote.stage,
     ]);
     match inserted {
         // Only when the judge said the request could hold no decisions, and it did.

@@ -78,16 +78,16 @@ macro_rules! from_row {
 from_row! {
     RequestRow { id, client_id, action, transaction_jcs, tx_hash, initiator, initiator_key,
         audience, risk, policy_rev, required_approvals, required_groups, rules, status,
-        created_at, expires_at, decided_at, self_approval, receipt_ttl, initiator_party }
+        created_at, expires_at, decided_at, self_approval, receipt_ttl, initiator_party, stages }
     DecisionRow { approval_id, user_id, decision, username, display_name, credential_id, at,
-        nonce, authenticator_data, client_data_json, signature, public_jwk, user_verified }
-    VoteRow { vote_user, vote_username, vote_name, vote_decision, vote_at }
+        nonce, authenticator_data, client_data_json, signature, public_jwk, user_verified, stage }
+    VoteRow { vote_user, vote_username, vote_name, vote_decision, vote_at, vote_stage }
     UserRow { id, username, display_name, groups, created_at, disabled_at }
     CredentialRow { id, user_id, label, public_x, public_y, counter, created_at, last_used_at,
         revoked_at, flagged_at }
     ClientRow { id, name, rights, created_at, revoked_at }
     CeremonyRow { id, kind, user_id, approval_id, decision, secret, allow, invitation,
-        registration, created_at, expires_at }
+        registration, created_at, expires_at, stage }
     ReceiptDbRow { jti, approval_id, kid, audience, issued_at, expires_at, redeemed_at,
         redeemed_by, revoked_at }
     KeyRow { kid, public_jwk, created_at, retired_at }

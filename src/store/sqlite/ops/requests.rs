@@ -16,7 +16,7 @@ use crate::clock::UnixTime;
 use crate::domain::{ApprovalId, ClientId, NewEvent, Request, UserId};
 
 static INSERT: LazyLock<String> = LazyLock::new(|| {
-    format!("INSERT INTO approvals ({REQUEST_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)")
+    format!("INSERT INTO approvals ({REQUEST_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)")
 });
 static BY_ID: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {REQUEST_COLS} FROM approvals WHERE id = ?1"));
@@ -144,7 +144,7 @@ impl RequestStore for SqliteStore {
                     r.audience,
                     cols.risk,
                     r.policy_rev,
-                    i64::from(r.required.approvals),
+                    cols.approvals,
                     cols.groups,
                     cols.rules,
                     r.status.as_str(),
@@ -155,6 +155,7 @@ impl RequestStore for SqliteStore {
                     r.receipt_ttl,
                     r.initiator.party(),
                     r.initiator.behalf_key(),
+                    cols.stages,
                 ])?;
                 if let Some(idem) = &idem {
                     exec(conn,
@@ -189,6 +190,7 @@ impl RequestStore for SqliteStore {
             votes: l.votes,
             receipt,
             client_active,
+            able: Vec::new(),
         }))
     }
 
