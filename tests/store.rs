@@ -113,6 +113,7 @@ macro_rules! replicated {
 replicated!(
     a_revocation_on_one_replica_holds_on_the_other,
     replicas_append_to_one_chain,
+    who_could_approve_follows_changes_on_other_replicas,
 );
 
 fn event(kind: EventKind) -> NewEvent {
@@ -1496,4 +1497,40 @@ async fn able_approvers_are_enabled_in_a_group_with_a_usable_passkey(store: Arc<
         ["ann", "cat", "zed"]
     );
     assert!(store.able_approvers(&[]).await.unwrap().is_empty());
+    // Regrouped, newly enrolled: seen at once (PostgreSQL keeps the answer in memory until a
+    // change like these empties it).
+    assert!(store
+        .set_groups(
+            "ann",
+            &["ops".to_string()],
+            event(EventKind::UserGroupsChanged),
+            NOW
+        )
+        .await
+        .unwrap());
+    person(&store, "fay", &["finance"]).await;
+    assert_eq!(
+        names(store.able_approvers(&finance()).await.unwrap()),
+        ["fay"]
+    );
+}
+
+/// Who could approve, as one replica remembers it, follows a change made on another.
+async fn who_could_approve_follows_changes_on_other_replicas(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    person(&a, "ann", &["finance"]).await;
+    person(&a, "bob", &["finance"]).await;
+    let finance = vec!["finance".to_string()];
+    assert_eq!(a.able_approvers(&finance).await.unwrap().len(), 2);
+    assert!(b
+        .disable_user("ann", event(EventKind::UserDisabled), NOW)
+        .await
+        .unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while a.able_approvers(&finance).await.unwrap().len() != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other replica's change never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }

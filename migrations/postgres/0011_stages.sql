@@ -7,9 +7,10 @@ ALTER TABLE decisions ADD COLUMN stage TEXT NOT NULL DEFAULT 'default';
 -- A decision ceremony for a stage the person asked for (NULL: placed when it is recorded).
 ALTER TABLE ceremonies ADD COLUMN stage TEXT;
 
--- The one-trip decision (0008) records the stage the service placed the decision in: the
+-- The one-trip decision (0008) records the stage the service placed the decision in (the
 -- placement depends only on the earlier decisions, which the function checks are the ones it
--- was judged over.
+-- was judged over), and a passkey it flags as a clone empties every replica's cache of who
+-- could approve.
 DROP FUNCTION countersign_record_decision(
     TEXT, BIGINT, TEXT, TEXT, TEXT[], TEXT, BIGINT, TEXT, TEXT, TEXT, BYTEA, BYTEA, BYTEA, BYTEA,
     TEXT, BIGINT, TEXT, TEXT, TEXT, TEXT, BIGINT, TEXT[], TEXT[], TEXT[], TEXT, TEXT, TEXT);
@@ -60,6 +61,8 @@ BEGIN
     IF NOT FOUND THEN
         UPDATE credentials SET flagged_at = p_now WHERE id = p_credential AND flagged_at IS NULL;
         DELETE FROM sessions WHERE credential_id = p_credential;
+        -- A flagged passkey no longer counts among who could approve: caches start over.
+        PERFORM pg_notify('countersign_invalidate', '');
         INSERT INTO audit_pending (at, kind, actor, approval_id, data)
         VALUES (p_now, p_clone_kind, p_clone_actor, NULL, p_clone_data);
         RETURN 'clone';

@@ -1,6 +1,8 @@
-//! What every request repeats — the API-key look-up and the published signing keys — kept in
-//! memory for as long as nothing that could make it wrong has changed, on any replica. Every
-//! change that could (a client revoked, a key rotated or retired) sends a notice in its own
+//! What every request repeats — the API-key look-up, the published signing keys and who could
+//! approve a request of some groups — kept in memory for as long as nothing that could make it
+//! wrong has changed, on any replica. Every change that could (a client revoked, a key rotated
+//! or retired, a person invited, enrolled, regrouped or disabled, a passkey revoked or flagged)
+//! sends a notice in its own
 //! transaction (`NOTIFY countersign_invalidate`, delivered when it commits), and any notice
 //! empties the cache. While the listener is not connected notices could be missed, so nothing
 //! is served from memory then.
@@ -12,13 +14,15 @@ use std::sync::Mutex;
 use sqlx::PgConnection;
 
 use super::super::{SigningKeyRow, StoreResult};
-use crate::domain::Client;
+use crate::domain::{Client, User};
 
 /// The channel of invalidation notices.
 pub(super) const INVALIDATE: &str = "countersign_invalidate";
 
 /// Clients kept at most; a larger set starts over.
 const MAX_CLIENTS: usize = 10_000;
+/// Sets of groups whose approvers are kept at most.
+const MAX_GROUP_SETS: usize = 1_000;
 
 #[derive(Default)]
 pub(super) struct Cache {
@@ -28,6 +32,7 @@ pub(super) struct Cache {
     live: AtomicBool,
     clients: Mutex<HashMap<[u8; 32], (u64, Client)>>,
     keys: Mutex<Option<(u64, Vec<SigningKeyRow>)>>,
+    able: Mutex<HashMap<Vec<String>, (u64, Vec<User>)>>,
 }
 
 impl Cache {
@@ -65,6 +70,22 @@ impl Cache {
                 clients.clear();
             }
             clients.insert(key_hash, (generation, client.clone()));
+        }
+    }
+
+    pub fn able(&self, groups: &[String]) -> Option<Vec<User>> {
+        let able = self.able.lock().ok()?;
+        let (generation, users) = able.get(groups)?;
+        self.current(*generation).then(|| users.clone())
+    }
+
+    /// Keeps the approvers of `groups` read under `generation` (taken before the read).
+    pub fn put_able(&self, generation: u64, groups: &[String], users: &[User]) {
+        if let Ok(mut able) = self.able.lock() {
+            if able.len() >= MAX_GROUP_SETS {
+                able.clear();
+            }
+            able.insert(groups.to_vec(), (generation, users.to_vec()));
         }
     }
 

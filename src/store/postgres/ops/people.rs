@@ -80,6 +80,8 @@ pub(super) async fn flag_clone_in(
         .bind(credential.as_str())
         .execute(&mut *tx)
         .await?;
+    // It no longer counts among who could approve.
+    super::super::cache::invalidate(tx).await?;
     Ok(())
 }
 
@@ -145,7 +147,7 @@ impl PeopleStore for PgStore {
             .execute(&mut *tx)
             .await?;
         append(&mut tx, std::slice::from_ref(&event), now).await?;
-        self.commit(tx).await?;
+        self.commit_invalidating(tx).await?;
         Ok(user)
     }
 
@@ -228,7 +230,7 @@ impl PeopleStore for PgStore {
             other => other?,
         };
         append(&mut tx, std::slice::from_ref(&event), now).await?;
-        self.commit(tx).await?;
+        self.commit_invalidating(tx).await?;
         Ok(EnrolOutcome::Enrolled)
     }
 
@@ -261,13 +263,21 @@ impl PeopleStore for PgStore {
 
     #[tracing::instrument(skip(self))]
     async fn able_approvers(&self, groups: &[String]) -> StoreResult<Vec<User>> {
-        sqlx::query_as::<_, UserRow>(&ABLE_APPROVERS)
+        if let Some(users) = self.cache.able(groups) {
+            return Ok(users);
+        }
+        let generation = self.cache.generation();
+        let users = sqlx::query_as::<_, UserRow>(&ABLE_APPROVERS)
             .bind(groups)
             .fetch_all(&mut *self.conns.get().await?)
             .await?
             .into_iter()
             .map(UserRow::into_domain)
-            .collect()
+            .collect::<StoreResult<Vec<_>>>()?;
+        if let Some(generation) = generation {
+            self.cache.put_able(generation, groups, &users);
+        }
+        Ok(users)
     }
 
     async fn has_users(&self) -> StoreResult<bool> {
@@ -296,7 +306,7 @@ impl PeopleStore for PgStore {
             .execute(&mut *tx)
             .await?;
         append(&mut tx, std::slice::from_ref(&event), now).await?;
-        self.commit(tx).await?;
+        self.commit_invalidating(tx).await?;
         Ok(true)
     }
 
@@ -391,8 +401,10 @@ impl PeopleStore for PgStore {
                 .execute(&mut *tx)
                 .await?;
             append(&mut tx, std::slice::from_ref(&event), now).await?;
+            self.commit_invalidating(tx).await?;
+        } else {
+            self.commit(tx).await?;
         }
-        self.commit(tx).await?;
         Ok(done)
     }
 
