@@ -24,6 +24,9 @@ const MAX_CLIENTS: usize = 10_000;
 /// Sets of groups whose approvers are kept at most.
 const MAX_GROUP_SETS: usize = 1_000;
 
+/// Who could approve, by the groups asked about, with the generation it was read under.
+type Able = HashMap<Vec<String>, (u64, Vec<User>)>;
+
 #[derive(Default)]
 pub(super) struct Cache {
     /// Changes with every notice, and whenever the listener was disconnected: an entry read
@@ -32,7 +35,7 @@ pub(super) struct Cache {
     live: AtomicBool,
     clients: Mutex<HashMap<[u8; 32], (u64, Client)>>,
     keys: Mutex<Option<(u64, Vec<SigningKeyRow>)>>,
-    able: Mutex<HashMap<Vec<String>, (u64, Vec<User>)>>,
+    able: Mutex<Able>,
 }
 
 impl Cache {
