@@ -96,6 +96,25 @@ impl Value {
         })
     }
 
+    /// Like [`Value::pointer`], for changing what it points at.
+    pub fn pointer_mut(&mut self, pointer: &str) -> Option<&mut Value> {
+        if pointer.is_empty() {
+            return Some(self);
+        }
+        let rest = pointer.strip_prefix('/')?;
+        rest.split('/').try_fold(self, |node, raw| {
+            let token = unescape_pointer_token(raw)?;
+            match node {
+                Value::Object(members) => members
+                    .iter_mut()
+                    .find(|(k, _)| *k == token)
+                    .map(|(_, v)| v),
+                Value::Array(items) => items.get_mut(array_index(&token)?),
+                _ => None,
+            }
+        })
+    }
+
     pub fn to_serde(&self) -> serde_json::Value {
         match self {
             Value::Null => serde_json::Value::Null,

@@ -62,4 +62,41 @@ async fn enrolment_tokens_are_not_logged() {
         !log.contains(&token),
         "the token appears in the log:\n{log}"
     );
+
+    // A redacted field's value is never logged, from its request to its redemption.
+    let policy = countersign::policy::Policy::parse(common::REDACTION_POLICY).unwrap();
+    let app = common::spawn_app_with_policy(common::Backend::Sqlite, policy)
+        .await
+        .unwrap();
+    let secret = "log-canary-5ecret-9d1f";
+    let tx = json!({ "name": "prod/api-key", "value": secret });
+    let mut bob = app.person("bob", &["security"], None).await;
+    let created = app
+        .create(&json!({ "action": "secret.export", "transaction": tx, "initiator": "carol" }))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(app.decide(&mut bob, id, "approve").await.status(), 200);
+    let read: serde_json::Value = app
+        .get(&format!("/v1/approvals/{id}"), &app.key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let res = app
+        .post_json(
+            "/v1/receipts/redeem",
+            &app.key,
+            &json!({ "receipt": read["receipt"], "transaction": tx }),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let log = String::from_utf8(LOG.lock().unwrap().clone()).unwrap();
+    assert!(
+        log.contains("/v1/receipts/redeem"),
+        "the requests were logged"
+    );
+    assert!(
+        !log.contains(secret),
+        "the secret appears in the log:\n{log}"
+    );
 }

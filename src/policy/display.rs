@@ -16,7 +16,12 @@ pub struct DisplayField {
     pub format: Format,
     pub currency_pointer: Option<String>,
     pub optional: bool,
+    /// Never stored, shown or returned in clear (see `policy::redact`).
+    pub redact: bool,
 }
+
+/// What pages and the API show for a redacted field.
+pub const REDACTED: &str = "hidden — bound by hash";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -70,6 +75,7 @@ impl DisplayField {
             format: raw.format,
             currency_pointer: raw.currency_pointer,
             optional: raw.optional,
+            redact: raw.redact,
         })
     }
 
@@ -131,6 +137,12 @@ impl DisplayField {
             return shown;
         };
         shown.present = true;
+        if self.redact {
+            // The stored transaction holds the commitment in its place; that is all there is.
+            shown.raw = compact_json(value);
+            REDACTED.clone_into(&mut shown.formatted);
+            return shown;
+        }
         shown.raw = match value {
             Value::String(s) => s.clone(),
             other => compact_json(other),

@@ -4,6 +4,7 @@
 mod decimal;
 mod display;
 mod raw;
+mod redact;
 mod rules;
 mod stages;
 
@@ -17,8 +18,9 @@ use sha2::{Digest, Sha256};
 pub use crate::domain::{Requirement, Stage};
 use crate::jcs::Value;
 pub use decimal::{Decimal, InvalidDecimal};
-pub use display::{money, other_fields, DisplayField, DisplayValue, Format, OtherField};
+pub use display::{money, other_fields, DisplayField, DisplayValue, Format, OtherField, REDACTED};
 use raw::{check_names, invalid, is_identifier, toml_error, ttl, RawAction, RawPolicy};
+pub use redact::{commitment, Redaction};
 pub use rules::{Condition, Rule};
 
 const BUILTIN: &str = include_str!("../../policy.example.toml");
@@ -217,6 +219,29 @@ impl ActionPolicy {
                 }
             }
             rules.push(rule);
+        }
+        // A rule on a secret would tell whoever reads the requirement something about it.
+        for rule in &rules {
+            let subject = match &rule.when {
+                Condition::AtLeast { pointer, .. } | Condition::Equals { pointer, .. } => pointer,
+                _ => continue,
+            };
+            let related = |a: &str, b: &str| {
+                a.strip_prefix(b)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            };
+            if let Some(secret) = display.iter().find(|f| {
+                f.redact && (related(subject, &f.pointer) || related(&f.pointer, subject))
+            }) {
+                return Err(invalid(
+                    &id,
+                    format!("rule {:?}: when.pointer", rule.name),
+                    format!(
+                        "{subject:?} is (or holds) the redacted field {:?}; a rule cannot look at a secret",
+                        secret.pointer
+                    ),
+                ));
+            }
         }
         Ok(ActionPolicy {
             id,

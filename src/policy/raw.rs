@@ -49,6 +49,9 @@ pub(super) struct RawDisplay {
     pub currency_pointer: Option<String>,
     #[serde(default)]
     pub optional: bool,
+    /// A secret: stored, shown and returned only as a salted hash commitment.
+    #[serde(default)]
+    pub redact: bool,
 }
 
 #[derive(Deserialize)]

@@ -1032,3 +1032,51 @@ fn stage_validation_errors() {
     let neither = no_approvers.replace("quorum = 1\n", "");
     assert!(parse_error(&neither).contains("[[action.stage]] entries"));
 }
+
+#[test]
+fn redacted_fields_are_replaced_by_their_commitment() {
+    let text = MINIMAL.replace(
+        "[[action.rule]]",
+        "[[action.display]]\nlabel = \"Key\"\npointer = \"/key\"\nredact = true\n\n[[action.rule]]",
+    );
+    let policy = match Policy::parse(&text) {
+        Ok(p) => p,
+        Err(err) => panic!("{err}"),
+    };
+    let a = action(&policy, "test.action");
+    assert!(a.redacts());
+    let t = tx(br#"{"amount":"5","currency":"EUR","key":{"k":"s3cret"}}"#);
+    let (stored, redactions) = a.redact(&t, || [7; 32]);
+    assert_eq!(
+        redactions,
+        [Redaction {
+            pointer: "/key".into(),
+            salt: [7; 32]
+        }]
+    );
+    let sealed = commitment(&[7; 32], t.pointer("/key").unwrap_or(&Value::Null));
+    assert_eq!(
+        jcs::canonicalize(&stored),
+        format!(r#"{{"amount":"5","currency":"EUR","key":{{"redacted":"{sealed}"}}}}"#)
+    );
+    let shown = a.display_values(&stored);
+    assert_eq!(shown[1].formatted, REDACTED);
+    assert!(
+        a.other_fields(&stored).is_empty(),
+        "the commitment is the field"
+    );
+    // Absent (or null): nothing to redact.
+    let (_, none) = a.redact(&tx(br#"{"amount":"5","currency":"EUR"}"#), || [7; 32]);
+    assert!(none.is_empty());
+    // A rule may not look at a secret, nor at what holds one.
+    for pointer in ["/key", "/key/k"] {
+        let bad = text.replace(
+            "when = { pointer = \"/amount\", at_least = \"100\" }",
+            &format!("when = {{ pointer = \"{pointer}\", equals = \"x\" }}"),
+        );
+        assert!(
+            parse_error(&bad).contains("a rule cannot look at a secret"),
+            "{pointer}"
+        );
+    }
+}

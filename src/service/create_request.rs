@@ -12,6 +12,7 @@ use crate::domain::{
     Actor, ApprovalId, Client, EventKind, Initiator, NewEvent, Refusal, Request, Risk, Status, User,
 };
 use crate::jcs;
+use crate::policy::Redaction;
 use crate::store::{Created, Idempotency};
 use crate::tx_hash::TxHash;
 
@@ -37,15 +38,16 @@ pub enum Answer {
 }
 
 /// Checks the request against the policy, and that the people who could decide it can ever
-/// meet every stage, and stores it. `render` gives the 201 response for the new request (with
-/// those people), which is kept with an idempotency key so that a repeat gets it unchanged.
+/// meet every stage, and stores it with its secrets redacted. `render` gives the 201 response
+/// for the new request (with those people and the redactions' salts), which is kept with an
+/// idempotency key so that a repeat gets it unchanged.
 #[tracing::instrument(skip_all, fields(client = %client.name, action = %input.action, approval_id))]
 pub async fn create_request(
     svc: &Services,
     client: &Client,
     input: NewRequest,
     idempotency_key: Option<String>,
-    render: impl Fn(&Request, &[User]) -> Result<String>,
+    render: impl Fn(&Request, &[User], &[Redaction]) -> Result<String>,
 ) -> Result<Answer> {
     let action = svc.policy.action(&input.action).ok_or_else(|| {
         Error::from(Refusal::UnknownAction)
@@ -79,12 +81,14 @@ pub async fn create_request(
         .evaluate(&tx, input.risk.as_ref().map(|r| r.score), initiator.kind())
         .map_err(|e| Error::from(Refusal::InvalidTransaction).detail(e.to_string()))?;
 
+    // Secrets leave here: only their commitments are kept, and the salts go back to the client.
+    let (stored, redactions) = action.redact(&tx, super::random32);
     let now = svc.clock.now();
     let request = Request {
         id: ApprovalId::generate(),
         client_id: client.id,
         action: action.id.clone(),
-        transaction_jcs: jcs::canonicalize(&tx),
+        transaction_jcs: jcs::canonicalize(&stored),
         tx_hash,
         initiator,
         audience,
@@ -115,7 +119,7 @@ pub async fn create_request(
             ))
             .with("stage", unmet.stage));
     }
-    let response = render(&request, &able)?;
+    let response = render(&request, &able, &redactions)?;
     let idempotency = idempotency_key.map(|key| Idempotency {
         key,
         request_hash: fingerprint(&request, input.audience.as_deref()),

@@ -120,6 +120,26 @@ pub async fn spawn_app_with_policy(backend: Backend, policy: Policy) -> Option<T
     Some(app)
 }
 
+/// An action with a redacted field (a secret being exported), for the redaction tests.
+#[allow(dead_code)]
+pub const REDACTION_POLICY: &str = r#"
+[[action]]
+id = "secret.export"
+title = "Secret export"
+audiences = ["secrets-service"]
+approvers = ["security"]
+quorum = 1
+
+[[action.display]]
+label = "Secret"
+pointer = "/name"
+
+[[action.display]]
+label = "Value"
+pointer = "/value"
+redact = true
+"#;
+
 /// The username of the standby approver.
 pub const STANDBY: &str = "standby";
 

@@ -47,8 +47,9 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
     let origin = &state.config.public_origin;
-    let render = |request: &_, able: &[_]| {
-        let view = ServiceView::new(request, &[], None, Some(origin), Some(able));
+    let render = |request: &_, able: &[_], redactions: &[_]| {
+        let view = ServiceView::new(request, &[], None, Some(origin), Some(able))
+            .with_redactions(redactions);
         serde_json::to_string(&view).map_err(|_| ApiError::from(Refusal::Internal))
     };
     match create_request(&state.svc, &client.0, body.0, key, render).await? {

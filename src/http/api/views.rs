@@ -8,7 +8,7 @@ use crate::clock::rfc3339;
 use crate::domain::text::reveal;
 use crate::domain::{Decision, Request, Risk, User, Vote};
 use crate::jcs;
-use crate::policy::{DisplayValue, OtherField, Policy};
+use crate::policy::{DisplayValue, OtherField, Policy, Redaction};
 use crate::service::decide::progress;
 
 #[derive(Serialize)]
@@ -79,6 +79,9 @@ pub struct ServiceView<'a> {
     decided_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     receipt: Option<&'a str>,
+    /// In the 201 response only: the salt of each redacted field's commitment.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    redactions: &'a [Redaction],
 }
 
 impl<'a> ServiceView<'a> {
@@ -124,7 +127,12 @@ impl<'a> ServiceView<'a> {
             risk: r.risk.as_ref(),
             decided_at: r.decided_at.map(rfc3339),
             receipt,
+            redactions: &[],
         }
+    }
+
+    pub fn with_redactions(self, redactions: &'a [Redaction]) -> ServiceView<'a> {
+        ServiceView { redactions, ..self }
     }
 }
 

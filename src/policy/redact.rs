@@ -1,0 +1,67 @@
+//! Redacted fields: a display field marked `redact = true` holds a secret (a password, a
+//! private key being exported). The transaction is hashed as submitted, so the executing service
+//! redeems with the real value; what is stored, shown, logged, audited and returned holds in
+//! its place only a commitment `{"redacted": b64url(SHA-256(salt ‖ JCS(value)))}` with a fresh
+//! 32-byte salt, which only the creating client receives (`redactions` in the 201 response), so
+//! that it alone can show which value was approved.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::ActionPolicy;
+use crate::jcs::{self, Value};
+
+/// Where a value was redacted, and the salt of its commitment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Redaction {
+    pub pointer: String,
+    #[serde(serialize_with = "b64")]
+    pub salt: [u8; 32],
+}
+
+fn b64<S: serde::Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// `b64url(SHA-256(salt ‖ JCS(value)))`.
+pub fn commitment(salt: &[u8; 32], value: &Value) -> String {
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(jcs::canonicalize(value).as_bytes());
+    URL_SAFE_NO_PAD.encode(h.finalize())
+}
+
+impl ActionPolicy {
+    /// The transaction as it may be stored: every redacted field that is present replaced by
+    /// its commitment, each with a salt from `salt`.
+    pub fn redact(
+        &self,
+        tx: &Value,
+        mut salt: impl FnMut() -> [u8; 32],
+    ) -> (Value, Vec<Redaction>) {
+        let mut stored = tx.clone();
+        let mut redactions = Vec::new();
+        for field in self.display.iter().filter(|f| f.redact) {
+            let Some(value) = stored.pointer_mut(&field.pointer) else {
+                continue;
+            };
+            if matches!(value, Value::Null) {
+                continue;
+            }
+            let s = salt();
+            let sealed = commitment(&s, value);
+            *value = Value::Object(vec![("redacted".to_owned(), Value::String(sealed))]);
+            redactions.push(Redaction {
+                pointer: field.pointer.clone(),
+                salt: s,
+            });
+        }
+        (stored, redactions)
+    }
+
+    pub fn redacts(&self) -> bool {
+        self.display.iter().any(|f| f.redact)
+    }
+}
