@@ -488,7 +488,9 @@ async fn approver_pages_in_a_real_browser() {
     s.check_page("signin").await;
 
     // ---- enrolment -------------------------------------------------------------------------
-    let token = app.invite("bob", &["finance", "finance-senior"]).await;
+    let token = app
+        .invite("bob", &["finance", "finance-senior", "security"])
+        .await;
     s.goto(&format!("/enroll/{token}")).await;
     assert_eq!(s.page_name().await, "enroll");
     assert!(s.text("main").await.contains("bob"));
@@ -749,6 +751,21 @@ async fn approver_pages_in_a_real_browser() {
     assert!(may.contains("(dana)") && may.contains("(erin)"), "{may}");
     assert!(!may.contains("(bob)"), "bob has decided: {may}");
     s.check_page("approval-stages").await;
+
+    // ---- a redacted field: bound by hash, never shown -----------------------------------------
+    let secret = app
+        .create(&json!({
+            "action": "secret.export",
+            "transaction": { "secret": "prod/payments/api-key", "destination": "vault://dr-site", "value": "sk_live_51Hb-BROWSER-CANARY" },
+            "initiator": "alice",
+        }))
+        .await;
+    let secret_id = secret["id"].as_str().unwrap().to_string();
+    s.goto(&format!("/approvals/{secret_id}")).await;
+    let fields = s.text("#fields").await;
+    assert!(fields.contains("hidden — bound by hash"), "{fields}");
+    assert!(!s.text("body").await.contains("BROWSER-CANARY"));
+    s.check_page("approval-redacted").await;
 
     // ---- dark scheme -----------------------------------------------------------------------
     s.dark(true).await;

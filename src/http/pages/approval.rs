@@ -16,6 +16,7 @@ use super::view::{
 use crate::domain::decision::approvals;
 use crate::domain::text::{reveal, reveal_except};
 use crate::domain::{ApprovalId, Decision, Refusal, Status, User};
+use crate::policy::REDACTED;
 use crate::service::decide::{eligibility, progress, who_may_decide};
 use crate::service::inbox::request_for;
 
@@ -62,6 +63,8 @@ struct ApprovalPage {
     open_groups: String,
     policy_known: bool,
     any_hidden_chars: bool,
+    /// A field is a secret, shown (and kept) only as its hash commitment.
+    any_redacted: bool,
     canonical: String,
     pretty: String,
     tx_hash: String,
@@ -199,6 +202,7 @@ async fn page(
         status: status_view(a.status),
         any_hidden_chars: fields.iter().any(|f| f.hidden_chars)
             || others.iter().any(|o| o.hidden_chars),
+        any_redacted: fields.iter().any(|f| f.present && f.value == REDACTED),
         policy_known: action.is_some(),
         fields,
         others,
