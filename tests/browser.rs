@@ -725,7 +725,7 @@ async fn approver_pages_in_a_real_browser() {
     let vendor = app
         .create(&json!({
             "action": "vendor.bank_change",
-            "transaction": { "vendor": "Initech Holdings B.V.", "new_iban": "GB82WEST12345698765432", "annual_volume": "250000" },
+            "transaction": { "vendor": "Initech Holdings B.V.", "new_iban": "GB82WEST12345698765432", "annual_volume": "250000", "requested_via": "vendor portal" },
             "initiator": { "type": "agent", "id": "vendor-bot", "on_behalf_of": "alice" },
         }))
         .await;
@@ -735,6 +735,16 @@ async fn approver_pages_in_a_real_browser() {
         .text("#initiator")
         .await
         .contains("vendor-bot (agent) on behalf of alice"));
+    // A field the policy does not display is shown anyway, without a click.
+    let visible: bool = s
+        .eval("(() => { const o = document.querySelector('#other-fields'); return !!o && o.offsetParent !== null && o.getBoundingClientRect().height > 0; })()")
+        .await;
+    assert!(visible, "Other fields is on the page, open");
+    let others = s.text("#other-fields").await;
+    assert!(
+        others.contains("/requested_via") && others.contains("vendor portal"),
+        "{others}"
+    );
     let stages = s.text("#stages").await;
     assert!(
         stages.contains("finance") && stages.contains("security"),
