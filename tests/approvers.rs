@@ -912,18 +912,8 @@ async fn inbox_lists_what_i_may_decide(app: TestApp) {
 /// With quorum 2 and two approvers finishing at the same moment (on two server instances when
 /// the database is shared), the request flips to approved exactly once, in every trial.
 async fn concurrent_last_approvals_flip_once(app: TestApp) {
-    let second = if app.database_url.starts_with("postgres") {
-        Some(
-            common::spawn_on(
-                &app.database_url,
-                app.dir.clone(),
-                countersign::policy::Policy::builtin().unwrap(),
-            )
-            .await,
-        )
-    } else {
-        None
-    };
+    let second =
+        common::second_replica(&app, countersign::policy::Policy::builtin().unwrap()).await;
     let other = second.as_ref().unwrap_or(&app);
     let mut bob = app.person("bob", &["finance-senior"], None).await;
     let mut erin = app.person("erin", &["finance-senior"], None).await;

@@ -268,18 +268,8 @@ async fn redeem_refusals_change_nothing(app: TestApp) {
 }
 
 async fn concurrent_redeems(app: TestApp) {
-    let second = if app.database_url.starts_with("postgres") {
-        Some(
-            common::spawn_on(
-                &app.database_url,
-                app.dir.clone(),
-                countersign::policy::Policy::builtin().unwrap(),
-            )
-            .await,
-        )
-    } else {
-        None
-    };
+    let second =
+        common::second_replica(&app, countersign::policy::Policy::builtin().unwrap()).await;
     let mut bob = app.person("bob", &["finance"], None).await;
     let (_, receipt) = approved(&app, &mut bob).await;
     let payments = app
@@ -338,18 +328,8 @@ async fn concurrent_redeems(app: TestApp) {
 }
 
 async fn revocation(app: TestApp) {
-    let second = if app.database_url.starts_with("postgres") {
-        Some(
-            common::spawn_on(
-                &app.database_url,
-                app.dir.clone(),
-                countersign::policy::Policy::builtin().unwrap(),
-            )
-            .await,
-        )
-    } else {
-        None
-    };
+    let second =
+        common::second_replica(&app, countersign::policy::Policy::builtin().unwrap()).await;
     let mut bob = app.person("bob", &["finance"], None).await;
     let payments = app
         .client(Rights {

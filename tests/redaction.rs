@@ -19,32 +19,10 @@ use serde_json::{json, Value};
 
 const SECRET: &str = "pa55-Wr0d-7f3a9c2e-NEVER-STORED";
 
-macro_rules! redacted {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(app) = super::spawn(crate::common::Backend::Sqlite).await {
-                        super::$name(app).await;
-                    }
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(app) = super::spawn(crate::common::Backend::Postgres).await {
-                        super::$name(app).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-redacted!(the_secret_appears_nowhere_but_is_bound_by_hash);
+both!(
+    spawn = super::spawn;
+    the_secret_appears_nowhere_but_is_bound_by_hash,
+);
 
 async fn spawn(backend: Backend) -> Option<TestApp> {
     common::spawn_app_with_policy(backend, Policy::parse(common::REDACTION_POLICY).unwrap()).await

@@ -50,32 +50,8 @@ stage = "security"
 add_quorum = 1
 "#;
 
-macro_rules! staged {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(app) = super::spawn(crate::common::Backend::Sqlite).await {
-                        super::$name(app).await;
-                    }
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(app) = super::spawn(crate::common::Backend::Postgres).await {
-                        super::$name(app).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-staged!(
+both!(
+    spawn = super::spawn;
     every_stage_needs_its_own_person,
     a_person_asks_for_a_stage,
     requests_nobody_can_approve_are_refused,
@@ -304,18 +280,7 @@ async fn a_request_that_became_unsatisfiable_says_why(app: TestApp) {
 /// Two people, one in each stage, finish at the same moment (through two servers when the
 /// database is shared): the request is approved once, with one receipt naming both stages.
 async fn the_last_approvals_of_two_stages_together_issue_one_receipt(app: TestApp) {
-    let second = if app.database_url.starts_with("postgres") {
-        Some(
-            common::spawn_on(
-                &app.database_url,
-                app.dir.clone(),
-                Policy::parse(POLICY).unwrap(),
-            )
-            .await,
-        )
-    } else {
-        None
-    };
+    let second = common::second_replica(&app, Policy::parse(POLICY).unwrap()).await;
     let mut people = Vec::new();
     for (name, groups) in [
         ("fin", &["finance"][..]),

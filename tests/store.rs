@@ -19,9 +19,9 @@ use countersign::domain::{
     Rights, Stage, Status, Taken, User, UserId, Vote,
 };
 use countersign::store::{
-    CancelOutcome, Created, Cursor, DecisionOutcome, EnrolOutcome, Expect, Idempotency, InboxOf,
+    ClientChange, Created, Cursor, DecisionOutcome, EnrolOutcome, Expect, Idempotency, InboxOf,
     IssuedReceipt, Judge, NewDecision, NewInvitation, NewSession, Page, Plan, RedeemOutcome,
-    RetireOutcome, RevokeOutcome, SealedKey, Store, StoreError,
+    RetireOutcome, SealedKey, Store, StoreError,
 };
 use countersign::tx_hash::TxHash;
 use serde_json::json;
@@ -463,23 +463,20 @@ async fn expiry_and_cancellation_are_conditional(store: Arc<dyn Store>) {
         }
     };
     assert!(
-        matches!(cancel(r.id, c).await, CancelOutcome::NotPending(x) if x.status == Status::Expired)
+        matches!(cancel(r.id, c).await, ClientChange::Refused(x) if x.status == Status::Expired)
     );
     let r2 = request(c, "carol", &["finance"], 1, NOW);
     create(&store, &r2).await;
     let other = client(&store, "other").await;
     assert_eq!(
         cancel(r2.id, other).await,
-        CancelOutcome::NotFound,
+        ClientChange::NotFound,
         "another client's"
     );
     assert!(
-        matches!(cancel(r2.id, c).await, CancelOutcome::Cancelled(x) if x.status == Status::Cancelled)
+        matches!(cancel(r2.id, c).await, ClientChange::Made(x) if x.status == Status::Cancelled)
     );
-    assert!(matches!(
-        cancel(r2.id, c).await,
-        CancelOutcome::NotPending(_)
-    ));
+    assert!(matches!(cancel(r2.id, c).await, ClientChange::Refused(_)));
     let kinds: Vec<String> = store
         .audit_page(0, 100)
         .await
@@ -904,7 +901,7 @@ async fn a_revocation_and_a_redemption_never_both_happen(store: Arc<dyn Store>) 
     create(&store, &pending).await;
     assert!(matches!(
         revoke(pending.id, c).await,
-        RevokeOutcome::NotRevocable(r) if r.status == Status::Pending
+        ClientChange::Refused(r) if r.status == Status::Pending
     ));
     // Approved: only its own client revokes it, once; its receipt is then never redeemed and
     // is no longer handed out.
@@ -912,18 +909,18 @@ async fn a_revocation_and_a_redemption_never_both_happen(store: Arc<dyn Store>) 
     create(&store, &approved).await;
     decide(&store, &bob, &cred, approved.id, 1).await;
     let jti = store.receipt_of(approved.id).await.unwrap().unwrap().jti;
-    assert_eq!(revoke(approved.id, other).await, RevokeOutcome::NotFound);
+    assert_eq!(revoke(approved.id, other).await, ClientChange::NotFound);
     assert_eq!(
         revoke(ApprovalId::generate(), c).await,
-        RevokeOutcome::NotFound
+        ClientChange::NotFound
     );
     assert!(matches!(
         revoke(approved.id, c).await,
-        RevokeOutcome::Revoked(r) if r.status == Status::Revoked
+        ClientChange::Made(r) if r.status == Status::Revoked
     ));
     assert!(matches!(
         revoke(approved.id, c).await,
-        RevokeOutcome::NotRevocable(r) if r.status == Status::Revoked
+        ClientChange::Refused(r) if r.status == Status::Revoked
     ));
     let snap = store.snapshot(approved.id).await.unwrap().unwrap();
     assert_eq!((snap.request.status, snap.receipt), (Status::Revoked, None));
@@ -945,7 +942,7 @@ async fn a_revocation_and_a_redemption_never_both_happen(store: Arc<dyn Store>) 
     ));
     assert!(matches!(
         revoke(redeemed.id, c).await,
-        RevokeOutcome::NotRevocable(r) if r.status == Status::Approved
+        ClientChange::Refused(r) if r.status == Status::Approved
     ));
     // Racing: of a revocation and a redemption sent together, exactly one happens, every time.
     for round in 0..12u32 {
@@ -967,11 +964,11 @@ async fn a_revocation_and_a_redemption_never_both_happen(store: Arc<dyn Store>) 
         let receipt = store.receipt_of(r.id).await.unwrap().unwrap();
         let status = store.request(r.id).await.unwrap().unwrap().status;
         match (redeem, revoked) {
-            (RedeemOutcome::Redeemed(_), RevokeOutcome::NotRevocable(_)) => {
+            (RedeemOutcome::Redeemed(_), ClientChange::Refused(_)) => {
                 assert_eq!((status, receipt.revoked_at), (Status::Approved, None));
                 assert!(receipt.redeemed_at.is_some());
             }
-            (RedeemOutcome::Revoked(_), RevokeOutcome::Revoked(_)) => {
+            (RedeemOutcome::Revoked(_), ClientChange::Made(_)) => {
                 assert_eq!((status, receipt.redeemed_at), (Status::Revoked, None));
                 assert!(receipt.revoked_at.is_some());
             }
@@ -1307,7 +1304,7 @@ async fn a_revocation_on_one_replica_holds_on_the_other(a: Arc<dyn Store>, b: Ar
     let cancel = event(EventKind::RequestCancelled).about(approved.id);
     assert_eq!(
         a.cancel_request(approved.id, c, cancel, NOW).await.unwrap(),
-        CancelOutcome::ClientRevoked
+        ClientChange::ClientRevoked
     );
     assert!(
         !a.snapshot(approved.id)

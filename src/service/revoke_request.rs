@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{Error, Result, Services};
 use crate::domain::{Actor, ApprovalId, Client, EventKind, NewEvent, Refusal};
-use crate::store::{RevokeOutcome, Snapshot};
+use crate::store::{ClientChange, Snapshot};
 
 /// `POST /v1/approvals/{id}/revoke`: approved with an unredeemed receipt → revoked, and the
 /// receipt can no longer be redeemed; anything else is `not_revocable`. Of a revocation and a
@@ -20,11 +20,11 @@ pub async fn revoke_request(svc: &Services, client: &Client, id: ApprovalId) -> 
     )
     .about(id);
     match svc.store.revoke_request(id, client.id, event, now).await? {
-        RevokeOutcome::Revoked(_) => match svc.store.snapshot(id).await? {
+        ClientChange::Made(_) => match svc.store.snapshot(id).await? {
             Some(snap) => Ok(snap),
             None => Err(Refusal::NotFound.into()),
         },
-        RevokeOutcome::NotRevocable(request) => {
+        ClientChange::Refused(request) => {
             let status = request.status_at(now);
             let detail = match status {
                 crate::domain::Status::Approved => "its receipt was redeemed already".to_owned(),
@@ -34,7 +34,7 @@ pub async fn revoke_request(svc: &Services, client: &Client, id: ApprovalId) -> 
                 .detail(detail)
                 .with("approval_status", status.as_str()))
         }
-        RevokeOutcome::NotFound => Err(Refusal::NotFound.into()),
-        RevokeOutcome::ClientRevoked => Err(Refusal::Unauthorized.into()),
+        ClientChange::NotFound => Err(Refusal::NotFound.into()),
+        ClientChange::ClientRevoked => Err(Refusal::Unauthorized.into()),
     }
 }

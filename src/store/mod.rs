@@ -75,20 +75,13 @@ pub enum Created {
     ClientRevoked,
 }
 
+/// What became of a change the creating client asked for (a cancellation, a revocation).
 #[derive(Debug, Clone, PartialEq)]
-pub enum CancelOutcome {
-    Cancelled(Request),
-    NotPending(Request),
-    NotFound,
-    /// The client was revoked since it was authenticated: nothing changed.
-    ClientRevoked,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum RevokeOutcome {
-    Revoked(Request),
-    /// Not approved, or its receipt was redeemed already: nothing changed.
-    NotRevocable(Request),
+pub enum ClientChange {
+    /// Made; the request as it now stands.
+    Made(Request),
+    /// Not possible from where the request stands (as read after the attempt): nothing changed.
+    Refused(Request),
     NotFound,
     /// The client was revoked since it was authenticated: nothing changed.
     ClientRevoked,
@@ -465,7 +458,7 @@ pub trait RequestStore: Send + Sync + 'static {
         client: ClientId,
         event: NewEvent,
         now: UnixTime,
-    ) -> StoreResult<CancelOutcome>;
+    ) -> StoreResult<ClientChange>;
 
     /// The creating client revokes an approved request whose receipt is unredeemed: the
     /// request becomes `revoked` and its receipt unredeemable, in one step that a concurrent
@@ -476,7 +469,7 @@ pub trait RequestStore: Send + Sync + 'static {
         client: ClientId,
         event: NewEvent,
         now: UnixTime,
-    ) -> StoreResult<RevokeOutcome>;
+    ) -> StoreResult<ClientChange>;
 
     /// Pending, unexpired requests this person may decide and has not, newest first.
     async fn inbox(&self, of: &InboxOf<'_>, now: UnixTime, page: Page) -> StoreResult<Vec<Listed>>;

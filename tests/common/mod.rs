@@ -155,6 +155,16 @@ pub async fn spawn_on(database_url: &str, dir: PathBuf, policy: Policy) -> TestA
     spawn_configured(database_url, dir, policy, |_| {}).await
 }
 
+/// A second server on `app`'s database where it can be shared (PostgreSQL), for races
+/// between replicas; none on SQLite.
+#[allow(dead_code)]
+pub async fn second_replica(app: &TestApp, policy: Policy) -> Option<TestApp> {
+    if !app.database_url.starts_with("postgres") {
+        return None;
+    }
+    Some(spawn_on(&app.database_url, app.dir.clone(), policy).await)
+}
+
 /// Like [`spawn_on`], with changes to the test configuration.
 pub async fn spawn_configured(
     database_url: &str,
@@ -327,11 +337,16 @@ pub async fn problem(res: reqwest::Response) -> (u16, String) {
 #[macro_export]
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
+        both!(spawn = $crate::common::spawn_app; $($name),*);
+    };
+    // Each test on a fresh server of every kind that `spawn` (async fn(Backend) -> Option<TestApp>)
+    // makes.
+    (spawn = $spawn:path; $($name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    if let Some(app) = $crate::common::spawn_app($crate::common::Backend::Sqlite).await {
+                    if let Some(app) = $spawn($crate::common::Backend::Sqlite).await {
                         super::$name(app).await;
                     }
                 }
@@ -341,7 +356,7 @@ macro_rules! both {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    if let Some(app) = $crate::common::spawn_app($crate::common::Backend::Postgres).await {
+                    if let Some(app) = $spawn($crate::common::Backend::Postgres).await {
                         super::$name(app).await;
                     }
                 }

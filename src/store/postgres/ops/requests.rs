@@ -8,8 +8,8 @@ use super::super::super::rows::{
     group_votes, qualified, RequestCols, RequestRow, VoteRow, REQUEST_COLS, VOTE_COLS,
 };
 use super::super::super::{
-    CancelOutcome, ClientStore, Created, Idempotency, InboxOf, Listed, Page, RequestStore,
-    RevokeOutcome, Snapshot, StoreError, StoreResult,
+    ClientChange, ClientStore, Created, Idempotency, InboxOf, Listed, Page, RequestStore, Snapshot,
+    StoreError, StoreResult,
 };
 use super::super::{is_unique, PgStore, CHANNEL};
 use crate::clock::UnixTime;
@@ -225,28 +225,8 @@ impl RequestStore for PgStore {
         client: ClientId,
         event: NewEvent,
         now: UnixTime,
-    ) -> StoreResult<CancelOutcome> {
-        let e = Pending::unlogged(&event, now);
-        let row = sqlx::query_as::<_, RequestRow>(&CANCEL)
-            .bind(id.to_string())
-            .bind(client.to_string())
-            .bind(now)
-            .bind(&e.kind)
-            .bind(&e.actor)
-            .bind(e.data.to_string())
-            .fetch_optional(&mut *self.conns.get().await?)
-            .await?;
-        let Some(row) = row else {
-            if !self.client_active(client).await? {
-                return Ok(CancelOutcome::ClientRevoked);
-            }
-            return Ok(match self.request(id).await? {
-                Some(r) if r.client_id == client => CancelOutcome::NotPending(r),
-                _ => CancelOutcome::NotFound,
-            });
-        };
-        self.recorded(&event, &e);
-        Ok(CancelOutcome::Cancelled(row.into_domain()?))
+    ) -> StoreResult<ClientChange> {
+        self.client_change(&CANCEL, id, client, event, now).await
     }
 
     #[tracing::instrument(skip(self, event))]
@@ -256,28 +236,8 @@ impl RequestStore for PgStore {
         client: ClientId,
         event: NewEvent,
         now: UnixTime,
-    ) -> StoreResult<RevokeOutcome> {
-        let e = Pending::unlogged(&event, now);
-        let row = sqlx::query_as::<_, RequestRow>(&REVOKE)
-            .bind(id.to_string())
-            .bind(client.to_string())
-            .bind(now)
-            .bind(&e.kind)
-            .bind(&e.actor)
-            .bind(e.data.to_string())
-            .fetch_optional(&mut *self.conns.get().await?)
-            .await?;
-        let Some(row) = row else {
-            if !self.client_active(client).await? {
-                return Ok(RevokeOutcome::ClientRevoked);
-            }
-            return Ok(match self.request(id).await? {
-                Some(r) if r.client_id == client => RevokeOutcome::NotRevocable(r),
-                _ => RevokeOutcome::NotFound,
-            });
-        };
-        self.recorded(&event, &e);
-        Ok(RevokeOutcome::Revoked(row.into_domain()?))
+    ) -> StoreResult<ClientChange> {
+        self.client_change(&REVOKE, id, client, event, now).await
     }
 
     #[tracing::instrument(skip(self, of), fields(user = %of.user))]
@@ -311,6 +271,39 @@ impl RequestStore for PgStore {
 }
 
 impl PgStore {
+    /// A change the creating client asked for, in one statement (`CANCEL`, `REVOKE`: the
+    /// request's id, the client's, the time, then the event), and if it was not made, why.
+    async fn client_change(
+        &self,
+        statement: &str,
+        id: ApprovalId,
+        client: ClientId,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<ClientChange> {
+        let e = Pending::unlogged(&event, now);
+        let row = sqlx::query_as::<_, RequestRow>(statement)
+            .bind(id.to_string())
+            .bind(client.to_string())
+            .bind(now)
+            .bind(&e.kind)
+            .bind(&e.actor)
+            .bind(e.data.to_string())
+            .fetch_optional(&mut *self.conns.get().await?)
+            .await?;
+        let Some(row) = row else {
+            if !self.client_active(client).await? {
+                return Ok(ClientChange::ClientRevoked);
+            }
+            return Ok(match self.request(id).await? {
+                Some(r) if r.client_id == client => ClientChange::Refused(r),
+                _ => ClientChange::NotFound,
+            });
+        };
+        self.recorded(&event, &e);
+        Ok(ClientChange::Made(row.into_domain()?))
+    }
+
     /// One statement, so one round trip: the idempotency look-up, the request, its key and
     /// its event. A key raced by another request fails on its uniqueness and is tried again.
     async fn try_create(

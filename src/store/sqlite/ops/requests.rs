@@ -1,14 +1,14 @@
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::super::super::rows::{
     group_votes, qualified, RequestCols, RequestRow, VoteRow, REQUEST_COLS, VOTE_COLS,
 };
 use super::super::super::{
-    CancelOutcome, ClientStore, Created, Idempotency, InboxOf, Listed, Page, RequestStore,
-    RevokeOutcome, Snapshot, StoreError, StoreResult,
+    ClientChange, ClientStore, Created, Idempotency, InboxOf, Listed, Page, RequestStore, Snapshot,
+    StoreError, StoreResult,
 };
 use super::super::{Outcome, SqliteStore};
 use super::{all, append, exec, first};
@@ -228,32 +228,15 @@ impl RequestStore for SqliteStore {
         client: ClientId,
         event: NewEvent,
         now: UnixTime,
-    ) -> StoreResult<CancelOutcome> {
-        let cancelled = self
-            .engine
-            .write(move |conn| {
-                let row = first::<RequestRow>(
-                    conn,
-                    &CANCEL,
-                    params![id.to_string(), client.to_string(), now],
-                )?;
-                if row.is_some() {
-                    append(conn, std::slice::from_ref(&event), now)?;
-                }
-                Ok(Outcome::Keep(row))
-            })
-            .await?;
-        if let Some(row) = cancelled {
-            self.changed(id);
-            return Ok(CancelOutcome::Cancelled(row.into_domain()?));
-        }
-        if !self.client_active(client).await? {
-            return Ok(CancelOutcome::ClientRevoked);
-        }
-        Ok(match self.request(id).await? {
-            Some(r) if r.client_id == client => CancelOutcome::NotPending(r),
-            _ => CancelOutcome::NotFound,
-        })
+    ) -> StoreResult<ClientChange> {
+        let change = move |conn: &Connection| {
+            first::<RequestRow>(
+                conn,
+                &CANCEL,
+                params![id.to_string(), client.to_string(), now],
+            )
+        };
+        self.client_change(change, id, client, event, now).await
     }
 
     #[tracing::instrument(skip(self, event))]
@@ -263,30 +246,15 @@ impl RequestStore for SqliteStore {
         client: ClientId,
         event: NewEvent,
         now: UnixTime,
-    ) -> StoreResult<RevokeOutcome> {
-        let revoked = self
-            .engine
-            .write(move |conn| {
-                let key = id.to_string();
-                if exec(conn, REVOKE_RECEIPT, params![key, client.to_string(), now])? == 0 {
-                    return Ok(Outcome::Keep(None));
-                }
-                let row = first::<RequestRow>(conn, &REVOKE, params![key])?;
-                append(conn, std::slice::from_ref(&event), now)?;
-                Ok(Outcome::Keep(row))
-            })
-            .await?;
-        if let Some(row) = revoked {
-            self.changed(id);
-            return Ok(RevokeOutcome::Revoked(row.into_domain()?));
-        }
-        if !self.client_active(client).await? {
-            return Ok(RevokeOutcome::ClientRevoked);
-        }
-        Ok(match self.request(id).await? {
-            Some(r) if r.client_id == client => RevokeOutcome::NotRevocable(r),
-            _ => RevokeOutcome::NotFound,
-        })
+    ) -> StoreResult<ClientChange> {
+        let change = move |conn: &Connection| {
+            let key = id.to_string();
+            if exec(conn, REVOKE_RECEIPT, params![key, client.to_string(), now])? == 0 {
+                return Ok(None);
+            }
+            first::<RequestRow>(conn, &REVOKE, params![key])
+        };
+        self.client_change(change, id, client, event, now).await
     }
 
     #[tracing::instrument(skip(self, of), fields(user = %of.user))]
@@ -323,5 +291,40 @@ impl RequestStore for SqliteStore {
             )
         })?;
         group_votes(rows)
+    }
+}
+
+impl SqliteStore {
+    /// A change the creating client asked for, made by `change` on the writer (the request as
+    /// it then stands, or `None` if not made) with its event, and if it was not made, why.
+    async fn client_change(
+        &self,
+        mut change: impl FnMut(&Connection) -> StoreResult<Option<RequestRow>> + Send + 'static,
+        id: ApprovalId,
+        client: ClientId,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<ClientChange> {
+        let made = self
+            .engine
+            .write(move |conn| {
+                let row = change(conn)?;
+                if row.is_some() {
+                    append(conn, std::slice::from_ref(&event), now)?;
+                }
+                Ok(Outcome::Keep(row))
+            })
+            .await?;
+        if let Some(row) = made {
+            self.changed(id);
+            return Ok(ClientChange::Made(row.into_domain()?));
+        }
+        if !self.client_active(client).await? {
+            return Ok(ClientChange::ClientRevoked);
+        }
+        Ok(match self.request(id).await? {
+            Some(r) if r.client_id == client => ClientChange::Refused(r),
+            _ => ClientChange::NotFound,
+        })
     }
 }
