@@ -260,10 +260,25 @@ async fn requests_nobody_can_approve_are_refused(app: TestApp) {
 async fn a_request_that_became_unsatisfiable_says_why(app: TestApp) {
     let bea = app.person("bea", &["finance"], None).await;
     let _sam = app.person("sam", &["security"], None).await;
-    let (code, created) = create(&app, &change("10")).await;
-    assert_eq!(code, 201);
+    let keyed = || {
+        app.http
+            .post(app.url("/v1/approvals"))
+            .bearer_auth(&app.key)
+            .header("Idempotency-Key", "change-1")
+            .json(&change("10"))
+            .send()
+    };
+    let first = keyed().await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first = first.text().await.unwrap();
+    let created: Value = serde_json::from_str(&first).unwrap();
     let id = created["id"].as_str().unwrap().to_owned();
     app.operator().disable("sam").await.unwrap();
+    // A repeat gets its first answer; a new request is refused.
+    let again = keyed().await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.text().await.unwrap(), first);
+    assert_eq!(create(&app, &change("10")).await.0, 422);
     let now = read(&app, &id).await;
     assert_eq!(now["status"], "pending", "the request stays");
     assert_eq!(

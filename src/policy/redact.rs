@@ -34,22 +34,29 @@ pub fn commitment(salt: &[u8; 32], value: &Value) -> String {
 }
 
 impl ActionPolicy {
-    /// The transaction as it may be stored: every redacted field that is present replaced by
-    /// its commitment, each with a salt from `salt`.
+    /// The transaction as it may be stored, if it holds a secret: every redacted field that is
+    /// present replaced by its commitment, each with a salt from `salt`. `None` when there is
+    /// nothing to redact (the transaction is stored as it is).
     pub fn redact(
         &self,
         tx: &Value,
         mut salt: impl FnMut() -> [u8; 32],
-    ) -> (Value, Vec<Redaction>) {
+    ) -> Option<(Value, Vec<Redaction>)> {
+        let secret = |f: &&super::DisplayField| {
+            f.redact
+                && tx
+                    .pointer(&f.pointer)
+                    .is_some_and(|v| !matches!(v, Value::Null))
+        };
+        if !self.display.iter().any(|f| secret(&f)) {
+            return None;
+        }
         let mut stored = tx.clone();
         let mut redactions = Vec::new();
-        for field in self.display.iter().filter(|f| f.redact) {
+        for field in self.display.iter().filter(secret) {
             let Some(value) = stored.pointer_mut(&field.pointer) else {
                 continue;
             };
-            if matches!(value, Value::Null) {
-                continue;
-            }
             let s = salt();
             let sealed = commitment(&s, value);
             *value = Value::Object(vec![("redacted".to_owned(), Value::String(sealed))]);
@@ -58,10 +65,6 @@ impl ActionPolicy {
                 salt: s,
             });
         }
-        (stored, redactions)
-    }
-
-    pub fn redacts(&self) -> bool {
-        self.display.iter().any(|f| f.redact)
+        Some((stored, redactions))
     }
 }

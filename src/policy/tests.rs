@@ -1044,9 +1044,10 @@ fn redacted_fields_are_replaced_by_their_commitment() {
         Err(err) => panic!("{err}"),
     };
     let a = action(&policy, "test.action");
-    assert!(a.redacts());
     let t = tx(br#"{"amount":"5","currency":"EUR","key":{"k":"s3cret"}}"#);
-    let (stored, redactions) = a.redact(&t, || [7; 32]);
+    let Some((stored, redactions)) = a.redact(&t, || [7; 32]) else {
+        panic!("a secret to redact")
+    };
     assert_eq!(
         redactions,
         [Redaction {
@@ -1066,8 +1067,9 @@ fn redacted_fields_are_replaced_by_their_commitment() {
         "the commitment is the field"
     );
     // Absent (or null): nothing to redact.
-    let (_, none) = a.redact(&tx(br#"{"amount":"5","currency":"EUR"}"#), || [7; 32]);
-    assert!(none.is_empty());
+    assert!(a
+        .redact(&tx(br#"{"amount":"5","currency":"EUR"}"#), || [7; 32])
+        .is_none());
     // A rule may not look at a secret, nor at what holds one.
     for pointer in ["/key", "/key/k"] {
         let bad = text.replace(

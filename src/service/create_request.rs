@@ -82,13 +82,16 @@ pub async fn create_request(
         .map_err(|e| Error::from(Refusal::InvalidTransaction).detail(e.to_string()))?;
 
     // Secrets leave here: only their commitments are kept, and the salts go back to the client.
-    let (stored, redactions) = action.redact(&tx, super::random32);
+    let (transaction_jcs, redactions) = match action.redact(&tx, super::random32) {
+        Some((stored, redactions)) => (jcs::canonicalize(&stored), redactions),
+        None => (jcs::canonicalize(&tx), Vec::new()),
+    };
     let now = svc.clock.now();
     let request = Request {
         id: ApprovalId::generate(),
         client_id: client.id,
         action: action.id.clone(),
-        transaction_jcs: jcs::canonicalize(&stored),
+        transaction_jcs,
         tx_hash,
         initiator,
         audience,
@@ -109,6 +112,15 @@ pub async fn create_request(
         .map(|u| request.required.stages_for(&u.groups))
         .collect();
     if let Some(unmet) = request.required.unmet(&stages) {
+        // A repeat of a request made when it could still be met gets its first answer.
+        if let Some(key) = &idempotency_key {
+            if let Some((hash, first)) = svc.store.prior_response(client.id, key).await? {
+                return match hash == fingerprint(&request, input.audience.as_deref()) {
+                    true => Ok(Answer::Replayed(first)),
+                    false => Err(Refusal::IdempotencyConflict.into()),
+                };
+            }
+        }
         return Err(Error::from(Refusal::Unsatisfiable)
             .detail(format!(
                 "stage {:?} needs {} and only {} can give {} (enabled, in its groups, with a passkey, not the requester, one stage each)",

@@ -437,6 +437,14 @@ pub trait RequestStore: Send + Sync + 'static {
         event: NewEvent,
     ) -> StoreResult<Created>;
 
+    /// What an earlier request with this idempotency key got, if one did: the hash of that
+    /// request and its response.
+    async fn prior_response(
+        &self,
+        client: ClientId,
+        key: &str,
+    ) -> StoreResult<Option<([u8; 32], String)>>;
+
     async fn request(&self, id: ApprovalId) -> StoreResult<Option<Request>>;
 
     /// The request, its decisions and its receipt, in one read.

@@ -20,7 +20,7 @@ fn json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> StoreResult<T
     serde_json::from_str(text).map_err(|e| corrupt(what, e))
 }
 
-fn bytes32(what: &str, bytes: Vec<u8>) -> StoreResult<[u8; 32]> {
+pub(super) fn bytes32(what: &str, bytes: Vec<u8>) -> StoreResult<[u8; 32]> {
     bytes
         .try_into()
         .map_err(|_| StoreError::Corrupt(format!("{what} is not 32 bytes")))

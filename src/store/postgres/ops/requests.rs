@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use super::super::super::rows::Pending;
 use super::super::super::rows::{
-    group_votes, qualified, RequestCols, RequestRow, VoteRow, REQUEST_COLS, VOTE_COLS,
+    bytes32, group_votes, qualified, RequestCols, RequestRow, VoteRow, REQUEST_COLS, VOTE_COLS,
 };
 use super::super::super::{
     ClientChange, ClientStore, Created, Idempotency, InboxOf, Listed, Page, RequestStore, Snapshot,
@@ -168,6 +168,23 @@ impl RequestStore for PgStore {
             .fetch_optional(&mut *self.conns.get().await?)
             .await?
             .map(RequestRow::into_domain)
+            .transpose()
+    }
+
+    async fn prior_response(
+        &self,
+        client: ClientId,
+        key: &str,
+    ) -> StoreResult<Option<([u8; 32], String)>> {
+        let prior: Option<(Vec<u8>, String)> = sqlx::query_as(
+            "SELECT request_hash, response FROM idempotency_keys WHERE client_id = $1 AND key = $2",
+        )
+        .bind(client.to_string())
+        .bind(key)
+        .fetch_optional(&mut *self.conns.get().await?)
+        .await?;
+        prior
+            .map(|(hash, response)| Ok((bytes32("request_hash", hash)?, response)))
             .transpose()
     }
 

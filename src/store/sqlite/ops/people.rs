@@ -69,6 +69,19 @@ pub(super) fn flag_clone_in(
     Ok(())
 }
 
+/// The enabled people in any of the groups (a JSON array) with a usable passkey.
+static ABLE_APPROVERS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM users u WHERE u.disabled_at IS NULL \
+           AND EXISTS (SELECT 1 FROM json_each(u.groups) g \
+                       WHERE g.value IN (SELECT value FROM json_each(?1))) \
+           AND EXISTS (SELECT 1 FROM credentials c WHERE c.user_id = u.id \
+                       AND c.revoked_at IS NULL AND c.flagged_at IS NULL) \
+         ORDER BY u.username",
+        qualified(USER_COLS, "u")
+    )
+});
+
 #[async_trait]
 impl PeopleStore for SqliteStore {
     #[tracing::instrument(skip_all, fields(username = %invitation.username))]
@@ -216,21 +229,7 @@ impl PeopleStore for SqliteStore {
         let groups =
             serde_json::to_string(groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.engine
-            .read(|conn| {
-                all::<UserRow>(
-                    conn,
-                    &format!(
-                        "SELECT {} FROM users u WHERE u.disabled_at IS NULL \
-                           AND EXISTS (SELECT 1 FROM json_each(u.groups) g \
-                                       WHERE g.value IN (SELECT value FROM json_each(?1))) \
-                           AND EXISTS (SELECT 1 FROM credentials c WHERE c.user_id = u.id \
-                                       AND c.revoked_at IS NULL AND c.flagged_at IS NULL) \
-                         ORDER BY u.username",
-                        qualified(USER_COLS, "u")
-                    ),
-                    params![groups],
-                )
-            })?
+            .read(|conn| all::<UserRow>(conn, &ABLE_APPROVERS, params![groups]))?
             .into_iter()
             .map(UserRow::into_domain)
             .collect()

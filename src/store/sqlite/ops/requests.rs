@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::super::super::rows::{
-    group_votes, qualified, RequestCols, RequestRow, VoteRow, REQUEST_COLS, VOTE_COLS,
+    bytes32, group_votes, qualified, RequestCols, RequestRow, VoteRow, REQUEST_COLS, VOTE_COLS,
 };
 use super::super::super::{
     ClientChange, ClientStore, Created, Idempotency, InboxOf, Listed, Page, RequestStore, Snapshot,
@@ -174,6 +174,26 @@ impl RequestStore for SqliteStore {
         self.engine
             .read(|conn| first::<RequestRow>(conn, &BY_ID, params![id.to_string()]))?
             .map(RequestRow::into_domain)
+            .transpose()
+    }
+
+    async fn prior_response(
+        &self,
+        client: ClientId,
+        key: &str,
+    ) -> StoreResult<Option<([u8; 32], String)>> {
+        let prior: Option<(Vec<u8>, String)> = self.engine.read(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT request_hash, response FROM idempotency_keys WHERE client_id = ?1 AND key = ?2",
+                )?
+                .query_row(params![client.to_string(), key], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?)
+        })?;
+        prior
+            .map(|(hash, response)| Ok((bytes32("request_hash", hash)?, response)))
             .transpose()
     }
 
