@@ -17,7 +17,13 @@ pub(in crate::store) use engine::Outcome;
 pub struct SqliteStore {
     engine: Engine,
     changes: broadcast::Sender<Change>,
+    /// Who could approve, by the groups asked about, with the people revision it was read at
+    /// (migration 0012: every change to people or passkeys bumps it, from any process).
+    able: std::sync::Mutex<Able>,
 }
+
+/// Who could approve, by the groups asked about, with the people revision it was read at.
+type Able = std::collections::HashMap<Vec<String>, (i64, Vec<crate::domain::User>)>;
 
 impl SqliteStore {
     /// Opens (creating if need be) the file a `sqlite://PATH` URL names, applies pending
@@ -38,6 +44,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             engine: Engine::start(&path)?,
             changes: broadcast::channel(1024).0,
+            able: std::sync::Mutex::default(),
         })
     }
 

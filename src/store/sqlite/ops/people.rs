@@ -69,6 +69,9 @@ pub(super) fn flag_clone_in(
     Ok(())
 }
 
+/// Sets of groups whose approvers are kept at most.
+const MAX_GROUP_SETS: usize = 1_000;
+
 /// The enabled people in any of the groups (a JSON array) with a usable passkey.
 static ABLE_APPROVERS: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -226,13 +229,31 @@ impl PeopleStore for SqliteStore {
 
     #[tracing::instrument(skip(self))]
     async fn able_approvers(&self, groups: &[String]) -> StoreResult<Vec<User>> {
-        let groups =
-            serde_json::to_string(groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.engine
-            .read(|conn| all::<UserRow>(conn, &ABLE_APPROVERS, params![groups]))?
-            .into_iter()
-            .map(UserRow::into_domain)
-            .collect()
+        let json = serde_json::to_string(groups).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.engine.read(|conn| {
+            // The revision first: a change after it makes what is read next look stale.
+            let rev: i64 = conn
+                .prepare_cached("SELECT rev FROM people_revision WHERE id = 1")?
+                .query_row([], |r| r.get(0))?;
+            if let Some(users) = self.able.lock().ok().and_then(|able| {
+                able.get(groups)
+                    .filter(|(at, _)| *at == rev)
+                    .map(|(_, users)| users.clone())
+            }) {
+                return Ok(users);
+            }
+            let users = all::<UserRow>(conn, &ABLE_APPROVERS, params![json])?
+                .into_iter()
+                .map(UserRow::into_domain)
+                .collect::<StoreResult<Vec<_>>>()?;
+            if let Ok(mut able) = self.able.lock() {
+                if able.len() >= MAX_GROUP_SETS {
+                    able.clear();
+                }
+                able.insert(groups.to_vec(), (rev, users.clone()));
+            }
+            Ok(users)
+        })
     }
 
     async fn users(&self) -> StoreResult<Vec<User>> {
