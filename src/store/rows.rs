@@ -125,7 +125,8 @@ pub(super) struct RequestCols {
     pub approvals: i64,
     pub groups: String,
     pub rules: String,
-    pub stages: String,
+    /// NULL for the one stage `default`, which the sum and the union say all about.
+    pub stages: Option<String>,
 }
 
 impl RequestCols {
@@ -135,7 +136,10 @@ impl RequestCols {
             approvals: i64::from(r.required.approvals()),
             groups: to_json(&r.required.groups())?,
             rules: to_json(&r.required.rules)?,
-            stages: to_json(&r.required.stages)?,
+            stages: match r.required.stages.as_slice() {
+                [only] if only.name == DEFAULT_STAGE => None,
+                stages => Some(to_json(&stages)?),
+            },
         })
     }
 }
