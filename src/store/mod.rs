@@ -8,6 +8,8 @@
 //! policy lives here: where a transaction needs a rule (the decision's quorum, its receipt) the
 //! service passes it in ([`Judge`]).
 
+mod arrivals;
+mod decision;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -20,12 +22,15 @@ use tokio::sync::broadcast;
 use crate::clock::UnixTime;
 use crate::domain::{
     ApprovalId, Ceremony, CeremonyId, Client, ClientId, Credential, CredentialId, DecisionRecord,
-    InvitationState, NewCredential, NewEvent, ReceiptId, Request, Rights, Status, Taken, User,
-    UserId, Vote,
+    InvitationState, NewCredential, NewEvent, ReceiptId, Request, Rights, Taken, User, UserId,
+    Vote,
 };
 use crate::signing::NewSigningKey;
 
 pub use crate::domain::ceremony::Expect;
+pub(crate) use arrivals::arrived;
+pub use arrivals::{Arrivals, Expected};
+pub use decision::{DecisionOutcome, IssuedReceipt, Judge, NewDecision, Plan, SealedKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -161,97 +166,6 @@ pub struct InboxOf<'a> {
     pub groups: &'a [String],
 }
 
-/// A decision to record: verified, with the ceremony it consumes and the signature counter
-/// its assertion carried.
-#[derive(Debug, Clone)]
-pub struct NewDecision {
-    /// The decision; its stage is placed by the store, under the request's lock.
-    pub record: DecisionRecord,
-    /// The stages the person may decide in, in order (one, when they asked for it): the
-    /// decision goes to the first that still needs approvals (`Requirement::place`).
-    pub stages: Vec<String>,
-    pub ceremony: CeremonyId,
-    pub counter: u32,
-    /// Recorded if the counter did not advance.
-    pub on_clone: NewEvent,
-}
-
-#[derive(Debug, PartialEq)]
-pub enum DecisionOutcome {
-    /// Recorded; the request as it now stands and its decisions in receipt order.
-    Recorded(Box<Request>, Vec<DecisionRecord>),
-    AlreadyDecided,
-    /// The request was no longer pending (its status is for the caller to read).
-    NotPending,
-    /// Another finish consumed the ceremony first.
-    CeremonyConsumed,
-    /// The signature counter did not advance: the credential is now flagged, the sessions it
-    /// opened are ended, and that is audited.
-    PossibleClone,
-}
-
-/// The rules a decision transaction applies, supplied by the service that owns them: the
-/// store locks, counts and writes; the judge says what the decisions amount to and signs.
-pub trait Judge: Send + Sync {
-    /// Whether `request`, pending, can hold decisions already: if not (with a quorum of one,
-    /// any decision decides a request), the transaction need not read them.
-    fn may_have_decisions(&self, request: &Request) -> bool;
-    /// The status `request` takes with `decisions` (the new one included, receipt order), if
-    /// they decide it.
-    fn verdict(&self, request: &Request, decisions: &[DecisionRecord]) -> Option<Status>;
-    /// The receipt for an approved request, signed with `key` over `approvals`.
-    fn issue(
-        &self,
-        request: &Request,
-        approvals: &[DecisionRecord],
-        key: &SealedKey,
-        now: UnixTime,
-    ) -> Result<IssuedReceipt, String>;
-    /// The events that record `decision` and what it did (`request` as it now stands).
-    fn events(
-        &self,
-        request: &Request,
-        decision: &DecisionRecord,
-        receipt: Option<(&IssuedReceipt, &str)>,
-    ) -> Vec<NewEvent>;
-    /// The decision as judged ahead, over what the service read before the transaction.
-    fn plan(&self) -> Option<&Plan>;
-}
-
-/// A decision judged, signed and described ahead by the service. A store may record it as it
-/// stands (PostgreSQL does, in one round trip) when, under the request's lock, the request
-/// holds exactly the earlier decisions it was judged over and the receipt's key is still the
-/// one to sign with; otherwise it asks the [`Judge`] again.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    /// Who had decided before (the judgement holds only for exactly these).
-    pub prior: Vec<UserId>,
-    /// The stage the decision was placed in, over those earlier decisions.
-    pub stage: String,
-    /// The request once the decision is recorded.
-    pub request: Request,
-    /// Its decisions then, the new one included (receipt order).
-    pub decisions: Vec<DecisionRecord>,
-    /// The receipt, if the decision approves the request, and the key it was signed with.
-    pub receipt: Option<(IssuedReceipt, String)>,
-    /// What records the decision and what it did.
-    pub events: Vec<NewEvent>,
-}
-
-/// A signing key as stored: its id and its private half sealed under the master key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SealedKey {
-    pub kid: String,
-    pub sealed: Vec<u8>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IssuedReceipt {
-    pub jti: ReceiptId,
-    pub token: String,
-    pub expires_at: UnixTime,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct SigningKeyRow {
     pub kid: String,
@@ -343,57 +257,6 @@ impl CredentialShapes {
                 .collect(),
             per_person: per_person.iter().filter_map(to_usize).collect(),
         }
-    }
-}
-
-/// Writes on their way: requests being handled that will write and have not yet, counted by the
-/// HTTP layer, so that a store that groups commits waits for exactly those rather than guessing.
-#[derive(Debug, Clone, Default)]
-pub struct Arrivals(Arc<std::sync::atomic::AtomicUsize>);
-
-tokio::task_local! {
-    /// The write the current request is counted as, until it submits one.
-    static ON_ITS_WAY: std::cell::RefCell<Option<Expected>>;
-}
-
-impl Arrivals {
-    /// Runs `request` counted as a write on its way, until it submits its first write (see
-    /// [`arrived`]) or ends.
-    pub async fn expecting<F: std::future::Future>(&self, request: F) -> F::Output {
-        let expected = Expected::new(self);
-        ON_ITS_WAY
-            .scope(std::cell::RefCell::new(Some(expected)), request)
-            .await
-    }
-
-    /// How many are on their way.
-    pub fn count(&self) -> usize {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-/// The current request has submitted its write: it is no longer on its way. A store calls this
-/// once the write is queued (so that a batch never sees the count drop before the job).
-pub(crate) fn arrived() {
-    let _ = ON_ITS_WAY.try_with(|e| e.borrow_mut().take());
-}
-
-/// A write on its way; counted until dropped.
-#[derive(Debug)]
-pub struct Expected(Arrivals);
-
-impl Expected {
-    fn new(arrivals: &Arrivals) -> Expected {
-        arrivals
-            .0
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Expected(arrivals.clone())
-    }
-}
-
-impl Drop for Expected {
-    fn drop(&mut self) {
-        self.0 .0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
