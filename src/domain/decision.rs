@@ -2,6 +2,7 @@
 //! that proves it ([`DecisionRecord`]), which goes into the receipt as evidence.
 
 use super::ids::{ApprovalId, CredentialId, UserId};
+use super::requirement::Requirement;
 pub use crate::challenge::Decision;
 use crate::clock::UnixTime;
 
@@ -30,6 +31,21 @@ pub struct DecisionRecord {
     /// The credential's public key as a JWK, so evidence re-verifies without the database.
     pub public_jwk: serde_json::Value,
     pub user_verified: bool,
+}
+
+impl DecisionRecord {
+    /// This decision placed in its stage over the earlier decisions `prior` (see
+    /// [`Requirement::place`]), `candidates` being the stages the person may decide in.
+    pub fn placed(
+        &self,
+        required: &Requirement,
+        prior: &[DecisionRecord],
+        candidates: &[String],
+    ) -> DecisionRecord {
+        let mut placed = self.clone();
+        placed.vote.stage = required.place(prior.iter().map(|d| &d.vote), candidates);
+        placed
+    }
 }
 
 /// Decisions in the order receipts list them: by time, then by username.

@@ -23,4 +23,4 @@ pub use initiator::{Initiator, InitiatorType};
 pub use people::{Credential, InvitationState, NewCredential, User};
 pub use refusal::Refusal;
 pub use request::{Request, Risk, Status};
-pub use requirement::{Requirement, Stage, Unmet, DEFAULT_STAGE};
+pub use requirement::{groups_of, Requirement, Stage, Unmet, DEFAULT_STAGE};

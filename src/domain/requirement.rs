@@ -35,6 +35,17 @@ pub struct Requirement {
     pub rules: Vec<String>,
 }
 
+/// The groups of `stages`, each once, in order.
+pub fn groups_of<'a>(stages: impl IntoIterator<Item = &'a Stage>) -> Vec<String> {
+    let mut groups: Vec<String> = Vec::new();
+    for g in stages.into_iter().flat_map(|s| &s.groups) {
+        if !groups.contains(g) {
+            groups.push(g.clone());
+        }
+    }
+    groups
+}
+
 /// A stage that cannot be met: its name, the approvals it needs and how many people could give
 /// them (distinct from those the other stages need).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,13 +75,7 @@ impl Requirement {
 
     /// Every group that may approve in some stage, each once, in stage order.
     pub fn groups(&self) -> Vec<String> {
-        let mut groups: Vec<String> = Vec::new();
-        for g in self.stages.iter().flat_map(|s| &s.groups) {
-            if !groups.contains(g) {
-                groups.push(g.clone());
-            }
-        }
-        groups
+        groups_of(&self.stages)
     }
 
     /// The stages a person in `groups` may decide in, in order.

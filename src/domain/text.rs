@@ -63,6 +63,12 @@ pub enum TextError {
     Charset(char),
 }
 
+/// "1 approval", "2 approvals".
+pub fn plural(n: impl Into<i64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Plain text a person will read (a reason, a label): 1 to `max` characters, nothing unseen.
 pub fn plain(s: &str, max: usize) -> Result<(), TextError> {
     if s.is_empty() || s.chars().count() > max {

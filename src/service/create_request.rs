@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use super::decide::who_may_decide;
 use super::{Error, Result, Services};
 use crate::clock::secs;
+use crate::domain::text::plural;
 use crate::domain::{
     Actor, ApprovalId, Client, EventKind, Initiator, NewEvent, Refusal, Request, Risk, Status, User,
 };
@@ -179,8 +180,4 @@ fn fingerprint(r: &Request, audience_sent: Option<&str>) -> [u8; 32] {
         "risk": r.risk,
     });
     Sha256::digest(canonical.to_string().as_bytes()).into()
-}
-
-fn plural(n: u32, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }

@@ -10,12 +10,12 @@ use super::super::AppState;
 use super::respond::{failure, html, message, not_found, sign_in_first, signed_in};
 use super::rules::{rules, RuleView};
 use super::view::{
-    decision_word, fields, others, risk, span, status_view, title, Field, Mine, OtherView,
+    decision_word, fields_of, others, risk, span, status_view, title, Field, Mine, OtherView,
     RiskView, Shell, StatusView, When,
 };
 use crate::domain::decision::approvals;
 use crate::domain::text::{reveal, reveal_except};
-use crate::domain::{ApprovalId, Decision, Refusal, Status, User};
+use crate::domain::{groups_of, ApprovalId, Decision, Refusal, Status, User};
 use crate::policy::REDACTED;
 use crate::service::decide::{eligibility, progress, who_may_decide};
 use crate::service::inbox::request_for;
@@ -137,25 +137,20 @@ async fn page(
     };
     let now = svc.clock.now();
     let mine = votes.iter().find(|v| v.user_id == user.id);
-    let fields = fields(&svc.policy, &a);
-    let others = others(&svc.policy, &a);
+    // Parsed once for the display fields, the other fields and the pretty form.
+    let tx = crate::jcs::parse(a.transaction_jcs.as_bytes()).ok();
+    let (fields, others) = match &tx {
+        Some(tx) => (fields_of(&svc.policy, &a, tx), others(&svc.policy, &a, tx)),
+        None => (Vec::new(), Vec::new()),
+    };
     let pending = a.status == Status::Pending;
     let able = match pending {
         true => who_may_decide(svc, &a).await?,
         false => Vec::new(),
     };
     let progress = progress(&a, &votes, &able);
-    let mut open_groups: Vec<&str> = Vec::new();
-    for g in progress
-        .iter()
-        .filter(|p| p.remaining > 0)
-        .flat_map(|p| &p.stage.groups)
-    {
-        if !open_groups.contains(&g.as_str()) {
-            open_groups.push(g);
-        }
-    }
-    let open_groups = open_groups.join(", ");
+    let open_groups =
+        groups_of(progress.iter().filter(|p| p.remaining > 0).map(|p| p.stage)).join(", ");
     let stages: Vec<StageRow> = progress
         .iter()
         .map(|p| StageRow {
@@ -190,8 +185,7 @@ async fn page(
     };
     let can_decide = pending && mine.is_none() && seconds_left > 0 && eligible.is_ok();
     let action = svc.policy.action(&a.action);
-    let pretty = crate::jcs::parse(a.transaction_jcs.as_bytes())
-        .ok()
+    let pretty = tx
         .and_then(|v| serde_json::to_string_pretty(&v.to_serde()).ok())
         .unwrap_or_else(|| a.transaction_jcs.clone());
     Ok(Some(ApprovalPage {

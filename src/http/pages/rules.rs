@@ -2,7 +2,7 @@
 //! policy. The request records the names it matched when it was made; a rule since removed is
 //! shown by name only.
 
-use super::view::plural;
+use crate::domain::text::plural;
 use crate::domain::InitiatorType;
 use crate::policy::{money, ActionPolicy, Condition};
 
@@ -46,13 +46,13 @@ pub fn rules(action: Option<&ActionPolicy>, matched: &[String]) -> Vec<RuleView>
                     if let Some(q) = r.quorum {
                         effects.push(format!(
                             "at least {} needed",
-                            plural(i64::from(q), "approval", "approvals")
+                            plural(q, "approval", "approvals")
                         ));
                     }
                     if let Some(q) = r.add_quorum {
                         effects.push(format!(
                             "{} more needed",
-                            plural(i64::from(q), "approval", "approvals")
+                            plural(q, "approval", "approvals")
                         ));
                     }
                     format!("Applies when {when}: {}.", effects.join("; "))

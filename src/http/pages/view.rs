@@ -6,6 +6,7 @@ use crate::clock::{rfc3339, UnixTime};
 use crate::domain::decision::approvals;
 use crate::domain::text::reveal;
 use crate::domain::{Decision, Request, Status, User, Vote};
+use crate::jcs::Value;
 use crate::policy::{DisplayValue, Format, Policy};
 use crate::service::inbox::Listing;
 
@@ -103,13 +104,10 @@ pub struct OtherView {
     pub hidden_chars: bool,
 }
 
-/// Every leaf of a request's transaction that its display fields do not show.
-pub fn others(policy: &Policy, r: &Request) -> Vec<OtherView> {
-    let Ok(tx) = crate::jcs::parse(r.transaction_jcs.as_bytes()) else {
-        return Vec::new();
-    };
+/// Every leaf of a request's transaction (`tx`, parsed) that its display fields do not show.
+pub fn others(policy: &Policy, r: &Request, tx: &Value) -> Vec<OtherView> {
     policy
-        .other_fields(&r.action, &tx)
+        .other_fields(&r.action, tx)
         .into_iter()
         .map(|o| {
             let (pointer, hidden_pointer) = reveal(&o.pointer);
@@ -125,17 +123,22 @@ pub fn others(policy: &Policy, r: &Request) -> Vec<OtherView> {
 
 /// The policy's display fields of a request, formatted.
 pub fn fields(policy: &Policy, r: &Request) -> Vec<Field> {
+    match crate::jcs::parse(r.transaction_jcs.as_bytes()) {
+        Ok(tx) => fields_of(policy, r, &tx),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// [`fields`] of a transaction already parsed.
+pub fn fields_of(policy: &Policy, r: &Request, tx: &Value) -> Vec<Field> {
     let Some(action) = policy.action(&r.action) else {
         return Vec::new();
     };
-    match crate::jcs::parse(r.transaction_jcs.as_bytes()) {
-        Ok(tx) => action
-            .display_values(&tx)
-            .into_iter()
-            .map(Field::from)
-            .collect(),
-        Err(_) => Vec::new(),
-    }
+    action
+        .display_values(tx)
+        .into_iter()
+        .map(Field::from)
+        .collect()
 }
 
 pub fn title(policy: &Policy, r: &Request) -> String {
@@ -188,14 +191,6 @@ pub fn status_view(s: Status) -> StatusView {
     StatusView {
         key: s.as_str(),
         label,
-    }
-}
-
-pub fn plural(n: i64, one: &str, many: &str) -> String {
-    if n == 1 {
-        format!("{n} {one}")
-    } else {
-        format!("{n} {many}")
     }
 }
 

@@ -45,10 +45,7 @@ pub(super) async fn plan(
         Vec::new()
     };
     let prior = decisions.iter().map(|d| d.vote.user_id).collect();
-    let mut record = record.clone();
-    record.vote.stage = request
-        .required
-        .place(decisions.iter().map(|d| &d.vote), stages);
+    let record = record.placed(&request.required, &decisions, stages);
     let stage = record.vote.stage.clone();
     decisions.push(record.clone());
     receipt_order(&mut decisions);

@@ -304,10 +304,7 @@ async fn decide(
     {
         return Ok((DecisionOutcome::AlreadyDecided, true));
     }
-    let mut placed = d.record.clone();
-    placed.vote.stage = request
-        .required
-        .place(decisions.iter().map(|x| &x.vote), &d.stages);
+    let placed = d.record.placed(&request.required, &decisions, &d.stages);
     let rec = &placed;
     if !super::people::advance_counter_in(tx, &rec.credential_id, d.counter, now).await? {
         super::people::flag_clone_in(tx, &rec.credential_id, now).await?;

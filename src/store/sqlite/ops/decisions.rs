@@ -197,10 +197,7 @@ fn decide(
     {
         return Ok(Outcome::Keep(DecisionOutcome::AlreadyDecided));
     }
-    let mut placed = d.record.clone();
-    placed.vote.stage = request
-        .required
-        .place(decisions.iter().map(|x| &x.vote), &d.stages);
+    let placed = d.record.placed(&request.required, &decisions, &d.stages);
     let rec = &placed;
     if !super::people::advance_counter_in(conn, &rec.credential_id, d.counter, now)? {
         super::people::flag_clone_in(conn, &rec.credential_id, now)?;
