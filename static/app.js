@@ -1,7 +1,8 @@
 // countersign approver pages: runs the passkey ceremonies against the approver JSON API
 // (API.md "Approver API") and shows times in the viewer's time zone. Pages are rendered by the
 // server from its own state; this script never builds what is approved, it only posts
-// "approve" or "reject" and the passkey's signature, then reloads the server's page.
+// "approve" or "reject" and the passkey's signature, then reloads the server's page. The inbox
+// and request pages follow the server's live events and re-read themselves from the server.
 "use strict";
 
 (() => {
@@ -249,7 +250,10 @@
 
   // Counts down from the server's own "seconds left" (not the browser's clock, which may be
   // wrong); the server stays the judge of expiry.
+  let countdownTimer = null;
   function countdowns() {
+    if (countdownTimer !== null) clearInterval(countdownTimer);
+    countdownTimer = null;
     const clocks = $$("[data-seconds-left]");
     if (!clocks.length) return;
     const started = Date.now();
@@ -264,7 +268,7 @@
       }
     };
     tick();
-    setInterval(tick, 1000);
+    countdownTimer = setInterval(tick, 1000);
   }
 
   function expiredOnPage() {
@@ -458,6 +462,7 @@
       b.addEventListener("click", async () => {
         if (busy) return;
         busy = true;
+        live.ceremony(true);
         const decision = b.dataset.decision;
         const word = decision === "approve" ? "approve" : "reject";
         for (const other of buttons) other.disabled = true;
@@ -482,6 +487,7 @@
           window.location.reload();
         } catch (e) {
           busy = false;
+          live.ceremony(false);
           say(status, explain(e, "decide"), "error");
           if (e && e.code === "not_pending") closedByServer(e.problem.approval_status);
           const settled = e && (e.code === "not_pending" || e.code === "already_decided" || e.code === "self_approval_forbidden" || e.code === "not_eligible" || e.code === "possible_clone");
@@ -491,25 +497,182 @@
     }
   }
 
+  // ---- live updates (inbox and request pages) -------------------------------------------------
+
+  // The server tells the page that something it shows changed (GET /v1/me/events, API.md "Live
+  // pages"); the event is only a hint: the page fetches its own HTML from the server again and
+  // swaps in the new main content, without a reload. Never while a passkey ceremony runs on the
+  // page: the refresh waits until it ends.
+  const live = (() => {
+    let inCeremony = false;
+    let held = null; // the message of a refresh held back by a ceremony
+    let running = false;
+    let again = null;
+    let note = null;
+    let noteTimer = null;
+
+    function announce(text) {
+      if (!note || !text) return;
+      say(note, text, "info");
+      if (noteTimer !== null) clearTimeout(noteTimer);
+      noteTimer = setTimeout(() => say(note, "", null), 8000);
+    }
+
+    function keepFocus(main) {
+      const el = document.activeElement;
+      if (!el || el === document.body || !main.contains(el)) return () => {};
+      const id = el.id;
+      const href = el.getAttribute && el.getAttribute("href");
+      return () => {
+        const back = (id && document.getElementById(id)) || (href && $(`#main a[href="${CSS.escape(href)}"]`));
+        if (back) back.focus();
+      };
+    }
+
+    async function refresh(message) {
+      if (inCeremony) {
+        held = message;
+        return;
+      }
+      if (running) {
+        again = message;
+        return;
+      }
+      running = true;
+      try {
+        const res = await fetch(window.location.href, {
+          credentials: "same-origin",
+          cache: "no-store",
+          headers: { Accept: "text/html" },
+        });
+        if (!res.ok) return;
+        const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+        const fresh = doc.getElementById("main");
+        const main = document.getElementById("main");
+        if (!fresh || !main) return;
+        if (doc.body.dataset.page !== document.body.dataset.page) {
+          // Signed out meanwhile: the server answered with another page.
+          announce("Your session has ended. Reload the page to sign in again.");
+          return;
+        }
+        if (inCeremony) {
+          held = message;
+          return;
+        }
+        const restore = keepFocus(main);
+        main.replaceChildren(note, ...Array.from(fresh.childNodes, (n) => document.adoptNode(n)));
+        document.title = doc.title;
+        bind();
+        restore();
+        document.body.dataset.liveRefreshes = String(Number(document.body.dataset.liveRefreshes || 0) + 1);
+        announce(message);
+      } catch (e) {
+        // The next event, or a reload, shows the news; the page as shown stays.
+      } finally {
+        running = false;
+        if (again !== null) {
+          const next = again;
+          again = null;
+          refresh(next);
+        }
+      }
+    }
+
+    function message(page, ev, own) {
+      const status = ev.status || "";
+      switch (ev.change) {
+        case "arrived":
+          return page === "inbox" ? "A new request arrived." : "";
+        case "decision":
+          return own ? "Decided by someone else: a decision was recorded on this request." : "A request was decided by someone else.";
+        case "status":
+          return own ? `This request is now ${status}.` : `A request is now ${status}.`;
+        default:
+          return "This page was updated.";
+      }
+    }
+
+    function start() {
+      const page = document.body.dataset.page;
+      if (page !== "inbox" && page !== "approval") return;
+      if (typeof window.EventSource !== "function") return;
+      const main = document.getElementById("main");
+      if (!main) return;
+      note = document.createElement("p");
+      note.id = "live-note";
+      note.className = "status live-note";
+      note.setAttribute("role", "status");
+      note.setAttribute("aria-live", "polite");
+      main.prepend(note);
+      const shown = page === "approval" ? decodeURIComponent(window.location.pathname.split("/").pop() || "") : null;
+      const source = new EventSource("/v1/me/events");
+      source.addEventListener("open", () => {
+        document.body.dataset.live = "open";
+      });
+      source.addEventListener("error", () => {
+        if (source.readyState === EventSource.CLOSED) {
+          document.body.dataset.live = "closed";
+          announce("Live updates stopped: your session may have ended. Reload the page to see where things stand.");
+        } else {
+          document.body.dataset.live = "reconnecting";
+        }
+      });
+      source.addEventListener("message", (e) => {
+        let ev;
+        try {
+          ev = JSON.parse(e.data);
+        } catch (err) {
+          return;
+        }
+        const own = shown !== null && ev.approval_id === shown;
+        // The request page cares about changes to its request (and a resync); the inbox about
+        // everything.
+        if (shown !== null && ev.change !== "resync" && (!own || ev.change === "arrived")) return;
+        refresh(message(page, ev, own));
+      });
+    }
+
+    return {
+      start,
+      // A passkey ceremony starts (true) or ends without leaving the page (false).
+      ceremony(on) {
+        inCeremony = on;
+        if (!on && held !== null) {
+          const m = held;
+          held = null;
+          refresh(m);
+        }
+      },
+    };
+  })();
+
   // ---- start ---------------------------------------------------------------------------------
 
-  function start() {
+  // What the main content needs, on load and again after a live refresh.
+  function bind() {
     localiseTimes();
     countdowns();
+    if (document.body.dataset.page === "approval") approvalPage();
+  }
+
+  function start() {
     signOut();
     switch (document.body.dataset.page) {
       case "signin":
+        localiseTimes();
+        countdowns();
         signInPage();
         break;
       case "enroll":
+        localiseTimes();
+        countdowns();
         enrollPage();
         break;
-      case "approval":
-        approvalPage();
-        break;
       default:
+        bind();
         break;
     }
+    live.start();
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);

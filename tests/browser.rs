@@ -878,3 +878,148 @@ async fn approver_pages_in_a_real_browser() {
     let _ = browser.wait().await;
     let _ = std::fs::remove_dir_all(&s.profile);
 }
+
+/// The inbox and a request page follow the server's live events without a reload: a new
+/// request appears in the inbox, and another approver's decision, then a cancellation, show on
+/// the request page. A value set on `window` before proves the page was never reloaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_pages_update_without_reload() {
+    let Some(chrome) = chromium() else { return };
+    let (app, origin) = spawn_localhost().await;
+    let s = Session::start(&chrome, &origin).await;
+
+    // Ann enrols in the browser and signs in (passkey autofill answers at once).
+    let token = app.invite("ann", &["finance"]).await;
+    s.goto(&format!("/enroll/{token}")).await;
+    s.page
+        .find_element("#label")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap()
+        .type_str("Laptop")
+        .await
+        .unwrap();
+    s.click("#enroll-button").await;
+    s.wait_for("!document.querySelector('#enroll-done').hidden")
+        .await;
+    s.goto("/").await;
+    s.wait_for("document.body.dataset.page === 'inbox'").await;
+    let mut bob = app.person("bob", &["finance"], None).await;
+
+    // ---- the inbox: a request arrives ------------------------------------------------------
+    assert!(s.text("main").await.contains("this page updates itself"));
+    s.eval::<bool>("window.__kept = 'no reload', true").await;
+    s.wait_for("document.body.dataset.live === 'open'").await;
+    let first = app
+        .create(&payment("640.00", "Hooli Inc", "alice", None))
+        .await;
+    let first_id = first["id"].as_str().unwrap().to_string();
+    s.wait_for(&format!(
+        "!!document.querySelector('#inbox a[href=\"/approvals/{first_id}\"]')"
+    ))
+    .await;
+    assert_eq!(s.eval::<String>("window.__kept || ''").await, "no reload");
+    s.wait_for(
+        "document.querySelector('#live-note').textContent.includes('A new request arrived')",
+    )
+    .await;
+    s.check_page("inbox-live").await;
+    // A second one lands on top.
+    let second = app
+        .create(&payment(
+            "180.00",
+            "Initech",
+            "alice",
+            Some(json!({ "score": 80, "reasons": ["new payee"] })),
+        ))
+        .await;
+    let second_id = second["id"].as_str().unwrap().to_string();
+    s.wait_for("document.querySelectorAll('#inbox > li').length === 2")
+        .await;
+    assert_eq!(s.eval::<String>("window.__kept || ''").await, "no reload");
+
+    // ---- a request page: someone else decides, then the service withdraws it ---------------
+    let risky = app
+        .create(&payment(
+            "700.00",
+            "Pied Piper",
+            "alice",
+            Some(json!({ "score": 80, "reasons": ["new payee"] })),
+        ))
+        .await;
+    let risky_id = risky["id"].as_str().unwrap().to_string();
+    assert_eq!(risky["required"]["approvals"], 2);
+    s.goto(&format!("/approvals/{risky_id}")).await;
+    s.eval::<bool>("window.__kept = 'no reload', true").await;
+    s.wait_for("document.body.dataset.live === 'open'").await;
+    assert!(s.text("main").await.contains("0 of 2"));
+    assert_eq!(
+        app.decide(&mut bob, &risky_id, "approve").await.status(),
+        200
+    );
+    s.wait_for("document.querySelector('main').innerText.includes('1 of 2')")
+        .await;
+    assert!(s.text("#decisions").await.contains("bob"));
+    assert!(s
+        .text("#live-note")
+        .await
+        .contains("Decided by someone else"));
+    assert_eq!(
+        s.eval::<String>("document.querySelector('#status').textContent.trim()")
+            .await,
+        "Waiting for decision"
+    );
+    // Ann can still decide: the buttons were bound again.
+    assert_eq!(
+        s.eval::<u32>("document.querySelectorAll('#approve:not([disabled])').length")
+            .await,
+        1
+    );
+    assert_eq!(s.eval::<String>("window.__kept || ''").await, "no reload");
+    s.check_page("approval-live-decision").await;
+    let res = app
+        .post_json(
+            &format!("/v1/approvals/{risky_id}/cancel"),
+            &app.key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    s.wait_for("!!document.querySelector('#outcome') && document.querySelector('#outcome').innerText.includes('Cancelled')")
+        .await;
+    assert_eq!(
+        s.eval::<String>("document.querySelector('#status').textContent.trim()")
+            .await,
+        "Cancelled"
+    );
+    assert_eq!(
+        s.eval::<u32>("document.querySelectorAll('#approve').length")
+            .await,
+        0
+    );
+    assert_eq!(s.eval::<String>("window.__kept || ''").await, "no reload");
+
+    // ---- the request page, approved by someone else -----------------------------------------
+    s.goto(&format!("/approvals/{first_id}")).await;
+    s.eval::<bool>("window.__kept = 'no reload', true").await;
+    s.wait_for("document.body.dataset.live === 'open'").await;
+    assert_eq!(
+        app.decide(&mut bob, &first_id, "approve").await.status(),
+        200
+    );
+    s.wait_for("document.querySelector('#status').textContent.trim() === 'Approved'")
+        .await;
+    assert!(s.text("#outcome").await.contains("Approved"));
+    assert_eq!(s.eval::<String>("window.__kept || ''").await, "no reload");
+    let errors: Vec<String> = s.eval("window.__errors || []").await;
+    assert!(errors.is_empty(), "script errors: {errors:?}");
+    let _ = second_id;
+
+    drop(s.page);
+    let mut browser = s.browser;
+    let _ = browser.close().await;
+    let _ = browser.wait().await;
+    let _ = std::fs::remove_dir_all(&s.profile);
+}

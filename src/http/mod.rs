@@ -171,6 +171,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::resource("/me/approvals")
                     .wrap(approver())
                     .route(web::get().to(api::me::approvals)),
+            )
+            .service(
+                web::resource("/me/events")
+                    .wrap(approver())
+                    .route(web::get().to(api::events::events)),
             ),
     )
     .configure(pages::configure)

@@ -162,7 +162,12 @@ pub async fn create_request(
         .create_request(&request, idempotency.as_ref(), event)
         .await?
     {
-        Created::New => Ok(Answer::New(response)),
+        Created::New => {
+            // The open event streams hear of it from here (no write, no notice to other
+            // replicas: they look for new requests themselves while a stream is open).
+            svc.live.created(&request);
+            Ok(Answer::New(response))
+        }
         Created::Replayed(first) => Ok(Answer::Replayed(first)),
         Created::KeyConflict => Err(Refusal::IdempotencyConflict.into()),
         Created::ClientRevoked => Err(Refusal::Unauthorized.into()),

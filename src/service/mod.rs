@@ -10,6 +10,7 @@ pub mod create_request;
 pub mod decide;
 pub mod enrol;
 pub mod inbox;
+pub mod live;
 pub mod provision;
 pub mod read_request;
 pub mod redeem;
@@ -39,6 +40,8 @@ pub struct Services {
     pub(crate) decoys: sign_in::Decoys,
     /// Long-polls, by the request they wait on.
     waits: waits::Waits,
+    /// The live pages' event streams, and the one hub that feeds them.
+    pub live: live::Live,
     /// The receipt verifier, with the keys it was made from (`redeem`).
     verifier: std::sync::Mutex<
         Option<(
@@ -60,6 +63,7 @@ impl Services {
     ) -> Services {
         Services {
             waits: waits::Waits::new(store.clone()),
+            live: live::Live::new(store.clone(), clock.clone()),
             store,
             policy,
             clock,

@@ -347,6 +347,11 @@ pub trait RequestStore: Send + Sync + 'static {
 
     /// Requests this person decided, most recent decision first; the cursor is the decision's.
     async fn history(&self, user: UserId, page: Page) -> StoreResult<Vec<Listed>>;
+
+    /// The pending requests created at or after `since`, newest first, at most `limit`: how
+    /// the live pages' hub hears of requests made on other replicas (creating one sends no
+    /// notice). One query on the partial index of pending requests.
+    async fn pending_since(&self, since: UnixTime, limit: u32) -> StoreResult<Vec<ApprovalId>>;
 }
 
 /// WebAuthn ceremonies and the decision transaction.
@@ -512,6 +517,16 @@ pub trait PeopleStore: Send + Sync + 'static {
     /// The signed-in, enabled user of a live session (within both the idle limit and its
     /// absolute end, on a passkey still usable), marking it seen.
     async fn session_user(
+        &self,
+        id_hash: &[u8; 32],
+        now: UnixTime,
+        idle: i64,
+    ) -> StoreResult<Option<User>>;
+
+    /// Like [`PeopleStore::session_user`], without marking the session seen: whether a session
+    /// is still live, asked by something that is not the person's own use (an open event
+    /// stream), so that it does not keep the session from idling out.
+    async fn session_alive(
         &self,
         id_hash: &[u8; 32],
         now: UnixTime,

@@ -4,6 +4,7 @@ pub mod approvals;
 pub mod audit;
 pub mod decisions;
 pub mod enroll;
+pub mod events;
 pub mod me;
 pub mod public;
 pub mod receipts;

@@ -481,6 +481,24 @@ impl PeopleStore for PgStore {
             .map(Some)
     }
 
+    async fn session_alive(
+        &self,
+        id_hash: &[u8; 32],
+        now: UnixTime,
+        idle: i64,
+    ) -> StoreResult<Option<User>> {
+        let row = sqlx::query(&SESSION_USER)
+            .bind(id_hash.as_slice())
+            .bind(now)
+            .bind(now - idle)
+            .fetch_optional(&mut *self.conns.get().await?)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        <UserRow as sqlx::FromRow<_>>::from_row(&row)?
+            .into_domain()
+            .map(Some)
+    }
+
     async fn delete_session(&self, id_hash: &[u8; 32]) -> StoreResult<()> {
         sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
             .bind(id_hash.as_slice())

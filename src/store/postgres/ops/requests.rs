@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use super::super::super::rows::Pending;
 use super::super::super::rows::{
-    bytes32, group_votes, qualified, RequestCols, RequestRow, VoteRow, REQUEST_COLS, VOTE_COLS,
+    bytes32, group_votes, id, qualified, RequestCols, RequestRow, VoteRow, REQUEST_COLS, VOTE_COLS,
 };
 use super::super::super::{
     ClientChange, ClientStore, Created, Idempotency, InboxOf, Listed, Page, RequestStore, Snapshot,
@@ -284,6 +284,21 @@ impl RequestStore for PgStore {
             .fetch_all(&mut *self.conns.get().await?)
             .await?;
         listed(rows)
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn pending_since(&self, since: UnixTime, limit: u32) -> StoreResult<Vec<ApprovalId>> {
+        let ids: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM approvals WHERE status = 'pending' AND created_at >= $1 \
+             ORDER BY created_at DESC LIMIT $2",
+        )
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.conns.get().await?)
+        .await?;
+        ids.iter()
+            .map(|(text,)| id("request id", ApprovalId::parse, text))
+            .collect()
     }
 }
 

@@ -473,6 +473,23 @@ impl PeopleStore for SqliteStore {
         user.into_domain().map(Some)
     }
 
+    async fn session_alive(
+        &self,
+        id_hash: &[u8; 32],
+        now: UnixTime,
+        idle: i64,
+    ) -> StoreResult<Option<User>> {
+        let found = self.engine.read(|conn| {
+            let mut stmt = conn.prepare_cached(&SESSION_USER)?;
+            let mut rows = stmt.query(params![id_hash.as_slice(), now, now - idle])?;
+            Ok(match rows.next()? {
+                Some(row) => Some(<UserRow as super::FromRow>::from_row(row)?),
+                None => None,
+            })
+        })?;
+        found.map(UserRow::into_domain).transpose()
+    }
+
     async fn delete_session(&self, id_hash: &[u8; 32]) -> StoreResult<()> {
         let id_hash = *id_hash;
         self.engine

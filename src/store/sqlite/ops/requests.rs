@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::super::super::rows::{
-    bytes32, group_votes, qualified, RequestCols, RequestRow, VoteRow, REQUEST_COLS, VOTE_COLS,
+    bytes32, group_votes, id, qualified, RequestCols, RequestRow, VoteRow, REQUEST_COLS, VOTE_COLS,
 };
 use super::super::super::{
     ClientChange, ClientStore, Created, Idempotency, InboxOf, Listed, Page, RequestStore, Snapshot,
@@ -56,6 +56,10 @@ const REVOKE_RECEIPT: &str = "UPDATE receipts SET revoked_at = ?3 \
 static REVOKE: LazyLock<String> = LazyLock::new(|| {
     format!("UPDATE approvals SET status = 'revoked' WHERE id = ?1 RETURNING {REQUEST_COLS}")
 });
+/// Recent arrivals, on the partial index of pending requests (`approvals_pending`).
+const PENDING_SINCE: &str =
+    "SELECT id FROM approvals WHERE status = 'pending' AND created_at >= ?1 \
+     ORDER BY created_at DESC LIMIT ?2";
 /// The page of the inbox is cut after every eligibility condition has been applied.
 static INBOX: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -311,6 +315,18 @@ impl RequestStore for SqliteStore {
             )
         })?;
         group_votes(rows)
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn pending_since(&self, since: UnixTime, limit: u32) -> StoreResult<Vec<ApprovalId>> {
+        let ids = self.engine.read(|conn| {
+            let mut stmt = conn.prepare_cached(PENDING_SINCE)?;
+            let rows = stmt.query_map(params![since, limit], |row| row.get::<_, String>(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })?;
+        ids.iter()
+            .map(|text| id("request id", ApprovalId::parse, text))
+            .collect()
     }
 }
 
