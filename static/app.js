@@ -560,9 +560,15 @@
           return;
         }
         const restore = keepFocus(main);
-        main.replaceChildren(note, ...Array.from(fresh.childNodes, (n) => document.adoptNode(n)));
+        // Why the person's last attempt failed stays in view beside the fresh state.
+        const failed = $("#decide-status.is-error");
+        const why = failed ? failed.textContent : "";
+        // A copy first: adopting a node takes it out of the live child list.
+        const nodes = Array.from(fresh.childNodes);
+        main.replaceChildren(note, ...nodes.map((n) => document.adoptNode(n)));
         document.title = doc.title;
         bind();
+        if (why) say($("#decide-status"), why, "error");
         restore();
         document.body.dataset.liveRefreshes = String(Number(document.body.dataset.liveRefreshes || 0) + 1);
         announce(message);
