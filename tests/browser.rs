@@ -955,12 +955,40 @@ async fn live_pages_update_without_reload() {
     s.eval::<bool>("window.__kept = 'no reload', true").await;
     s.wait_for("document.body.dataset.live === 'open'").await;
     assert!(s.text("main").await.contains("0 of 2"));
+    // Ann's passkey prompt is open (held by the test) when bob decides: the page waits.
+    s.eval::<bool>(
+        "window.__get = navigator.credentials.get.bind(navigator.credentials), \
+         navigator.credentials.get = () => new Promise((done) => { window.__release = done; }), true",
+    )
+    .await;
+    let refreshes = "Number(document.body.dataset.liveRefreshes || 0)";
+    let before: u32 = s.eval(refreshes).await;
+    s.click("#approve").await;
+    s.wait_for("typeof window.__release === 'function'").await;
     assert_eq!(
         app.decide(&mut bob, &risky_id, "approve").await.status(),
         200
     );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        s.eval::<u32>(refreshes).await,
+        before,
+        "no refresh mid-ceremony"
+    );
+    assert!(s.text("main").await.contains("0 of 2"));
+    assert!(s
+        .text("#decide-status")
+        .await
+        .contains("Confirm with your passkey"));
+    // The prompt ends (cancelled): the held refresh runs, and the reason stays in view.
+    s.eval::<bool>("window.__release(null), navigator.credentials.get = window.__get, true")
+        .await;
     s.wait_for("document.querySelector('main').innerText.includes('1 of 2')")
         .await;
+    assert!(s
+        .text("#decide-status")
+        .await
+        .contains("Nothing was approved or rejected"));
     assert!(s.text("#decisions").await.contains("bob"));
     assert!(s
         .text("#live-note")
