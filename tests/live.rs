@@ -22,6 +22,7 @@ both!(
     a_reconnect_resumes_or_resyncs,
     signed_out_means_no_stream,
     arrivals_from_another_replica,
+    the_store_finds_arrivals_and_live_sessions,
 );
 
 /// How long an event may take (the cross-replica look runs every 2 s).
@@ -353,4 +354,63 @@ async fn arrivals_from_another_replica(app: TestApp) {
     let mut elsewhere = Events::open(&other, &ann, Some(&arrival.id)).await;
     let first = elsewhere.next(WITHIN).await.expect("a resync event");
     assert_eq!(first.data["change"], "resync");
+}
+
+/// The two store calls the hub and the streams use, on both stores: recent pending requests
+/// (newest first, bounded), and a session check that does not keep the session alive.
+async fn the_store_finds_arrivals_and_live_sessions(app: TestApp) {
+    use countersign::service::sign_in::{session_hash, IDLE_SECS};
+    let now = app.clock_now();
+    let first: countersign::domain::ApprovalId = app.create(&payment("1.00")).await["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    app.clock.advance(Duration::from_secs(5));
+    let second: countersign::domain::ApprovalId = app.create(&payment("2.00")).await["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let found = app.store.pending_since(now - 10, 500).await.unwrap();
+    assert_eq!(found, [second, first], "newest first");
+    assert_eq!(
+        app.store.pending_since(now - 10, 1).await.unwrap(),
+        [second]
+    );
+    assert_eq!(
+        app.store.pending_since(now + 1, 500).await.unwrap(),
+        [second]
+    );
+    let res = app
+        .post_json(
+            &format!("/v1/approvals/{first}/cancel"),
+            &app.key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        app.store.pending_since(now - 10, 500).await.unwrap(),
+        [second],
+        "pending only"
+    );
+
+    let ann = app.person("ann", &["finance"], None).await;
+    let value = ann.cookie.as_deref().unwrap().split_once('=').unwrap().1;
+    let hash = session_hash(value);
+    let signed_in = app.clock_now();
+    let alive = app
+        .store
+        .session_alive(&hash, signed_in + IDLE_SECS - 60, IDLE_SECS)
+        .await
+        .unwrap();
+    assert_eq!(alive.map(|u| u.username), Some("ann".to_string()));
+    // That check did not count as use: the session idles out from its last real use.
+    let later = app
+        .store
+        .session_alive(&hash, signed_in + IDLE_SECS + 1, IDLE_SECS)
+        .await
+        .unwrap();
+    assert!(later.is_none());
 }
