@@ -77,7 +77,8 @@ impl Application {
         }
         .rotate(&master_key, true)
         .await?;
-        let svc = Services::new(
+        let reach = crate::service::outbox::Reach::new(&config, Sealer::new(&master_key))?;
+        let svc = Arc::new(Services::new(
             store,
             Arc::new(policy),
             clock,
@@ -88,7 +89,9 @@ impl Application {
             )),
             config.public_origin.clone(),
             derived(&master_key, b"countersign/decoy-credential/v2\0"),
-        );
+            reach,
+        ));
+        crate::service::background::start(svc.clone());
         let listener = TcpListener::bind(&config.listen)
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;

@@ -165,7 +165,7 @@ fn request(client: ClientId, initiator: &str, groups: &[&str], quorum: u32, at: 
 async fn create(store: &Arc<dyn Store>, r: &Request) {
     let e = event(EventKind::RequestCreated).about(r.id);
     assert_eq!(
-        store.create_request(r, None, e).await.unwrap(),
+        store.create_request(r, None, e, false).await.unwrap(),
         Created::New
     );
 }
@@ -178,6 +178,7 @@ async fn person(store: &Arc<dyn Store>, name: &str, groups: &[&str]) -> (User, C
         username: name,
         display_name: name,
         groups: &groups,
+        email: None,
         token_hash: token,
         expires_at: NOW + 3600,
     };
@@ -384,13 +385,13 @@ async fn requests_are_created_once_and_replayed(store: Arc<dyn Store>) {
     };
     let e = || event(EventKind::RequestCreated).about(r.id);
     assert_eq!(
-        store.create_request(&r, Some(&idem), e()).await.unwrap(),
+        store.create_request(&r, Some(&idem), e(), false).await.unwrap(),
         Created::New
     );
     let again = request(c, "Carol", &["finance"], 1, NOW);
     assert_eq!(
         store
-            .create_request(&again, Some(&idem), e())
+            .create_request(&again, Some(&idem), e(), false)
             .await
             .unwrap(),
         Created::Replayed("first".into())
@@ -401,7 +402,7 @@ async fn requests_are_created_once_and_replayed(store: Arc<dyn Store>) {
     };
     assert_eq!(
         store
-            .create_request(&again, Some(&other), e())
+            .create_request(&again, Some(&other), e(), false)
             .await
             .unwrap(),
         Created::KeyConflict
@@ -1297,7 +1298,7 @@ async fn a_revocation_on_one_replica_holds_on_the_other(a: Arc<dyn Store>, b: Ar
     let late = request(c, "carol", &["finance"], 1, NOW);
     let e = event(EventKind::RequestCreated).about(late.id);
     assert_eq!(
-        a.create_request(&late, None, e).await.unwrap(),
+        a.create_request(&late, None, e, false).await.unwrap(),
         Created::ClientRevoked
     );
     assert!(a.request(late.id).await.unwrap().is_none());
@@ -1382,7 +1383,7 @@ async fn operations_cut_short_leave_nothing_half_done(store: Arc<dyn Store>) {
         let cut = Duration::from_micros(5 * u64::from(i * i));
         let r = request(c, "carol", &["finance"], 1, NOW + i64::from(i));
         let e = event(EventKind::RequestCreated).about(r.id);
-        match tokio::time::timeout(cut, store.create_request(&r, None, e)).await {
+        match tokio::time::timeout(cut, store.create_request(&r, None, e, false)).await {
             Ok(created) => assert_eq!(created.unwrap(), Created::New),
             // Cut short: it happened whole or not at all; find out which.
             Err(_) => {
@@ -1454,7 +1455,7 @@ async fn operations_cut_short_leave_nothing_half_done(store: Arc<dyn Store>) {
             let r = request(c, "carol", &["finance"], 1, NOW + 100 + i);
             tokio::spawn(async move {
                 let e = event(EventKind::RequestCreated).about(r.id);
-                store.create_request(&r, None, e).await.unwrap()
+                store.create_request(&r, None, e, false).await.unwrap()
             })
         })
         .collect();

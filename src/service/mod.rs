@@ -4,10 +4,12 @@
 //! `now` through, so its checks and its records agree on the time.
 
 pub mod audit_log;
+pub mod background;
 pub mod authenticate;
 pub mod cancel_request;
 pub mod create_request;
 pub mod decide;
+pub mod outbox;
 pub mod enrol;
 pub mod inbox;
 pub mod provision;
@@ -16,6 +18,7 @@ pub mod redeem;
 pub mod revoke_request;
 pub mod sign_in;
 pub mod waits;
+pub mod views;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -37,6 +40,8 @@ pub struct Services {
     /// The server's public origin: links to pages, `iss` of receipts.
     pub origin: String,
     pub(crate) decoys: sign_in::Decoys,
+    /// What the server sends out with: webhooks, mail, chat.
+    pub reach: outbox::Reach,
     /// Long-polls, by the request they wait on.
     waits: waits::Waits,
     /// The receipt verifier, with the keys it was made from (`redeem`).
@@ -57,6 +62,7 @@ impl Services {
         issuer: Arc<Issuer>,
         origin: String,
         decoy_secret: [u8; 32],
+        reach: outbox::Reach,
     ) -> Services {
         Services {
             waits: waits::Waits::new(store.clone()),
@@ -67,6 +73,7 @@ impl Services {
             issuer,
             origin,
             decoys: sign_in::Decoys::new(decoy_secret),
+            reach,
             verifier: std::sync::Mutex::new(None),
         }
     }
