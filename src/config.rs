@@ -106,14 +106,21 @@ impl Config {
             // Numbers, booleans and tables arrive as text from the environment; TOML types
             // them for the file. A table is written as TOML's inline table: `{finance = "…"}`.
             let value = if Self::NUMBERS.contains(&key.as_str()) {
-                value.parse::<i64>().map_or(toml::Value::String(value), toml::Value::Integer)
+                value
+                    .parse::<i64>()
+                    .map_or(toml::Value::String(value), toml::Value::Integer)
             } else if Self::BOOLS.contains(&key.as_str()) {
-                value.parse::<bool>().map_or(toml::Value::String(value), toml::Value::Boolean)
+                value
+                    .parse::<bool>()
+                    .map_or(toml::Value::String(value), toml::Value::Boolean)
             } else if Self::TABLES.contains(&key.as_str()) {
                 let parsed: toml::Table = format!("t = {value}")
                     .parse()
                     .with_context(|| format!("{var} must be a TOML inline table"))?;
-                parsed.get("t").cloned().unwrap_or(toml::Value::String(value))
+                parsed
+                    .get("t")
+                    .cloned()
+                    .unwrap_or(toml::Value::String(value))
             } else {
                 toml::Value::String(value)
             };
@@ -289,7 +296,10 @@ mod tests {
             env(&[
                 ("COUNTERSIGN_SMTP_URL", "smtp://127.0.0.1:2525"),
                 ("COUNTERSIGN_SMTP_FROM", "countersign <cs@example.com>"),
-                ("COUNTERSIGN_CHAT_WEBHOOKS", "{finance = \"https://chat.example/hook\"}"),
+                (
+                    "COUNTERSIGN_CHAT_WEBHOOKS",
+                    "{finance = \"https://chat.example/hook\"}",
+                ),
                 ("COUNTERSIGN_WEBHOOK_ALLOW_PRIVATE", "true"),
             ]),
         )

@@ -2,7 +2,12 @@
 //! has an address gets one mail, each group with a chat webhook one message; both say what the
 //! page says first and link to it, never a redacted value, never a way to decide; a mail server
 //! that is down when the request arrives loses nothing.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -49,7 +54,13 @@ async fn approvers_are_told_by_mail_and_chat(backend: Backend) {
             let p = app.person(name, groups, None).await;
             let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
             app.operator()
-                .invite(name, None, &groups, Some(&format!("{name}@example.com")), 3600)
+                .invite(
+                    name,
+                    None,
+                    &groups,
+                    Some(&format!("{name}@example.com")),
+                    3600,
+                )
                 .await
                 .unwrap();
             p
@@ -63,7 +74,13 @@ async fn approvers_are_told_by_mail_and_chat(backend: Backend) {
     app.operator().disable("dave").await.unwrap();
     assert!(app
         .operator()
-        .invite("erin", None, &["finance".into()], Some("not an address"), 60)
+        .invite(
+            "erin",
+            None,
+            &["finance".into()],
+            Some("not an address"),
+            60
+        )
         .await
         .is_err());
 
@@ -83,7 +100,10 @@ async fn approvers_are_told_by_mail_and_chat(backend: Backend) {
     let said = chat.wait_for(1).await.remove(0);
     let text = said.json()["text"].as_str().unwrap().to_string();
     assert!(text.contains(&link), "{text}");
-    assert!(text.contains("1,250.00") || text.contains("1250.00"), "{text}");
+    assert!(
+        text.contains("1,250.00") || text.contains("1250.00"),
+        "{text}"
+    );
     assert!(text.contains("ACME &lt;b&gt;GmbH&lt;/b&gt;"), "{text}");
     assert!(!text.contains("/decision"), "{text}");
 
@@ -98,7 +118,11 @@ async fn approvers_are_told_by_mail_and_chat(backend: Backend) {
     let mails = sink.wait_for(1).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mails_after = sink.mails.lock().unwrap().clone();
-    assert_eq!(mails_after.len(), mails.len(), "one mail each: {mails_after:?}");
+    assert_eq!(
+        mails_after.len(),
+        mails.len(),
+        "one mail each: {mails_after:?}"
+    );
     assert_eq!(mails.len(), 1, "only bob may decide it: {mails:?}");
     let mail = &mails[0];
     assert_eq!(mail.to, vec!["<bob@example.com>".to_string()]);
@@ -108,7 +132,8 @@ async fn approvers_are_told_by_mail_and_chat(backend: Backend) {
     assert!(data.contains(&link), "{data}");
     assert!(data.contains("ACME"), "{data}");
     let fingerprint = {
-        let hash = countersign::tx_hash::TxHash::parse(created["tx_hash"].as_str().unwrap()).unwrap();
+        let hash =
+            countersign::tx_hash::TxHash::parse(created["tx_hash"].as_str().unwrap()).unwrap();
         hash.fingerprint()
     };
     assert!(data.contains(&fingerprint), "{data}");
@@ -126,7 +151,10 @@ async fn approvers_are_told_by_mail_and_chat(backend: Backend) {
         .await;
     let mails = sink.wait_for(3).await;
     assert_eq!(mails.len(), 3, "carol and frank: {mails:?}");
-    let mail = mails.iter().find(|m| m.to == vec!["<carol@example.com>".to_string()]).unwrap();
+    let mail = mails
+        .iter()
+        .find(|m| m.to == vec!["<carol@example.com>".to_string()])
+        .unwrap();
     assert!(mail.data.contains(secret["id"].as_str().unwrap()));
     assert!(!mail.data.contains("s3cr3t"), "{}", mail.data);
     assert_eq!(chat.count(), 1, "security has no chat webhook");

@@ -2,7 +2,12 @@
 //! the reference library verifies them, retried with the same id after `Retry-After`, an
 //! endpoint that answers 410 disabled, the delivery log and a manual retry; exactly once each
 //! with two replicas delivering; the sweeper expiring requests on its own.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -53,7 +58,9 @@ async fn set_webhook(app: &TestApp, name: &str, url: &str) -> String {
 }
 
 async fn deliveries(app: &TestApp, key: &str, query: &str) -> Vec<Value> {
-    let res = app.get(&format!("/v1/webhooks/deliveries{query}"), key).await;
+    let res = app
+        .get(&format!("/v1/webhooks/deliveries{query}"), key)
+        .await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     body["deliveries"].as_array().unwrap().clone()
@@ -136,7 +143,11 @@ async fn webhooks_are_signed_retried_disabled_and_retried_by_hand(app: TestApp) 
     let other = app.create_with(&key, &payment("5.00")).await;
     let cancel = format!("/v1/approvals/{}/cancel", other["id"].as_str().unwrap());
     assert_eq!(app.post_json(&cancel, &key, &json!({})).await.status(), 200);
-    assert_eq!(deliveries(&app, &key, "").await.len(), 2, "nothing written for a disabled endpoint");
+    assert_eq!(
+        deliveries(&app, &key, "").await.len(),
+        2,
+        "nothing written for a disabled endpoint"
+    );
     assert_eq!(deliveries(&app, &key, "?status=failed").await.len(), 1);
     assert_eq!(deliveries(&app, &key, "?status=delivered").await.len(), 1);
 
@@ -144,7 +155,10 @@ async fn webhooks_are_signed_retried_disabled_and_retried_by_hand(app: TestApp) 
     // a manual retry sends the failed message again, with the same id.
     let rotated = set_webhook(&app, "shop", &hook.url("/hooks/cs")).await;
     assert_ne!(rotated, secret);
-    let retry = format!("/v1/webhooks/deliveries/{}/retry", gone["id"].as_str().unwrap());
+    let retry = format!(
+        "/v1/webhooks/deliveries/{}/retry",
+        gone["id"].as_str().unwrap()
+    );
     let res = app.post_json(&retry, &key, &json!({})).await;
     assert_eq!(res.status(), 202);
     let again = hook.wait_for(4).await.remove(3);
@@ -160,14 +174,26 @@ async fn webhooks_are_signed_retried_disabled_and_retried_by_hand(app: TestApp) 
     // Another client sees none of this; the log's query is checked.
     let stranger = app.client(Rights::everything()).await;
     assert!(deliveries(&app, &stranger, "").await.is_empty());
-    assert_eq!(problem(app.post_json(&retry, &stranger, &json!({})).await).await, (404, "not_found".into()));
+    assert_eq!(
+        problem(app.post_json(&retry, &stranger, &json!({})).await).await,
+        (404, "not_found".into())
+    );
     let bad = app.get("/v1/webhooks/deliveries?status=lost", &key).await;
     assert_eq!(problem(bad).await, (400, "invalid_request".into()));
-    assert_eq!(problem(app.get("/v1/webhooks/deliveries", "cs_nope").await).await.0, 401);
+    assert_eq!(
+        problem(app.get("/v1/webhooks/deliveries", "cs_nope").await)
+            .await
+            .0,
+        401
+    );
 
     // Loopback targets are refused where the configuration does not allow them.
     let master = MasterKey::load(&app.dir.join("master.key")).unwrap();
-    for url in ["http://127.0.0.1:9/x", "http://169.254.169.254/latest", "ftp://example.com/"] {
+    for url in [
+        "http://127.0.0.1:9/x",
+        "http://169.254.169.254/latest",
+        "ftp://example.com/",
+    ] {
         assert!(app
             .operator()
             .set_webhook(&master, "shop", url, &[], false)
@@ -176,13 +202,31 @@ async fn webhooks_are_signed_retried_disabled_and_retried_by_hand(app: TestApp) 
     }
     assert!(app
         .operator()
-        .set_webhook(&master, "shop", "https://hooks.example.com/x", &["approval.nope".into()], false)
+        .set_webhook(
+            &master,
+            "shop",
+            "https://hooks.example.com/x",
+            &["approval.nope".into()],
+            false
+        )
         .await
         .is_err());
 }
 
 async fn the_sweeper_expires_requests_and_tells_their_clients_once(app: TestApp) {
-    let second = common::second_replica(&app, Policy::builtin().unwrap()).await;
+    // A second replica on PostgreSQL, configured as the first (any replica may deliver).
+    let second = match app.database_url.starts_with("postgres") {
+        true => Some(
+            spawn_configured(
+                &app.database_url,
+                app.dir.clone(),
+                Policy::builtin().unwrap(),
+                |c| c.webhook_allow_private = true,
+            )
+            .await,
+        ),
+        false => None,
+    };
     let hook = Receiver::start().await;
     let (key, _) = client_with_webhook(&app, "shop", &hook.url("/h")).await;
     let mut ids = Vec::new();
@@ -199,7 +243,11 @@ async fn the_sweeper_expires_requests_and_tells_their_clients_once(app: TestApp)
     let got = hook.wait_for(ids.len()).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     let got_after = hook.all();
-    assert_eq!(got_after.len(), got.len(), "each expiry told once: {got_after:?}");
+    assert_eq!(
+        got_after.len(),
+        got.len(),
+        "each expiry told once: {got_after:?}"
+    );
     let mut told: Vec<String> = got_after
         .iter()
         .map(|r| {
@@ -212,10 +260,7 @@ async fn the_sweeper_expires_requests_and_tells_their_clients_once(app: TestApp)
     told.sort();
     ids.sort();
     assert_eq!(told, ids);
-    assert_eq!(
-        app.audit_events("request_expired").await.len(),
-        ids.len()
-    );
+    assert_eq!(app.audit_events("request_expired").await.len(), ids.len());
 }
 
 /// Two replicas delivering 100 messages to a receiver that always accepts: each arrives
@@ -234,7 +279,11 @@ async fn two_replicas_deliver_each_message_exactly_once() {
     let (key, _) = client_with_webhook(&a, "shop", &hook.url("/h")).await;
     let mut tasks = Vec::new();
     for i in 0..100 {
-        let app = if i % 2 == 0 { a.base.clone() } else { b.base.clone() };
+        let app = if i % 2 == 0 {
+            a.base.clone()
+        } else {
+            b.base.clone()
+        };
         let (http, key) = (a.http.clone(), key.clone());
         tasks.push(tokio::spawn(async move {
             let res = http
@@ -245,7 +294,10 @@ async fn two_replicas_deliver_each_message_exactly_once() {
                 .await
                 .unwrap();
             assert_eq!(res.status(), 201);
-            let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+            let id = res.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string();
             let res = http
                 .post(format!("{app}/v1/approvals/{id}/cancel"))
                 .bearer_auth(&key)
@@ -267,7 +319,10 @@ async fn two_replicas_deliver_each_message_exactly_once() {
         assert_eq!(r.json()["type"], "approval.cancelled");
     }
     assert_eq!(seen.len(), 100);
-    assert!(seen.values().all(|n| *n == 1), "a message arrived twice: {seen:?}");
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "a message arrived twice: {seen:?}"
+    );
 }
 
 /// SIGKILL after a change committed and before its webhook was delivered: after the restart
@@ -297,7 +352,10 @@ async fn a_message_outlives_a_kill(backend: Backend) {
             .kill_on_drop(true);
         c
     };
-    let mut server = command().stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut server = command()
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let text = common::read_until(server.stdout.as_mut().unwrap(), "More API clients").await;
     let key = text
         .split_whitespace()
@@ -306,11 +364,21 @@ async fn a_message_outlives_a_kill(backend: Backend) {
         .to_string();
     // The operator sets the demo client's endpoint with the CLI; the receiver is not up yet.
     let out = command()
-        .args(["clients", "webhook", "demo", &format!("http://127.0.0.1:{hook_port}/h"), "--json"])
+        .args([
+            "clients",
+            "webhook",
+            "demo",
+            &format!("http://127.0.0.1:{hook_port}/h"),
+            "--json",
+        ])
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let set: Value = serde_json::from_slice(&out.stdout).unwrap();
     let secret = set["secret"].as_str().unwrap().to_string();
     assert!(secret.starts_with("whsec_"));
@@ -403,7 +471,10 @@ async fn a_message_outlives_a_kill(backend: Backend) {
             .await
             .unwrap(),
     );
-    let mut restarted = command().stdout(std::process::Stdio::null()).spawn().unwrap();
+    let mut restarted = command()
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let got = hook.wait_for(1).await.remove(0);
     assert_eq!(got.header("webhook-id"), message["id"].as_str().unwrap());
     assert_eq!(got.json()["type"], "approval.cancelled");

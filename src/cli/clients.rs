@@ -6,8 +6,8 @@ use serde_json::json;
 
 use super::{emit, ClientsCommand};
 use crate::clock::rfc3339;
-use crate::domain::Rights;
 use crate::config::Config;
+use crate::domain::Rights;
 use crate::master_key::MasterKey;
 use crate::service::provision::Provisioner;
 

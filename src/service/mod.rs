@@ -4,21 +4,21 @@
 //! `now` through, so its checks and its records agree on the time.
 
 pub mod audit_log;
-pub mod background;
 pub mod authenticate;
+pub mod background;
 pub mod cancel_request;
 pub mod create_request;
 pub mod decide;
-pub mod outbox;
 pub mod enrol;
 pub mod inbox;
+pub mod outbox;
 pub mod provision;
 pub mod read_request;
 pub mod redeem;
 pub mod revoke_request;
 pub mod sign_in;
-pub mod waits;
 pub mod views;
+pub mod waits;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -54,29 +54,39 @@ pub struct Services {
 }
 
 impl Services {
-    pub fn new(
+    /// The use cases on `store`, as `config` and the master key set them up.
+    pub fn build(
+        config: &crate::config::Config,
+        master_key: &crate::master_key::MasterKey,
         store: Arc<dyn Store>,
         policy: Arc<Policy>,
         clock: Arc<dyn Clock>,
-        rp: RelyingParty,
-        issuer: Arc<Issuer>,
-        origin: String,
-        decoy_secret: [u8; 32],
-        reach: outbox::Reach,
-    ) -> Services {
-        Services {
+    ) -> anyhow::Result<Services> {
+        use crate::signing::Sealer;
+        let origin = config.public_origin.clone();
+        Ok(Services {
             waits: waits::Waits::new(store.clone()),
             store,
             policy,
             clock,
-            rp,
-            issuer,
+            rp: RelyingParty::new(&origin)?,
+            issuer: Arc::new(Issuer::new(Sealer::new(master_key), origin.clone())),
             origin,
-            decoys: sign_in::Decoys::new(decoy_secret),
-            reach,
+            decoys: sign_in::Decoys::new(derived(master_key, b"countersign/decoy-credential/v2\0")),
+            reach: outbox::Reach::new(config, Sealer::new(master_key))?,
             verifier: std::sync::Mutex::new(None),
-        }
+        })
     }
+}
+
+/// Keys derived from the master key for other purposes than sealing, so the master key is
+/// never used directly.
+fn derived(master: &crate::master_key::MasterKey, purpose: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(purpose);
+    h.update(master.0);
+    h.finalize().into()
 }
 
 /// Why a use case did not do what was asked: a refusal from the one list, with what the caller

@@ -31,8 +31,8 @@ use crate::signing::NewSigningKey;
 pub use crate::domain::ceremony::Expect;
 pub(crate) use arrivals::arrived;
 pub use arrivals::{Arrivals, Expected};
-pub use outbox::OutboxStore;
 pub use decision::{DecisionOutcome, IssuedReceipt, Judge, NewDecision, Plan, SealedKey};
+pub use outbox::OutboxStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -277,13 +277,7 @@ pub enum Change {
 /// implementation keeps each area in its own file), one implementation per database.
 #[async_trait]
 pub trait Store:
-    RequestStore
-    + DecisionStore
-    + ReceiptStore
-    + PeopleStore
-    + ClientStore
-    + AuditStore
-    + OutboxStore
+    RequestStore + DecisionStore + ReceiptStore + PeopleStore + ClientStore + AuditStore + OutboxStore
 {
     /// `/readyz`: can the store answer a query right now?
     async fn ping(&self) -> StoreResult<()>;

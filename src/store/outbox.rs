@@ -13,8 +13,12 @@ use crate::domain::{
 pub trait OutboxStore: Send + Sync + 'static {
     /// Sets the client's endpoint (replacing one it had), with `event`; false when the client
     /// is revoked. Messages already written keep going to the endpoint as it is when sent.
-    async fn set_webhook(&self, webhook: &Webhook, event: NewEvent, now: UnixTime)
-        -> StoreResult<bool>;
+    async fn set_webhook(
+        &self,
+        webhook: &Webhook,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
 
     /// Removes the client's endpoint; its pending messages fail. False when it had none.
     async fn remove_webhook(

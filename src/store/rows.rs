@@ -260,7 +260,8 @@ pub(super) fn group_votes(rows: Vec<(RequestRow, VoteRow)>) -> StoreResult<Vec<s
     Ok(out)
 }
 
-pub(super) const USER_COLS: &str = "id, username, display_name, groups, created_at, disabled_at, email";
+pub(super) const USER_COLS: &str =
+    "id, username, display_name, groups, created_at, disabled_at, email";
 
 #[derive(Debug, sqlx::FromRow)]
 pub(super) struct UserRow {

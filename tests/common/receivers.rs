@@ -27,13 +27,16 @@ impl Received {
     }
 }
 
+/// A scripted answer: a status and headers.
+type Answer = (u16, Vec<(String, String)>);
+
 /// An HTTP endpoint: answers each request with the next scripted status and headers (200 once
 /// the script is spent) and records it.
 #[derive(Clone)]
 pub struct Receiver {
     pub port: u16,
     pub got: Arc<Mutex<Vec<Received>>>,
-    script: Arc<Mutex<VecDeque<(u16, Vec<(String, String)>)>>>,
+    script: Arc<Mutex<VecDeque<Answer>>>,
 }
 
 impl Receiver {
@@ -91,7 +94,11 @@ impl Receiver {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("expected {n} requests, got {}: {:?}", self.count(), self.all());
+        panic!(
+            "expected {n} requests, got {}: {:?}",
+            self.count(),
+            self.all()
+        );
     }
 
     async fn handle(&self, sock: tokio::net::TcpStream) -> std::io::Result<()> {

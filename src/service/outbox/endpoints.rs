@@ -50,7 +50,10 @@ pub async fn set(
         }
     }
     if chosen.is_empty() {
-        chosen = WEBHOOK_EVENTS.iter().map(|(n, _)| (*n).to_owned()).collect();
+        chosen = WEBHOOK_EVENTS
+            .iter()
+            .map(|(n, _)| (*n).to_owned())
+            .collect();
     }
     let (secret, bytes) = signature::new_secret();
     let sealed = sealer
@@ -66,7 +69,11 @@ pub async fn set(
                 .into_iter()
                 .filter(|s| s.until.is_none_or(|u| u > now))
                 .map(|s| SealedSecret {
-                    until: Some(s.until.unwrap_or(now + ROTATION_SECS).min(now + ROTATION_SECS)),
+                    until: Some(
+                        s.until
+                            .unwrap_or(now + ROTATION_SECS)
+                            .min(now + ROTATION_SECS),
+                    ),
                     ..s
                 })
                 .take(2),
@@ -139,8 +146,9 @@ pub async fn deliveries(
     };
     let limit = limit.unwrap_or(50);
     if !(1..=MAX_LIST).contains(&limit) {
-        return Err(Error::from(Refusal::InvalidRequest)
-            .detail(format!("limit is 1 to {MAX_LIST}")));
+        return Err(
+            Error::from(Refusal::InvalidRequest).detail(format!("limit is 1 to {MAX_LIST}"))
+        );
     }
     Ok(svc.store.deliveries(client.id, status, limit).await?)
 }
@@ -148,7 +156,11 @@ pub async fn deliveries(
 /// `POST /v1/webhooks/deliveries/{id}/retry`: sends a message again, due now.
 #[tracing::instrument(skip(svc, client), fields(client = %client.name))]
 pub async fn retry(svc: &Services, client: &Client, id: &str) -> Result<Delivery> {
-    match svc.store.retry_delivery(client.id, id, svc.clock.now()).await? {
+    match svc
+        .store
+        .retry_delivery(client.id, id, svc.clock.now())
+        .await?
+    {
         Some(d) => Ok(d),
         None => refuse(Refusal::NotFound),
     }

@@ -48,10 +48,7 @@ pub struct Reach {
 }
 
 impl Reach {
-    pub fn new(
-        config: &crate::config::Config,
-        sealer: Sealer,
-    ) -> anyhow::Result<Reach> {
+    pub fn new(config: &crate::config::Config, sealer: Sealer) -> anyhow::Result<Reach> {
         let mail = match (&config.smtp_url, &config.smtp_from) {
             (Some(url), Some(from)) => Some(mail::Mailer::new(url, from)?),
             _ => None,
@@ -88,7 +85,11 @@ pub async fn run(svc: Arc<Services>) {
         } else {
             let now = svc.clock.now();
             let limit = i64::try_from(free).unwrap_or(1);
-            match svc.store.claim_deliveries(now, now + LEASE_SECS, limit).await {
+            match svc
+                .store
+                .claim_deliveries(now, now + LEASE_SECS, limit)
+                .await
+            {
                 Ok(claimed) => claimed,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the outbox");
@@ -158,7 +159,12 @@ async fn attempt(svc: &Services, delivery: Delivery) {
     };
     match &attempted.outcome {
         AttemptOutcome::Delivered => tracing::info!(code = attempted.code, "delivered"),
-        outcome => tracing::warn!(code = attempted.code, error = attempted.error.as_deref(), ?outcome, "not delivered"),
+        outcome => tracing::warn!(
+            code = attempted.code,
+            error = attempted.error.as_deref(),
+            ?outcome,
+            "not delivered"
+        ),
     }
     let gone = (attempted.outcome == AttemptOutcome::EndpointGone).then(|| {
         let client = delivery.client_id.map(|c| c.to_string());
@@ -212,13 +218,23 @@ async fn webhook_body(svc: &Services, delivery: &Delivery) -> super::Result<Stri
         Some(&svc.origin),
         None,
     );
-    Ok(json!({ "type": delivery.event, "timestamp": rfc3339(delivery.at), "data": view }).to_string())
+    Ok(
+        json!({ "type": delivery.event, "timestamp": rfc3339(delivery.at), "data": view })
+            .to_string(),
+    )
 }
 
 async fn webhook(svc: &Services, delivery: &Delivery, now: UnixTime) -> Attempted {
     let body = match webhook_body(svc, delivery).await {
         Ok(body) => body,
-        Err(e) => return failed(delivery, String::new(), now, format!("reading the request: {e}")),
+        Err(e) => {
+            return failed(
+                delivery,
+                String::new(),
+                now,
+                format!("reading the request: {e}"),
+            )
+        }
     };
     let endpoint = match delivery.client_id {
         Some(client) => svc.store.webhook(client).await,
@@ -238,7 +254,10 @@ async fn webhook(svc: &Services, delivery: &Delivery, now: UnixTime) -> Attempte
         .filter_map(|sealed| svc.reach.sealer.open(&label, &sealed).ok())
         .collect();
     if keys.is_empty() {
-        return given_up(body, "the endpoint's secret cannot be opened (another master key?)");
+        return given_up(
+            body,
+            "the endpoint's secret cannot be opened (another master key?)",
+        );
     }
     if let Err(e) = target::check(&endpoint.url, svc.reach.allow_private) {
         return given_up(body, &format!("the endpoint is refused: {e}"));
@@ -246,7 +265,12 @@ async fn webhook(svc: &Services, delivery: &Delivery, now: UnixTime) -> Attempte
     // The receiver holds this against its own clock (the standard's replay window): the wall
     // clock's time, whatever clock schedules the outbox.
     let timestamp = crate::clock::Clock::now(&crate::clock::SystemClock);
-    let signature = signature::header(keys.iter().map(Vec::as_slice), &delivery.id, timestamp, &body);
+    let signature = signature::header(
+        keys.iter().map(Vec::as_slice),
+        &delivery.id,
+        timestamp,
+        &body,
+    );
     let sent = svc
         .reach
         .http
@@ -324,7 +348,13 @@ async fn email(svc: &Services, delivery: &Delivery, now: UnixTime) -> Attempted 
         return given_up(payload, "mail is not configured");
     };
     let parsed: serde_json::Value = serde_json::from_str(&payload).unwrap_or_default();
-    let field = |k: &str| parsed.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    let field = |k: &str| {
+        parsed
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
     let sent = mailer.send(to, &field("subject"), &field("text")).await;
     let outcome = sent.outcome(|| schedule::after_failure(delivery.attempts + 1, now, None));
     Attempted {

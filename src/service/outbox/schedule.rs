@@ -72,10 +72,7 @@ mod tests {
         assert!(wait(1, Some(10_000_000)).unwrap() <= 86400);
         assert_eq!(retry_after("120", 0), Some(120));
         assert_eq!(retry_after("-5", 0), Some(0));
-        assert_eq!(
-            retry_after("Thu, 01 Jan 1970 00:10:00 GMT", 60),
-            Some(540)
-        );
+        assert_eq!(retry_after("Thu, 01 Jan 1970 00:10:00 GMT", 60), Some(540));
         assert_eq!(retry_after("soon", 0), None);
     }
 }

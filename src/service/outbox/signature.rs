@@ -50,9 +50,7 @@ mod tests {
     /// The example of the Standard Webhooks specification and its reference libraries.
     #[test]
     fn the_reference_example_signs_the_same() {
-        let key = STANDARD
-            .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-            .unwrap();
+        let key = STANDARD.decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         assert_eq!(
             header(
                 [key.as_slice()],

@@ -89,7 +89,10 @@ impl WebhookRow {
 }
 
 /// Where an attempt leaves a message: status, next time, delivered time.
-pub(in crate::store) fn delivery_after(a: &Attempted, now: UnixTime) -> (&'static str, Option<UnixTime>, Option<UnixTime>) {
+pub(in crate::store) fn delivery_after(
+    a: &Attempted,
+    now: UnixTime,
+) -> (&'static str, Option<UnixTime>, Option<UnixTime>) {
     match a.outcome {
         AttemptOutcome::Delivered => (DeliveryStatus::Delivered.as_str(), None, Some(now)),
         AttemptOutcome::RetryAt(at) => (DeliveryStatus::Pending.as_str(), Some(at), None),

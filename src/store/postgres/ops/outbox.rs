@@ -25,7 +25,12 @@ fn deliveries(rows: Vec<DeliveryRow>) -> StoreResult<Vec<Delivery>> {
 #[async_trait]
 impl OutboxStore for PgStore {
     #[tracing::instrument(skip_all, fields(client = %webhook.client_id))]
-    async fn set_webhook(&self, webhook: &Webhook, event: NewEvent, now: UnixTime) -> StoreResult<bool> {
+    async fn set_webhook(
+        &self,
+        webhook: &Webhook,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
         let mut conn = self.conns.get().await?;
         let mut tx = conn.begin().await?;
         let set = sqlx::query(
@@ -52,7 +57,12 @@ impl OutboxStore for PgStore {
     }
 
     #[tracing::instrument(skip(self, event))]
-    async fn remove_webhook(&self, client: ClientId, event: NewEvent, now: UnixTime) -> StoreResult<bool> {
+    async fn remove_webhook(
+        &self,
+        client: ClientId,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
         let mut conn = self.conns.get().await?;
         let mut tx = conn.begin().await?;
         let removed = sqlx::query("DELETE FROM webhooks WHERE client_id = $1")
@@ -90,7 +100,12 @@ impl OutboxStore for PgStore {
 
     /// Rows another replica is claiming are skipped, not waited for; a claimed row's lease
     /// keeps the others off it once the claim commits.
-    async fn claim_deliveries(&self, now: UnixTime, lease_until: UnixTime, limit: i64) -> StoreResult<Vec<Delivery>> {
+    async fn claim_deliveries(
+        &self,
+        now: UnixTime,
+        lease_until: UnixTime,
+        limit: i64,
+    ) -> StoreResult<Vec<Delivery>> {
         let rows = sqlx::query_as::<_, DeliveryRow>(&format!(
             "UPDATE outbox SET lease_until = $2 WHERE id IN ( \
                 SELECT id FROM outbox \
@@ -107,7 +122,14 @@ impl OutboxStore for PgStore {
     }
 
     #[tracing::instrument(skip(self, attempted, gone))]
-    async fn finish_delivery(&self, id: &str, lease: UnixTime, attempted: &Attempted, gone: Option<NewEvent>, now: UnixTime) -> StoreResult<bool> {
+    async fn finish_delivery(
+        &self,
+        id: &str,
+        lease: UnixTime,
+        attempted: &Attempted,
+        gone: Option<NewEvent>,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
         let (status, next_at, delivered_at) = delivery_after(attempted, now);
         let mut conn = self.conns.get().await?;
         let mut tx = conn.begin().await?;
@@ -155,7 +177,13 @@ impl OutboxStore for PgStore {
     }
 
     #[tracing::instrument(skip(self, messages))]
-    async fn expand_announcement(&self, id: &str, lease: UnixTime, messages: &[NewDelivery], now: UnixTime) -> StoreResult<bool> {
+    async fn expand_announcement(
+        &self,
+        id: &str,
+        lease: UnixTime,
+        messages: &[NewDelivery],
+        now: UnixTime,
+    ) -> StoreResult<bool> {
         let mut conn = self.conns.get().await?;
         let mut tx = conn.begin().await?;
         let done = sqlx::query(
@@ -192,7 +220,12 @@ impl OutboxStore for PgStore {
         Ok(true)
     }
 
-    async fn deliveries(&self, client: ClientId, status: Option<DeliveryStatus>, limit: i64) -> StoreResult<Vec<Delivery>> {
+    async fn deliveries(
+        &self,
+        client: ClientId,
+        status: Option<DeliveryStatus>,
+        limit: i64,
+    ) -> StoreResult<Vec<Delivery>> {
         let rows = sqlx::query_as::<_, DeliveryRow>(&format!(
             "SELECT {DELIVERY_COLS} FROM outbox WHERE client_id = $1 AND channel = 'webhook' \
              AND ($2::TEXT IS NULL OR status = $2) ORDER BY at DESC, id DESC LIMIT $3"
@@ -206,7 +239,12 @@ impl OutboxStore for PgStore {
     }
 
     #[tracing::instrument(skip(self))]
-    async fn retry_delivery(&self, client: ClientId, id: &str, now: UnixTime) -> StoreResult<Option<Delivery>> {
+    async fn retry_delivery(
+        &self,
+        client: ClientId,
+        id: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<Delivery>> {
         let row = sqlx::query_as::<_, DeliveryRow>(&format!(
             "WITH again AS ( \
                 UPDATE outbox SET status = 'pending', attempts = 0, next_at = $3, lease_until = NULL, delivered_at = NULL \
@@ -245,12 +283,13 @@ impl OutboxStore for PgStore {
             .execute(&mut *conn)
             .await?
             .rows_affected();
-        let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
-            .bind(now)
-            .bind(idle_before)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+        let sessions =
+            sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
+                .bind(now)
+                .bind(idle_before)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
         Ok((ceremonies, sessions))
     }
 }

@@ -157,7 +157,10 @@ impl RequestStore for PgStore {
         announce: bool,
     ) -> StoreResult<Created> {
         loop {
-            match self.try_create(request, idempotency, &event, announce).await {
+            match self
+                .try_create(request, idempotency, &event, announce)
+                .await
+            {
                 // Another request with the same key committed between our look-up and insert:
                 // go round once more and find it.
                 Err(StoreError::Conflict("idempotency key")) => continue,

@@ -15,7 +15,8 @@ use crate::domain::{
 };
 
 /// A due message no server holds.
-const DUE: &str = "status = 'pending' AND next_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)";
+const DUE: &str =
+    "status = 'pending' AND next_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)";
 
 fn deliveries(rows: Vec<DeliveryRow>) -> StoreResult<Vec<Delivery>> {
     rows.into_iter().map(DeliveryRow::into_domain).collect()
@@ -24,7 +25,12 @@ fn deliveries(rows: Vec<DeliveryRow>) -> StoreResult<Vec<Delivery>> {
 #[async_trait]
 impl OutboxStore for SqliteStore {
     #[tracing::instrument(skip_all, fields(client = %webhook.client_id))]
-    async fn set_webhook(&self, webhook: &Webhook, event: NewEvent, now: UnixTime) -> StoreResult<bool> {
+    async fn set_webhook(
+        &self,
+        webhook: &Webhook,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
         let w = webhook.clone();
         let (events, secrets) = (to_json(&w.events)?, to_json(&w.secrets)?);
         self.engine
@@ -45,7 +51,12 @@ impl OutboxStore for SqliteStore {
     }
 
     #[tracing::instrument(skip(self, event))]
-    async fn remove_webhook(&self, client: ClientId, event: NewEvent, now: UnixTime) -> StoreResult<bool> {
+    async fn remove_webhook(
+        &self,
+        client: ClientId,
+        event: NewEvent,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
         self.engine
             .write(move |conn| {
                 let client = client.to_string();
@@ -65,15 +76,22 @@ impl OutboxStore for SqliteStore {
     async fn webhook(&self, client: ClientId) -> StoreResult<Option<Webhook>> {
         self.engine
             .read(|conn| {
-                first::<WebhookRow>(conn,
+                first::<WebhookRow>(
+                    conn,
                     &format!("SELECT {WEBHOOK_COLS} FROM webhooks WHERE client_id = ?1"),
-                    params![client.to_string()])
+                    params![client.to_string()],
+                )
             })?
             .map(WebhookRow::into_domain)
             .transpose()
     }
 
-    async fn claim_deliveries(&self, now: UnixTime, lease_until: UnixTime, limit: i64) -> StoreResult<Vec<Delivery>> {
+    async fn claim_deliveries(
+        &self,
+        now: UnixTime,
+        lease_until: UnixTime,
+        limit: i64,
+    ) -> StoreResult<Vec<Delivery>> {
         // Looked for first on a reader: most looks find nothing, and need not queue for the writer.
         let due: bool = self.engine.read(|conn| {
             Ok(conn
@@ -83,20 +101,32 @@ impl OutboxStore for SqliteStore {
         if !due {
             return Ok(Vec::new());
         }
-        let rows = self.engine
+        let rows = self
+            .engine
             .write(move |conn| {
-                Ok(Outcome::Keep(all::<DeliveryRow>(conn,
-                    &format!("UPDATE outbox SET lease_until = ?2 WHERE id IN \
+                Ok(Outcome::Keep(all::<DeliveryRow>(
+                    conn,
+                    &format!(
+                        "UPDATE outbox SET lease_until = ?2 WHERE id IN \
                               (SELECT id FROM outbox WHERE {DUE} ORDER BY next_at LIMIT ?3) \
-                              RETURNING {DELIVERY_COLS}"),
-                    params![now, lease_until, limit])?))
+                              RETURNING {DELIVERY_COLS}"
+                    ),
+                    params![now, lease_until, limit],
+                )?))
             })
             .await?;
         deliveries(rows)
     }
 
     #[tracing::instrument(skip(self, attempted, gone))]
-    async fn finish_delivery(&self, id: &str, lease: UnixTime, attempted: &Attempted, gone: Option<NewEvent>, now: UnixTime) -> StoreResult<bool> {
+    async fn finish_delivery(
+        &self,
+        id: &str,
+        lease: UnixTime,
+        attempted: &Attempted,
+        gone: Option<NewEvent>,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
         let (id, a) = (id.to_owned(), attempted.clone());
         self.engine
             .write(move |conn| {
@@ -130,7 +160,13 @@ impl OutboxStore for SqliteStore {
     }
 
     #[tracing::instrument(skip(self, messages))]
-    async fn expand_announcement(&self, id: &str, lease: UnixTime, messages: &[NewDelivery], now: UnixTime) -> StoreResult<bool> {
+    async fn expand_announcement(
+        &self,
+        id: &str,
+        lease: UnixTime,
+        messages: &[NewDelivery],
+        now: UnixTime,
+    ) -> StoreResult<bool> {
         let (id, messages) = (id.to_owned(), messages.to_vec());
         self.engine
             .write(move |conn| {
@@ -151,7 +187,12 @@ impl OutboxStore for SqliteStore {
             .await
     }
 
-    async fn deliveries(&self, client: ClientId, status: Option<DeliveryStatus>, limit: i64) -> StoreResult<Vec<Delivery>> {
+    async fn deliveries(
+        &self,
+        client: ClientId,
+        status: Option<DeliveryStatus>,
+        limit: i64,
+    ) -> StoreResult<Vec<Delivery>> {
         let rows = self.engine.read(|conn| {
             all::<DeliveryRow>(conn,
                 &format!("SELECT {DELIVERY_COLS} FROM outbox WHERE client_id = ?1 AND channel = 'webhook' \
@@ -162,7 +203,12 @@ impl OutboxStore for SqliteStore {
     }
 
     #[tracing::instrument(skip(self))]
-    async fn retry_delivery(&self, client: ClientId, id: &str, now: UnixTime) -> StoreResult<Option<Delivery>> {
+    async fn retry_delivery(
+        &self,
+        client: ClientId,
+        id: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<Delivery>> {
         let id = id.to_owned();
         let row = self.engine
             .write(move |conn| {
@@ -198,8 +244,16 @@ impl OutboxStore for SqliteStore {
     async fn purge(&self, now: UnixTime, idle_before: UnixTime) -> StoreResult<(u64, u64)> {
         self.engine
             .write(move |conn| {
-                let ceremonies = exec(conn, "DELETE FROM ceremonies WHERE expires_at <= ?1", params![now - PURGE_GRACE])?;
-                let sessions = exec(conn, "DELETE FROM sessions WHERE expires_at <= ?1 OR last_seen_at <= ?2", params![now, idle_before])?;
+                let ceremonies = exec(
+                    conn,
+                    "DELETE FROM ceremonies WHERE expires_at <= ?1",
+                    params![now - PURGE_GRACE],
+                )?;
+                let sessions = exec(
+                    conn,
+                    "DELETE FROM sessions WHERE expires_at <= ?1 OR last_seen_at <= ?2",
+                    params![now, idle_before],
+                )?;
                 Ok(Outcome::Keep((ceremonies as u64, sessions as u64)))
             })
             .await
