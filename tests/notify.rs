@@ -131,6 +131,7 @@ async fn approvers_are_told_by_mail_and_chat(backend: Backend) {
     assert!(data.contains("Subject: Approval requested"), "{data}");
     assert!(data.contains(&link), "{data}");
     assert!(data.contains("ACME"), "{data}");
+    assert!(data.contains("Amount: 1,250.00 EUR"), "{data}");
     let fingerprint = {
         let hash =
             countersign::tx_hash::TxHash::parse(created["tx_hash"].as_str().unwrap()).unwrap();

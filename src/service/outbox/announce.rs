@@ -68,8 +68,13 @@ fn summary(svc: &Services, request: &Request) -> String {
             if field.redact || !value.present {
                 continue;
             }
+            let currency = value
+                .currency
+                .as_deref()
+                .map(|c| format!(" {}", reveal(c).0))
+                .unwrap_or_default();
             lines.push(format!(
-                "{}: {}",
+                "{}: {}{currency}",
                 reveal(&value.label).0,
                 reveal(&value.formatted).0
             ));
