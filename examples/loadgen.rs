@@ -113,7 +113,7 @@ async fn main() {
     for w in 0..concurrency {
         let name = format!("approver{w}");
         let invitation = operator
-            .invite(&name, None, &["finance".to_string()], 3600)
+            .invite(&name, None, &["finance".to_string()], None, 3600)
             .await
             .unwrap();
         let token = invitation.url.rsplit('/').next().unwrap();

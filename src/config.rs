@@ -31,6 +31,17 @@ pub struct Config {
     pub client_timeout_secs: u64,
     /// Connections held at once; keep it below the process's file-descriptor limit.
     pub max_connections: usize,
+    /// Mail server approvers are told through (`smtp://host:port` plain or with STARTTLS when
+    /// offered, `smtps://` TLS; user and password in the URL); `None`: no mail.
+    pub smtp_url: Option<String>,
+    /// The sender of those messages (`countersign <approvals@example.com>`).
+    pub smtp_from: Option<String>,
+    /// Slack-compatible incoming-webhook URL per group: told of each new request the group may
+    /// decide.
+    pub chat_webhooks: BTreeMap<String, String>,
+    /// Let webhooks and chat messages go to loopback and private addresses (a test bench, or a
+    /// receiver inside the network); refused by default (SSRF).
+    pub webhook_allow_private: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -54,6 +65,10 @@ impl Default for Config {
             ceremonies_per_minute: 30,
             client_timeout_secs: 20,
             max_connections: 10_000,
+            smtp_url: None,
+            smtp_from: None,
+            chat_webhooks: BTreeMap::new(),
+            webhook_allow_private: false,
         }
     }
 }
@@ -88,10 +103,26 @@ impl Config {
                     Self::KEYS.join(", ")
                 );
             }
-            // Numbers arrive as text from the environment; TOML types them for the file.
-            let value = match value.parse::<i64>() {
-                Ok(n) if Self::NUMBERS.contains(&key.as_str()) => toml::Value::Integer(n),
-                _ => toml::Value::String(value),
+            // Numbers, booleans and tables arrive as text from the environment; TOML types
+            // them for the file. A table is written as TOML's inline table: `{finance = "…"}`.
+            let value = if Self::NUMBERS.contains(&key.as_str()) {
+                value
+                    .parse::<i64>()
+                    .map_or(toml::Value::String(value), toml::Value::Integer)
+            } else if Self::BOOLS.contains(&key.as_str()) {
+                value
+                    .parse::<bool>()
+                    .map_or(toml::Value::String(value), toml::Value::Boolean)
+            } else if Self::TABLES.contains(&key.as_str()) {
+                let parsed: toml::Table = format!("t = {value}")
+                    .parse()
+                    .with_context(|| format!("{var} must be a TOML inline table"))?;
+                parsed
+                    .get("t")
+                    .cloned()
+                    .unwrap_or(toml::Value::String(value))
+            } else {
+                toml::Value::String(value)
             };
             table.insert(key, value);
         }
@@ -114,7 +145,14 @@ impl Config {
         "ceremonies_per_minute",
         "client_timeout_secs",
         "max_connections",
+        "smtp_url",
+        "smtp_from",
+        "chat_webhooks",
+        "webhook_allow_private",
     ];
+
+    const BOOLS: &'static [&'static str] = &["webhook_allow_private"];
+    const TABLES: &'static [&'static str] = &["chat_webhooks"];
 
     /// Keys whose values are numbers (environment variables arrive as text).
     const NUMBERS: &'static [&'static str] = &[
@@ -141,6 +179,19 @@ impl Config {
         if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
         {
             bail!("database_url must start with sqlite:// or postgres://");
+        }
+        if let Some(url) = &self.smtp_url {
+            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+                bail!("smtp_url must start with smtp:// or smtps://");
+            }
+            if self.smtp_from.is_none() {
+                bail!("smtp_url needs smtp_from, the sender of the messages");
+            }
+        }
+        for (group, url) in &self.chat_webhooks {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                bail!("chat_webhooks.{group} must be an http:// or https:// URL");
+            }
         }
         Ok(())
     }
@@ -236,6 +287,29 @@ mod tests {
             env(&[("COUNTERSIGN_PUBLIC_ORIGIN", "https://a.example/x")]),
         );
         assert!(e.is_err());
+    }
+
+    #[test]
+    fn reach_keys_from_the_environment() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("COUNTERSIGN_SMTP_URL", "smtp://127.0.0.1:2525"),
+                ("COUNTERSIGN_SMTP_FROM", "countersign <cs@example.com>"),
+                (
+                    "COUNTERSIGN_CHAT_WEBHOOKS",
+                    "{finance = \"https://chat.example/hook\"}",
+                ),
+                ("COUNTERSIGN_WEBHOOK_ALLOW_PRIVATE", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.smtp_url.as_deref(), Some("smtp://127.0.0.1:2525"));
+        assert_eq!(c.chat_webhooks["finance"], "https://chat.example/hook");
+        assert!(c.webhook_allow_private);
+        let e = Config::load(None, env(&[("COUNTERSIGN_SMTP_URL", "smtp://x")])).unwrap_err();
+        assert!(e.to_string().contains("smtp_from"), "{e}");
+        assert!(Config::load(None, env(&[("COUNTERSIGN_CHAT_WEBHOOKS", "{finance = 1")])).is_err());
     }
 
     fn tempfile() -> (PathBuf, std::fs::File) {

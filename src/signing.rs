@@ -60,19 +60,22 @@ impl Sealer {
 
     /// Opens a sealed key; the kid is authenticated, so a sealed key moved to another kid fails.
     pub fn open_key(&self, kid: &str, sealed: &[u8]) -> Result<SigningKey, SealError> {
+        SigningKey::from_slice(&self.open(kid, sealed)?).map_err(|_| SealError::Malformed)
+    }
+
+    /// Opens what was sealed under `label` (a kid, or another secret's name).
+    pub fn open(&self, label: &str, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
         let (nonce, ct) = sealed.split_at_checked(12).ok_or(SealError::Malformed)?;
         let nonce: [u8; 12] = nonce.try_into().map_err(|_| SealError::Malformed)?;
-        let secret = self
-            .cipher
+        self.cipher
             .decrypt(
                 &Nonce::from(nonce),
                 Payload {
                     msg: ct,
-                    aad: &Self::aad(kid),
+                    aad: &Self::aad(label),
                 },
             )
-            .map_err(|_| SealError::Open)?;
-        SigningKey::from_slice(&secret).map_err(|_| SealError::Malformed)
+            .map_err(|_| SealError::Open)
     }
 }
 

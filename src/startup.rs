@@ -8,20 +8,16 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{web, HttpServer};
 use anyhow::Context;
-use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::Actor;
 use crate::http::{self, AppState, Limits};
-use crate::issuer::Issuer;
 use crate::master_key::MasterKey;
 use crate::metrics::Metrics;
-use crate::passkeys::RelyingParty;
 use crate::policy::Policy;
 use crate::service::provision::{FirstStart, Provisioner};
 use crate::service::Services;
-use crate::signing::Sealer;
 use crate::store::Store;
 
 pub struct Application {
@@ -39,15 +35,6 @@ pub fn load_policy(config: &Config) -> anyhow::Result<Policy> {
         }
         None => Policy::builtin().context("the built-in policy"),
     }
-}
-
-/// Keys derived from the master key for other purposes than sealing, so the master key is
-/// never used directly.
-fn derived(master: &MasterKey, purpose: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(purpose);
-    h.update(master.0);
-    h.finalize().into()
 }
 
 impl Application {
@@ -77,18 +64,14 @@ impl Application {
         }
         .rotate(&master_key, true)
         .await?;
-        let svc = Services::new(
+        let svc = Arc::new(Services::build(
+            &config,
+            &master_key,
             store,
             Arc::new(policy),
             clock,
-            RelyingParty::new(&config.public_origin)?,
-            Arc::new(Issuer::new(
-                Sealer::new(&master_key),
-                config.public_origin.clone(),
-            )),
-            config.public_origin.clone(),
-            derived(&master_key, b"countersign/decoy-credential/v2\0"),
-        );
+        )?);
+        crate::service::background::start(svc.clone());
         let listener = TcpListener::bind(&config.listen)
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;

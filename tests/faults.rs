@@ -321,7 +321,10 @@ async fn killed_mid_decision(backend: Backend) {
             actor: countersign::domain::Actor::Operator,
         };
         let groups = ["finance".to_string(), "finance-senior".to_string()];
-        let invitation = operator.invite(name, None, &groups, 3600).await.unwrap();
+        let invitation = operator
+            .invite(name, None, &groups, None, 3600)
+            .await
+            .unwrap();
         let token = invitation.url.rsplit('/').next().unwrap();
         let token_hash = countersign::domain::client::key_hash(token);
         let user = invitation.user;

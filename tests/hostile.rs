@@ -179,7 +179,7 @@ async fn invisible_characters_are_shown_everywhere(app: TestApp) {
     }
     let err = app
         .operator()
-        .invite("zed", Some("Zed\u{2800}"), &["finance".into()], 60)
+        .invite("zed", Some("Zed\u{2800}"), &["finance".into()], None, 60)
         .await;
     assert!(
         err.is_err(),

@@ -90,7 +90,40 @@ async fn enrolment_tokens_are_not_logged() {
         )
         .await;
     assert_eq!(res.status(), 200);
+
+    // A webhook secret is shown once, to the operator: never logged, never audited.
+    let (_, key) = app
+        .operator()
+        .create_client("hooked", countersign::domain::Rights::everything())
+        .await
+        .unwrap();
+    let master = countersign::master_key::MasterKey::load(&app.dir.join("master.key")).unwrap();
+    let hook = app
+        .operator()
+        .set_webhook(&master, "hooked", "http://127.0.0.1:9/hook", &[], true)
+        .await
+        .unwrap()
+        .secret;
+    let other = app
+        .create_with(
+            &key,
+            &json!({ "action": "secret.export", "transaction": tx, "initiator": "carol" }),
+        )
+        .await;
+    let cancel = format!("/v1/approvals/{}/cancel", other["id"].as_str().unwrap());
+    assert_eq!(app.post_json(&cancel, &key, &json!({})).await.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let audit = serde_json::to_string(&app.audit_events("webhook_set").await).unwrap();
+    assert!(audit.contains("127.0.0.1"), "{audit}");
     let log = String::from_utf8(LOG.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("not delivered"), "the attempt was logged");
+    for text in [&audit, &log] {
+        assert!(!text.contains(&hook), "the webhook secret leaked:\n{text}");
+        assert!(
+            !text.contains(&hook[6..]),
+            "the webhook secret leaked:\n{text}"
+        );
+    }
     assert!(
         log.contains("/v1/receipts/redeem"),
         "the requests were logged"

@@ -14,9 +14,10 @@ use std::sync::Arc;
 use countersign::audit::ChainVerifier;
 use countersign::domain::client::key_hash;
 use countersign::domain::{
-    Actor, ApprovalId, Ceremony, CeremonyId, CeremonyKind, CeremonyState, ClientId, CredentialId,
-    Decision, DecisionRecord, EventKind, Initiator, NewCredential, NewEvent, Request, Requirement,
-    Rights, Stage, Status, Taken, User, UserId, Vote,
+    Actor, ApprovalId, AttemptOutcome, Attempted, Ceremony, CeremonyId, CeremonyKind,
+    CeremonyState, Channel, ClientId, CredentialId, Decision, DecisionRecord, DeliveryStatus,
+    EventKind, Initiator, NewCredential, NewDelivery, NewEvent, Request, Requirement, Rights,
+    SealedSecret, Stage, Status, Taken, User, UserId, Vote, Webhook,
 };
 use countersign::store::{
     ClientChange, Created, Cursor, DecisionOutcome, EnrolOutcome, Expect, Idempotency, InboxOf,
@@ -69,6 +70,8 @@ contract!(
     every_change_is_on_the_audit_chain,
     operations_cut_short_leave_nothing_half_done,
     able_approvers_are_enabled_in_a_group_with_a_usable_passkey,
+    the_outbox_is_written_with_its_change_and_taken_under_a_lease,
+    the_sweep_finds_what_time_has_ended,
 );
 
 async fn open(backend: common::Backend) -> Option<Arc<dyn Store>> {
@@ -165,7 +168,7 @@ fn request(client: ClientId, initiator: &str, groups: &[&str], quorum: u32, at: 
 async fn create(store: &Arc<dyn Store>, r: &Request) {
     let e = event(EventKind::RequestCreated).about(r.id);
     assert_eq!(
-        store.create_request(r, None, e).await.unwrap(),
+        store.create_request(r, None, e, false).await.unwrap(),
         Created::New
     );
 }
@@ -178,6 +181,7 @@ async fn person(store: &Arc<dyn Store>, name: &str, groups: &[&str]) -> (User, C
         username: name,
         display_name: name,
         groups: &groups,
+        email: None,
         token_hash: token,
         expires_at: NOW + 3600,
     };
@@ -384,13 +388,16 @@ async fn requests_are_created_once_and_replayed(store: Arc<dyn Store>) {
     };
     let e = || event(EventKind::RequestCreated).about(r.id);
     assert_eq!(
-        store.create_request(&r, Some(&idem), e()).await.unwrap(),
+        store
+            .create_request(&r, Some(&idem), e(), false)
+            .await
+            .unwrap(),
         Created::New
     );
     let again = request(c, "Carol", &["finance"], 1, NOW);
     assert_eq!(
         store
-            .create_request(&again, Some(&idem), e())
+            .create_request(&again, Some(&idem), e(), false)
             .await
             .unwrap(),
         Created::Replayed("first".into())
@@ -401,7 +408,7 @@ async fn requests_are_created_once_and_replayed(store: Arc<dyn Store>) {
     };
     assert_eq!(
         store
-            .create_request(&again, Some(&other), e())
+            .create_request(&again, Some(&other), e(), false)
             .await
             .unwrap(),
         Created::KeyConflict
@@ -1297,7 +1304,7 @@ async fn a_revocation_on_one_replica_holds_on_the_other(a: Arc<dyn Store>, b: Ar
     let late = request(c, "carol", &["finance"], 1, NOW);
     let e = event(EventKind::RequestCreated).about(late.id);
     assert_eq!(
-        a.create_request(&late, None, e).await.unwrap(),
+        a.create_request(&late, None, e, false).await.unwrap(),
         Created::ClientRevoked
     );
     assert!(a.request(late.id).await.unwrap().is_none());
@@ -1382,7 +1389,7 @@ async fn operations_cut_short_leave_nothing_half_done(store: Arc<dyn Store>) {
         let cut = Duration::from_micros(5 * u64::from(i * i));
         let r = request(c, "carol", &["finance"], 1, NOW + i64::from(i));
         let e = event(EventKind::RequestCreated).about(r.id);
-        match tokio::time::timeout(cut, store.create_request(&r, None, e)).await {
+        match tokio::time::timeout(cut, store.create_request(&r, None, e, false)).await {
             Ok(created) => assert_eq!(created.unwrap(), Created::New),
             // Cut short: it happened whole or not at all; find out which.
             Err(_) => {
@@ -1454,7 +1461,7 @@ async fn operations_cut_short_leave_nothing_half_done(store: Arc<dyn Store>) {
             let r = request(c, "carol", &["finance"], 1, NOW + 100 + i);
             tokio::spawn(async move {
                 let e = event(EventKind::RequestCreated).about(r.id);
-                store.create_request(&r, None, e).await.unwrap()
+                store.create_request(&r, None, e, false).await.unwrap()
             })
         })
         .collect();
@@ -1530,4 +1537,241 @@ async fn who_could_approve_follows_changes_on_other_replicas(a: Arc<dyn Store>, 
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+}
+
+async fn the_outbox_is_written_with_its_change_and_taken_under_a_lease(store: Arc<dyn Store>) {
+    let c = client(&store, "svc").await;
+    let quiet = client(&store, "quiet").await;
+    let hook = Webhook {
+        client_id: c,
+        url: "https://hooks.example.com/x".into(),
+        events: vec!["approval.cancelled".into(), "approval.expired".into()],
+        secrets: vec![SealedSecret {
+            sealed: "sealed".into(),
+            until: None,
+        }],
+        created_at: NOW,
+        disabled_at: None,
+        disabled_why: None,
+    };
+    assert!(store
+        .set_webhook(&hook, event(EventKind::WebhookSet), NOW)
+        .await
+        .unwrap());
+    assert_eq!(store.webhook(c).await.unwrap().unwrap(), hook);
+    let cancel = |r: Request, at| {
+        let store = store.clone();
+        async move {
+            let e = event(EventKind::RequestCancelled).about(r.id);
+            store
+                .cancel_request(r.id, r.client_id, e, at)
+                .await
+                .unwrap()
+        }
+    };
+    // Written by the changes themselves: a subscribed client's cancellation and expiry, not
+    // another client's, and no event the client did not ask for.
+    let (r1, r2, r3) = (
+        request(c, "carol", &["finance"], 1, NOW),
+        request(quiet, "carol", &["finance"], 1, NOW),
+        request(c, "carol", &["finance"], 1, NOW),
+    );
+    for r in [&r1, &r2, &r3] {
+        create(&store, r).await;
+    }
+    cancel(r1.clone(), NOW + 1).await;
+    cancel(r2.clone(), NOW + 1).await;
+    let expired = event(EventKind::RequestExpired).about(r3.id);
+    store
+        .expire_request(r3.id, expired, NOW + 600)
+        .await
+        .unwrap();
+    let announced = request(c, "carol", &["finance"], 1, NOW + 2);
+    let e = event(EventKind::RequestCreated).about(announced.id);
+    store
+        .create_request(&announced, None, e, true)
+        .await
+        .unwrap();
+    let log = store.deliveries(c, None, 50).await.unwrap();
+    let events: Vec<&str> = log.iter().map(|d| d.event.as_str()).collect();
+    assert_eq!(events, ["approval.expired", "approval.cancelled"]);
+    assert!(log
+        .iter()
+        .all(|d| d.status == DeliveryStatus::Pending && d.attempts == 0));
+    assert_eq!(log[1].approval_id, r1.id);
+    assert!(store.deliveries(quiet, None, 50).await.unwrap().is_empty());
+
+    // Taken once until the lease ends; an outcome holds only with the lease it was taken under.
+    let lease = NOW + 645;
+    let taken = store.claim_deliveries(NOW + 600, lease, 10).await.unwrap();
+    assert_eq!(taken.len(), 3, "two webhooks and the announcement");
+    assert!(taken.iter().all(|d| d.lease_until == Some(lease)));
+    assert!(store
+        .claim_deliveries(NOW + 600, NOW + 700, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let cancelled = taken.iter().find(|d| d.approval_id == r1.id).unwrap();
+    let retry = Attempted {
+        payload: "{}".into(),
+        code: Some(503),
+        error: Some("503".into()),
+        outcome: AttemptOutcome::RetryAt(NOW + 700),
+    };
+    assert!(!store
+        .finish_delivery(&cancelled.id, lease + 1, &retry, None, NOW + 601)
+        .await
+        .unwrap());
+    assert!(store
+        .finish_delivery(&cancelled.id, lease, &retry, None, NOW + 601)
+        .await
+        .unwrap());
+    assert!(store
+        .claim_deliveries(NOW + 640, NOW + 685, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // At its retry time it is due again; the other two, whose lease ran out unfinished (a
+    // server that died), are taken over.
+    let again = store
+        .claim_deliveries(NOW + 700, NOW + 745, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 3);
+    let retried = again.iter().find(|d| d.id == cancelled.id).unwrap();
+    assert_eq!(
+        (retried.attempts, retried.payload.as_deref()),
+        (1, Some("{}"))
+    );
+
+    // 410: the endpoint is disabled, its other pending message fails, new changes write none.
+    let gone = Attempted {
+        outcome: AttemptOutcome::EndpointGone,
+        code: Some(410),
+        ..retry.clone()
+    };
+    let disabled = event(EventKind::WebhookDisabled);
+    assert!(store
+        .finish_delivery(&retried.id, NOW + 745, &gone, Some(disabled), NOW + 701)
+        .await
+        .unwrap());
+    assert!(store
+        .webhook(c)
+        .await
+        .unwrap()
+        .unwrap()
+        .disabled_at
+        .is_some());
+    let log = store.deliveries(c, None, 50).await.unwrap();
+    assert!(
+        log.iter().all(|d| d.status == DeliveryStatus::Failed),
+        "{log:?}"
+    );
+    let r5 = request(c, "carol", &["finance"], 1, NOW + 700);
+    create(&store, &r5).await;
+    cancel(r5, NOW + 701).await;
+    assert_eq!(store.deliveries(c, None, 50).await.unwrap().len(), 2);
+    // A manual retry puts a message back, due now, with a fresh schedule.
+    let back = store
+        .retry_delivery(c, &cancelled.id, NOW + 800)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (back.status, back.attempts, back.next_at),
+        (DeliveryStatus::Pending, 0, NOW + 800)
+    );
+    assert!(store
+        .retry_delivery(quiet, &cancelled.id, NOW + 800)
+        .await
+        .unwrap()
+        .is_none());
+
+    // An announcement becomes its messages once.
+    let announcement = taken
+        .iter()
+        .find(|d| d.channel == Channel::Announce)
+        .unwrap();
+    let messages: Vec<NewDelivery> = ["bob@example.com", "erin@example.com"]
+        .iter()
+        .map(|to| NewDelivery {
+            channel: Channel::Email,
+            target: Some(to.to_string()),
+            event: "request.created".into(),
+            approval_id: announced.id,
+            at: NOW + 2,
+            payload: Some("{}".into()),
+        })
+        .collect();
+    assert!(
+        !store
+            .expand_announcement(&announcement.id, lease, &messages, NOW + 701)
+            .await
+            .unwrap(),
+        "its first lease was taken over"
+    );
+    assert!(store
+        .expand_announcement(&announcement.id, NOW + 745, &messages, NOW + 701)
+        .await
+        .unwrap());
+    assert!(!store
+        .expand_announcement(&announcement.id, NOW + 745, &messages, NOW + 701)
+        .await
+        .unwrap());
+    let mails = store
+        .claim_deliveries(NOW + 900, NOW + 945, 10)
+        .await
+        .unwrap();
+    let mut to: Vec<_> = mails
+        .iter()
+        .filter(|d| d.channel == Channel::Email)
+        .map(|d| d.target.clone().unwrap())
+        .collect();
+    to.sort();
+    assert_eq!(to, ["bob@example.com", "erin@example.com"]);
+    assert!(store
+        .remove_webhook(c, event(EventKind::WebhookRemoved), NOW + 901)
+        .await
+        .unwrap());
+    assert!(!store
+        .remove_webhook(c, event(EventKind::WebhookRemoved), NOW + 901)
+        .await
+        .unwrap());
+}
+
+async fn the_sweep_finds_what_time_has_ended(store: Arc<dyn Store>) {
+    let c = client(&store, "svc").await;
+    let (early, late) = (
+        request(c, "carol", &["finance"], 1, NOW),
+        request(c, "carol", &["finance"], 1, NOW + 100),
+    );
+    create(&store, &late).await;
+    create(&store, &early).await;
+    assert!(store.due_requests(NOW + 599, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.due_requests(NOW + 700, 10).await.unwrap(),
+        vec![early.id, late.id]
+    );
+    assert_eq!(
+        store.due_requests(NOW + 700, 1).await.unwrap(),
+        vec![early.id]
+    );
+
+    let (bob, cred) = person(&store, "bob", &["finance"]).await;
+    let session = NewSession {
+        id_hash: [7; 32],
+        user_id: bob.id,
+        credential_id: cred.clone(),
+        expires_at: NOW + 3600,
+        replaces: None,
+    };
+    store.create_session(&session, NOW).await.unwrap();
+    store
+        .start_ceremony(&decision_ceremony(&bob, early.id, cred), None)
+        .await
+        .unwrap();
+    assert_eq!(store.purge(NOW + 10, NOW - 1800).await.unwrap(), (0, 0));
+    // Idle past its limit: the session goes; the ceremony stays an hour past its end.
+    assert_eq!(store.purge(NOW + 400, NOW + 1).await.unwrap(), (0, 1));
+    assert_eq!(store.purge(NOW + 300 + 3600, NOW).await.unwrap(), (1, 0));
 }

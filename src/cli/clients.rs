@@ -1,4 +1,4 @@
-//! `countersign clients create | list | revoke`.
+//! `countersign clients create | list | revoke | webhook`.
 
 use std::process::ExitCode;
 
@@ -6,10 +6,16 @@ use serde_json::json;
 
 use super::{emit, ClientsCommand};
 use crate::clock::rfc3339;
+use crate::config::Config;
 use crate::domain::Rights;
+use crate::master_key::MasterKey;
 use crate::service::provision::Provisioner;
 
-pub(super) async fn run(ops: &Provisioner<'_>, cmd: ClientsCommand) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(
+    ops: &Provisioner<'_>,
+    config: &Config,
+    cmd: ClientsCommand,
+) -> anyhow::Result<ExitCode> {
     match cmd {
         ClientsCommand::Create {
             name,
@@ -58,6 +64,46 @@ pub(super) async fn run(ops: &Provisioner<'_>, cmd: ClientsCommand) -> anyhow::R
             emit(&out, json!({ "name": name, "revoked": true }), || {
                 format!("revoked client {name}")
             });
+        }
+        ClientsCommand::Webhook {
+            name,
+            remove: true,
+            out,
+            ..
+        } => {
+            let removed = ops.remove_webhook(&name).await?;
+            emit(&out, json!({ "name": name, "removed": removed }), || {
+                if removed {
+                    format!("removed the webhook of {name}")
+                } else {
+                    format!("{name} had no webhook")
+                }
+            });
+        }
+        ClientsCommand::Webhook {
+            name,
+            url,
+            events,
+            out,
+            ..
+        } => {
+            let url = url.unwrap_or_default();
+            let master = MasterKey::load(&config.master_key_file)?;
+            let set = ops
+                .set_webhook(&master, &name, &url, &events, config.webhook_allow_private)
+                .await?;
+            emit(
+                &out,
+                json!({ "name": name, "url": set.url, "secret": set.secret, "events": set.events }),
+                || {
+                    format!(
+                        "webhook of {name}: {} ({})\nits signing secret (shown only now):\n{}",
+                        set.url,
+                        set.events.join(", "),
+                        set.secret
+                    )
+                },
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -116,6 +116,9 @@ pub enum UsersCommand {
         /// How long the link stays valid (e.g. 30m, 24h, 7d).
         #[arg(long, default_value = "24h")]
         ttl: String,
+        /// Where to tell them of requests they may decide (mail, when smtp_url is set).
+        #[arg(long)]
+        email: Option<String>,
         #[command(flatten)]
         out: Output,
     },
@@ -181,6 +184,22 @@ pub enum ClientsCommand {
         #[command(flatten)]
         out: Output,
     },
+    /// Set the client's webhook endpoint (Standard Webhooks v1) and print its secret (shown
+    /// only here); setting it again rotates the secret (the old one signs for 24 hours more).
+    Webhook {
+        name: String,
+        /// The endpoint (http:// or https://); not needed with --remove.
+        #[arg(required_unless_present = "remove")]
+        url: Option<String>,
+        /// Events to send, comma-separated (default: all of them).
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+        /// Remove the endpoint instead.
+        #[arg(long, conflicts_with_all = ["url", "events"])]
+        remove: bool,
+        #[command(flatten)]
+        out: Output,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -236,7 +255,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Clients(cmd) => clients::run(&ops, cmd).await,
+        Command::Clients(cmd) => clients::run(&ops, &config, cmd).await,
         Command::Users(cmd) => users::run(&ops, cmd).await,
         Command::Audit(cmd) => audit::run(store.as_ref(), cmd).await,
         Command::Keys(cmd) => keys::run(&ops, &config, cmd).await,

@@ -16,11 +16,18 @@ pub(super) async fn run(ops: &Provisioner<'_>, cmd: UsersCommand) -> anyhow::Res
             name,
             groups,
             ttl,
+            email,
             out,
         } => {
             let ttl = humantime::parse_duration(&ttl).with_context(|| format!("--ttl {ttl:?}"))?;
             let invite = ops
-                .invite(&username, name.as_deref(), &groups, crate::clock::secs(ttl))
+                .invite(
+                    &username,
+                    name.as_deref(),
+                    &groups,
+                    email.as_deref(),
+                    crate::clock::secs(ttl),
+                )
                 .await?;
             let user = &invite.user.username;
             emit(
@@ -39,7 +46,7 @@ pub(super) async fn run(ops: &Provisioner<'_>, cmd: UsersCommand) -> anyhow::Res
             let list = ops.users().await?;
             let rows: Vec<_> = list
                 .iter()
-                .map(|u| json!({ "user": u.username, "name": u.display_name, "groups": u.groups, "disabled": u.disabled_at.is_some() }))
+                .map(|u| json!({ "user": u.username, "name": u.display_name, "groups": u.groups, "email": u.email, "disabled": u.disabled_at.is_some() }))
                 .collect();
             emit(&out, json!(rows), || {
                 list.iter()

@@ -31,10 +31,13 @@ pub enum EventKind {
     UserInvited,
     UserDisabled,
     UserGroupsChanged,
+    WebhookSet,
+    WebhookRemoved,
+    WebhookDisabled,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 23] = [
+    pub const ALL: [EventKind; 26] = [
         EventKind::RequestCreated,
         EventKind::RequestExpired,
         EventKind::RequestCancelled,
@@ -58,6 +61,9 @@ impl EventKind {
         EventKind::UserInvited,
         EventKind::UserDisabled,
         EventKind::UserGroupsChanged,
+        EventKind::WebhookSet,
+        EventKind::WebhookRemoved,
+        EventKind::WebhookDisabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -85,6 +91,9 @@ impl EventKind {
             EventKind::UserInvited => "user_invited",
             EventKind::UserDisabled => "user_disabled",
             EventKind::UserGroupsChanged => "user_groups_changed",
+            EventKind::WebhookSet => "webhook_set",
+            EventKind::WebhookRemoved => "webhook_removed",
+            EventKind::WebhookDisabled => "webhook_disabled",
         }
     }
 
@@ -100,6 +109,8 @@ impl EventKind {
                 | EventKind::ClientRevoked
                 | EventKind::UserDisabled
                 | EventKind::KeyRetired
+                // Where receipts are sent to.
+                | EventKind::WebhookSet
         )
     }
 }

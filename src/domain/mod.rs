@@ -6,6 +6,7 @@ pub mod audit;
 pub mod ceremony;
 pub mod client;
 pub mod decision;
+pub mod delivery;
 pub mod ids;
 pub mod initiator;
 pub mod people;
@@ -18,6 +19,10 @@ pub use audit::{Actor, EventKind, NewEvent};
 pub use ceremony::{Ceremony, CeremonyKind, CeremonyState, Taken, CEREMONY_SECS};
 pub use client::{Client, NewKey, Rights};
 pub use decision::{Decision, DecisionRecord, Vote};
+pub use delivery::{
+    AttemptOutcome, Attempted, Channel, Delivery, DeliveryStatus, NewDelivery, SealedSecret,
+    Webhook,
+};
 pub use ids::{ApprovalId, CeremonyId, ClientId, CredentialId, InvalidId, ReceiptId, UserId};
 pub use initiator::{Initiator, InitiatorType};
 pub use people::{Credential, InvitationState, NewCredential, User};

@@ -12,6 +12,8 @@ pub struct User {
     pub groups: Vec<String>,
     pub created_at: UnixTime,
     pub disabled_at: Option<UnixTime>,
+    /// Where to tell them of requests they may decide, if anywhere.
+    pub email: Option<String>,
 }
 
 impl User {

@@ -26,7 +26,7 @@ use problem::ApiError;
 pub use pages::CSP;
 
 pub struct AppState {
-    pub svc: Services,
+    pub svc: Arc<Services>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
@@ -136,6 +136,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::resource("/audit")
                     .wrap(client())
                     .route(web::get().to(api::audit::export)),
+            )
+            .service(
+                web::resource("/webhooks/deliveries")
+                    .wrap(client())
+                    .route(web::get().to(api::webhooks::list)),
+            )
+            .service(
+                web::resource("/webhooks/deliveries/{id}/retry")
+                    .wrap(client())
+                    .route(web::post().to(api::webhooks::retry)),
             )
             .service(
                 web::resource("/receipts/redeem")

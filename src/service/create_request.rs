@@ -159,7 +159,7 @@ pub async fn create_request(
     .about(request.id);
     match svc
         .store
-        .create_request(&request, idempotency.as_ref(), event)
+        .create_request(&request, idempotency.as_ref(), event, svc.reach.announces())
         .await?
     {
         Created::New => {

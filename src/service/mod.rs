@@ -5,17 +5,20 @@
 
 pub mod audit_log;
 pub mod authenticate;
+pub mod background;
 pub mod cancel_request;
 pub mod create_request;
 pub mod decide;
 pub mod enrol;
 pub mod inbox;
 pub mod live;
+pub mod outbox;
 pub mod provision;
 pub mod read_request;
 pub mod redeem;
 pub mod revoke_request;
 pub mod sign_in;
+pub mod views;
 pub mod waits;
 
 use std::borrow::Cow;
@@ -38,6 +41,8 @@ pub struct Services {
     /// The server's public origin: links to pages, `iss` of receipts.
     pub origin: String,
     pub(crate) decoys: sign_in::Decoys,
+    /// What the server sends out with: webhooks, mail, chat.
+    pub reach: outbox::Reach,
     /// Long-polls, by the request they wait on.
     waits: waits::Waits,
     /// The live pages' event streams, and the one hub that feeds them.
@@ -52,28 +57,40 @@ pub struct Services {
 }
 
 impl Services {
-    pub fn new(
+    /// The use cases on `store`, as `config` and the master key set them up.
+    pub fn build(
+        config: &crate::config::Config,
+        master_key: &crate::master_key::MasterKey,
         store: Arc<dyn Store>,
         policy: Arc<Policy>,
         clock: Arc<dyn Clock>,
-        rp: RelyingParty,
-        issuer: Arc<Issuer>,
-        origin: String,
-        decoy_secret: [u8; 32],
-    ) -> Services {
-        Services {
+    ) -> anyhow::Result<Services> {
+        use crate::signing::Sealer;
+        let origin = config.public_origin.clone();
+        Ok(Services {
             waits: waits::Waits::new(store.clone()),
             live: live::Live::new(store.clone(), clock.clone()),
             store,
             policy,
             clock,
-            rp,
-            issuer,
+            rp: RelyingParty::new(&origin)?,
+            issuer: Arc::new(Issuer::new(Sealer::new(master_key), origin.clone())),
             origin,
-            decoys: sign_in::Decoys::new(decoy_secret),
+            decoys: sign_in::Decoys::new(derived(master_key, b"countersign/decoy-credential/v2\0")),
+            reach: outbox::Reach::new(config, Sealer::new(master_key))?,
             verifier: std::sync::Mutex::new(None),
-        }
+        })
     }
+}
+
+/// Keys derived from the master key for other purposes than sealing, so the master key is
+/// never used directly.
+fn derived(master: &crate::master_key::MasterKey, purpose: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(purpose);
+    h.update(master.0);
+    h.finalize().into()
 }
 
 /// Why a use case did not do what was asked: a refusal from the one list, with what the caller

@@ -14,6 +14,7 @@ use crate::domain::{
 };
 use crate::master_key::MasterKey;
 use crate::policy::Policy;
+use crate::service::outbox::endpoints::{self, NewEndpoint};
 use crate::signing::{generate, Sealer};
 use crate::store::{NewInvitation, RetireOutcome, SigningKeyRow, Store, StoreError};
 
@@ -85,14 +86,58 @@ impl Provisioner<'_> {
         Ok(self.store.clients().await?)
     }
 
+    async fn active_client(&self, name: &str) -> anyhow::Result<Client> {
+        self.store
+            .clients()
+            .await?
+            .into_iter()
+            .find(|c| c.name == name && c.revoked_at.is_none())
+            .with_context(|| format!("no active client named {name:?}"))
+    }
+
+    /// Sets the client's webhook endpoint; its secret is returned only now.
+    pub async fn set_webhook(
+        &self,
+        master: &MasterKey,
+        name: &str,
+        url: &str,
+        events: &[String],
+        allow_private: bool,
+    ) -> anyhow::Result<NewEndpoint> {
+        let client = self.active_client(name).await?;
+        endpoints::set(
+            self.store,
+            &Sealer::new(master),
+            &client,
+            url,
+            events,
+            allow_private,
+            self.actor.clone(),
+            self.clock.now(),
+        )
+        .await
+    }
+
+    /// Removes the client's webhook endpoint; false when it had none.
+    pub async fn remove_webhook(&self, name: &str) -> anyhow::Result<bool> {
+        let client = self.active_client(name).await?;
+        endpoints::remove(self.store, &client, self.actor.clone(), self.clock.now()).await
+    }
+
     /// Creates (or re-invites) an approver and returns the one-time link.
     pub async fn invite(
         &self,
         name: &str,
         display_name: Option<&str>,
         groups: &[String],
+        email: Option<&str>,
         ttl: i64,
     ) -> anyhow::Result<Invitation> {
+        if let Some(email) = email {
+            if !crate::service::outbox::mail::is_address(email) {
+                bail!("--email {email:?} is not a mail address");
+            }
+        }
         let user = username(name).map_err(|e| {
             anyhow::anyhow!("usernames are 1-64 characters of letters, digits, '-', '_', '.' and '@': {name:?} {e}")
         })?;
@@ -107,6 +152,7 @@ impl Provisioner<'_> {
             username: &user,
             display_name,
             groups,
+            email,
             token_hash: key_hash(&token_text),
             expires_at,
         };
@@ -240,7 +286,7 @@ impl Provisioner<'_> {
         } else {
             let groups: Vec<String> = policy.groups().into_iter().collect();
             Some(
-                self.invite("admin", Some("Administrator"), &groups, 24 * 3600)
+                self.invite("admin", Some("Administrator"), &groups, None, 24 * 3600)
                     .await?,
             )
         };

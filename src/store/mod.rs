@@ -10,6 +10,7 @@
 
 mod arrivals;
 mod decision;
+mod outbox;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -31,6 +32,7 @@ pub use crate::domain::ceremony::Expect;
 pub(crate) use arrivals::arrived;
 pub use arrivals::{Arrivals, Expected};
 pub use decision::{DecisionOutcome, IssuedReceipt, Judge, NewDecision, Plan, SealedKey};
+pub use outbox::OutboxStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -221,6 +223,8 @@ pub struct NewInvitation<'a> {
     pub username: &'a str,
     pub display_name: &'a str,
     pub groups: &'a [String],
+    /// Kept as it was when `None`.
+    pub email: Option<&'a str>,
     pub token_hash: [u8; 32],
     pub expires_at: UnixTime,
 }
@@ -273,7 +277,7 @@ pub enum Change {
 /// implementation keeps each area in its own file), one implementation per database.
 #[async_trait]
 pub trait Store:
-    RequestStore + DecisionStore + ReceiptStore + PeopleStore + ClientStore + AuditStore
+    RequestStore + DecisionStore + ReceiptStore + PeopleStore + ClientStore + AuditStore + OutboxStore
 {
     /// `/readyz`: can the store answer a query right now?
     async fn ping(&self) -> StoreResult<()>;
@@ -291,13 +295,15 @@ pub trait Store:
 /// Approval requests: creating, reading, expiring, cancelling, and the approvers' lists.
 #[async_trait]
 pub trait RequestStore: Send + Sync + 'static {
-    /// Stores a new pending request with its event; with an idempotency key, replays the first
-    /// response of a repeat instead.
+    /// Stores a new pending request with its event and, when `announce`, the announcement that
+    /// tells its approvers (the outbox); with an idempotency key, replays the first response of
+    /// a repeat instead.
     async fn create_request(
         &self,
         request: &Request,
         idempotency: Option<&Idempotency>,
         event: NewEvent,
+        announce: bool,
     ) -> StoreResult<Created>;
 
     /// What an earlier request with this idempotency key got, if one did: the hash of that

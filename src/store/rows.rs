@@ -12,13 +12,17 @@ use crate::domain::{
 use crate::tx_hash::TxHash;
 
 mod ceremony;
+mod outbox;
 pub(super) use ceremony::{CeremonyRow, CEREMONY_COLS};
+pub(super) use outbox::{
+    delivery_after, DeliveryRow, WebhookRow, DELIVERY_COLS, PURGE_GRACE, WEBHOOK_COLS,
+};
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
 
-fn json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> StoreResult<T> {
+pub(super) fn json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> StoreResult<T> {
     serde_json::from_str(text).map_err(|e| corrupt(what, e))
 }
 
@@ -256,7 +260,8 @@ pub(super) fn group_votes(rows: Vec<(RequestRow, VoteRow)>) -> StoreResult<Vec<s
     Ok(out)
 }
 
-pub(super) const USER_COLS: &str = "id, username, display_name, groups, created_at, disabled_at";
+pub(super) const USER_COLS: &str =
+    "id, username, display_name, groups, created_at, disabled_at, email";
 
 #[derive(Debug, sqlx::FromRow)]
 pub(super) struct UserRow {
@@ -266,6 +271,7 @@ pub(super) struct UserRow {
     pub groups: String,
     pub created_at: i64,
     pub disabled_at: Option<i64>,
+    pub email: Option<String>,
 }
 
 impl UserRow {
@@ -277,6 +283,7 @@ impl UserRow {
             groups: json("groups", &self.groups)?,
             created_at: self.created_at,
             disabled_at: self.disabled_at,
+            email: self.email,
         })
     }
 }

@@ -25,6 +25,7 @@ use countersign::store::Store;
 use serde_json::{json, Value};
 use sqlx::Connection;
 
+pub mod receivers;
 pub mod webauthn;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,7 +268,12 @@ impl TestApp {
 
     /// Creates an approval with the all-rights key and returns its JSON (asserting 201).
     pub async fn create(&self, body: &Value) -> Value {
-        let res = self.post_json("/v1/approvals", &self.key, body).await;
+        self.create_with(&self.key, body).await
+    }
+
+    /// Creates a request as the client with `key`.
+    pub async fn create_with(&self, key: &str, body: &Value) -> Value {
+        let res = self.post_json("/v1/approvals", key, body).await;
         assert_eq!(
             res.status(),
             201,

@@ -247,7 +247,13 @@ impl TestApp {
         let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
         let inv = self
             .operator()
-            .invite(username, Some(&format!("{username} (test)")), &groups, 3600)
+            .invite(
+                username,
+                Some(&format!("{username} (test)")),
+                &groups,
+                None,
+                3600,
+            )
             .await
             .unwrap();
         inv.url.rsplit('/').next().unwrap().to_string()

@@ -9,7 +9,8 @@ pub mod me;
 pub mod public;
 pub mod receipts;
 pub mod session;
-pub mod views;
+pub mod webhooks;
+pub use crate::service::views;
 
 use crate::domain::{ApprovalId, Refusal};
 

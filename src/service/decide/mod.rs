@@ -430,6 +430,7 @@ mod tests {
             groups: groups.iter().map(|g| g.to_string()).collect(),
             created_at: 0,
             disabled_at: None,
+            email: None,
         }
     }
 

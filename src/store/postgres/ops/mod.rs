@@ -3,6 +3,7 @@
 mod audit;
 mod clients;
 mod decisions;
+mod outbox;
 mod people;
 mod receipts;
 mod requests;

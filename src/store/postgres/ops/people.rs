@@ -107,14 +107,18 @@ impl PeopleStore for PgStore {
                 if user.disabled_at.is_some() {
                     return Err(StoreError::Conflict("user is disabled"));
                 }
-                sqlx::query("UPDATE users SET display_name = $1, groups = $2 WHERE id = $3")
+                sqlx::query("UPDATE users SET display_name = $1, groups = $2, email = coalesce($3, email) WHERE id = $4")
                     .bind(invitation.display_name)
                     .bind(&groups_json)
+                    .bind(invitation.email)
                     .bind(user.id.to_string())
                     .execute(&mut *tx)
                     .await?;
                 invitation.display_name.clone_into(&mut user.display_name);
                 user.groups = invitation.groups.to_vec();
+                if let Some(email) = invitation.email {
+                    user.email = Some(email.to_owned());
+                }
                 user
             }
             None => {
@@ -125,15 +129,17 @@ impl PeopleStore for PgStore {
                     groups: invitation.groups.to_vec(),
                     created_at: now,
                     disabled_at: None,
+                    email: invitation.email.map(str::to_owned),
                 };
                 sqlx::query(&format!(
-                    "INSERT INTO users ({USER_COLS}) VALUES ($1, $2, $3, $4, $5, NULL)"
+                    "INSERT INTO users ({USER_COLS}) VALUES ($1, $2, $3, $4, $5, NULL, $6)"
                 ))
                 .bind(user.id.to_string())
                 .bind(&user.username)
                 .bind(&user.display_name)
                 .bind(&groups_json)
                 .bind(now)
+                .bind(&user.email)
                 .execute(&mut *tx)
                 .await?;
                 user

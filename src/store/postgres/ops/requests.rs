@@ -13,6 +13,7 @@ use super::super::super::{
 };
 use super::super::{is_unique, PgStore, CHANNEL};
 use crate::clock::UnixTime;
+use crate::domain::delivery::{message_id, REQUEST_CREATED};
 use crate::domain::{ApprovalId, ClientId, NewEvent, Request, UserId};
 
 /// A new request in one statement: unless its idempotency key was used, the request, the key
@@ -33,7 +34,10 @@ static CREATE: LazyLock<String> = LazyLock::new(|| {
             SELECT $2, $23, $24, a.id, $25, $15 FROM a WHERE $23::TEXT IS NOT NULL), \
          e AS ( \
             INSERT INTO audit_pending (at, kind, actor, approval_id, data) \
-            SELECT $15, $26, $27, a.id, $28 FROM a) \
+            SELECT $15, $26, $27, a.id, $28 FROM a), \
+         o AS ( \
+            INSERT INTO outbox (id, channel, event, approval_id, at, next_at) \
+            SELECT $29, 'announce', $30, a.id, $15, $15 FROM a WHERE $29::TEXT IS NOT NULL) \
          SELECT (SELECT COUNT(*) FROM a) AS created, \
                 (SELECT request_hash FROM prior) AS request_hash, (SELECT response FROM prior) AS response"
     )
@@ -150,9 +154,13 @@ impl RequestStore for PgStore {
         request: &Request,
         idempotency: Option<&Idempotency>,
         event: NewEvent,
+        announce: bool,
     ) -> StoreResult<Created> {
         loop {
-            match self.try_create(request, idempotency, &event).await {
+            match self
+                .try_create(request, idempotency, &event, announce)
+                .await
+            {
                 // Another request with the same key committed between our look-up and insert:
                 // go round once more and find it.
                 Err(StoreError::Conflict("idempotency key")) => continue,
@@ -343,6 +351,7 @@ impl PgStore {
         r: &Request,
         idem: Option<&Idempotency>,
         event: &NewEvent,
+        announce: bool,
     ) -> StoreResult<Created> {
         let cols = RequestCols::of(r)?;
         let e = Pending::unlogged(event, r.created_at);
@@ -375,6 +384,8 @@ impl PgStore {
             .bind(&e.kind)
             .bind(&e.actor)
             .bind(e.data.to_string())
+            .bind(announce.then(message_id))
+            .bind(REQUEST_CREATED)
             .fetch_one(&mut *self.conns.get().await?)
             .await;
         let row = match row {

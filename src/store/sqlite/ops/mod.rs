@@ -5,6 +5,7 @@
 mod audit;
 mod clients;
 mod decisions;
+mod outbox;
 mod people;
 mod receipts;
 mod requests;
@@ -14,8 +15,8 @@ use rusqlite::{Connection, Params, Row};
 use tokio::sync::broadcast;
 
 use super::super::rows::{
-    chain, CeremonyRow, ClientRow, CredentialRow, DecisionRow, EventRow, KeyRow, Pending,
-    ReceiptDbRow, RequestRow, UserRow, VoteRow,
+    chain, CeremonyRow, ClientRow, CredentialRow, DecisionRow, DeliveryRow, EventRow, KeyRow,
+    Pending, ReceiptDbRow, RequestRow, UserRow, VoteRow, WebhookRow,
 };
 use super::super::{Arrivals, Store, StoreResult};
 use super::SqliteStore;
@@ -82,7 +83,7 @@ from_row! {
     DecisionRow { approval_id, user_id, decision, username, display_name, credential_id, at,
         nonce, authenticator_data, client_data_json, signature, public_jwk, user_verified, stage }
     VoteRow { vote_user, vote_username, vote_name, vote_decision, vote_at, vote_stage }
-    UserRow { id, username, display_name, groups, created_at, disabled_at }
+    UserRow { id, username, display_name, groups, created_at, disabled_at, email }
     CredentialRow { id, user_id, label, public_x, public_y, counter, created_at, last_used_at,
         revoked_at, flagged_at }
     ClientRow { id, name, rights, created_at, revoked_at }
@@ -92,6 +93,9 @@ from_row! {
         redeemed_by, revoked_at }
     KeyRow { kid, public_jwk, created_at, retired_at }
     EventRow { seq, at, kind, actor, approval_id, data, prev_hash, hash }
+    DeliveryRow { id, channel, client_id, target, event, approval_id, at, payload, status,
+        attempts, next_at, lease_until, last_code, last_error, delivered_at }
+    WebhookRow { client_id, url, events, secrets, created_at, disabled_at, disabled_why }
 }
 
 impl<A: FromRow, B: FromRow> FromRow for (A, B) {

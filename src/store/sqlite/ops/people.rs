@@ -98,6 +98,7 @@ impl PeopleStore for SqliteStore {
         let display_name = invitation.display_name.to_owned();
         let groups = invitation.groups.to_vec();
         let groups_json = to_json(&groups)?;
+        let email = invitation.email.map(str::to_owned);
         let (token_hash, expires_at) = (invitation.token_hash, invitation.expires_at);
         self.engine
             .write(move |conn| {
@@ -107,10 +108,13 @@ impl PeopleStore for SqliteStore {
                         if user.disabled_at.is_some() {
                             return Err(StoreError::Conflict("user is disabled"));
                         }
-                        exec(conn, "UPDATE users SET display_name = ?1, groups = ?2 WHERE id = ?3",
-                            params![display_name, groups_json, user.id.to_string()])?;
+                        exec(conn, "UPDATE users SET display_name = ?1, groups = ?2, email = coalesce(?3, email) WHERE id = ?4",
+                            params![display_name, groups_json, email, user.id.to_string()])?;
                         user.display_name.clone_from(&display_name);
                         user.groups.clone_from(&groups);
+                        if email.is_some() {
+                            user.email.clone_from(&email);
+                        }
                         user
                     }
                     None => {
@@ -121,9 +125,10 @@ impl PeopleStore for SqliteStore {
                             groups: groups.clone(),
                             created_at: now,
                             disabled_at: None,
+                            email: email.clone(),
                         };
-                        exec(conn, &format!("INSERT INTO users ({USER_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, NULL)"),
-                            params![user.id.to_string(), username, display_name, groups_json, now])?;
+                        exec(conn, &format!("INSERT INTO users ({USER_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)"),
+                            params![user.id.to_string(), username, display_name, groups_json, now, email])?;
                         user
                     }
                 };

@@ -13,6 +13,7 @@ use super::super::super::{
 use super::super::{Outcome, SqliteStore};
 use super::{all, append, exec, first};
 use crate::clock::UnixTime;
+use crate::domain::delivery::{message_id, REQUEST_CREATED};
 use crate::domain::{ApprovalId, ClientId, NewEvent, Request, UserId};
 
 static INSERT: LazyLock<String> = LazyLock::new(|| {
@@ -112,6 +113,7 @@ impl RequestStore for SqliteStore {
         request: &Request,
         idempotency: Option<&Idempotency>,
         event: NewEvent,
+        announce: bool,
     ) -> StoreResult<Created> {
         let r = request.clone();
         let cols = RequestCols::of(&r)?;
@@ -168,6 +170,11 @@ impl RequestStore for SqliteStore {
                         params![client, idem.key, idem.request_hash.as_slice(), r.id.to_string(), idem.response, r.created_at])?;
                 }
                 append(conn, std::slice::from_ref(&event), r.created_at)?;
+                if announce {
+                    exec(conn,
+                        "INSERT INTO outbox (id, channel, event, approval_id, at, next_at) VALUES (?1, 'announce', ?2, ?3, ?4, ?4)",
+                        params![message_id(), REQUEST_CREATED, r.id.to_string(), r.created_at])?;
+                }
                 Ok(Outcome::Keep(Created::New))
             })
             .await
