@@ -279,7 +279,7 @@ async fn killed_mid_write_postgres() {
 /// without its quorum of recorded approvals, every acknowledged decision and redemption is
 /// stored, a consumed ceremony stays consumed, and the audit chain verifies.
 async fn killed_mid_decision(backend: Backend) {
-    use common::webauthn::{Crafted, Tweak, ORIGIN};
+    use common::webauthn::{Tweak, ORIGIN};
     let dir = temp_dir();
     let Some(url) = fresh_database(backend, &dir).await else {
         return;
@@ -313,40 +313,9 @@ async fn killed_mid_decision(backend: Backend) {
     // Two approvers with crafted passkeys, enrolled straight into the store, signed in over HTTP.
     let mut people = Vec::new();
     for name in ["bob", "erin"] {
-        let now = system_now();
-        let operator = countersign::service::provision::Provisioner {
-            store: store.as_ref(),
-            clock: &countersign::clock::SystemClock,
-            origin: ORIGIN,
-            actor: countersign::domain::Actor::Operator,
-        };
-        let groups = ["finance".to_string(), "finance-senior".to_string()];
-        let invitation = operator
-            .invite(name, None, &groups, None, 3600)
-            .await
-            .unwrap();
-        let token = invitation.url.rsplit('/').next().unwrap();
-        let token_hash = countersign::domain::client::key_hash(token);
-        let user = invitation.user;
-        let mut device = Crafted::new();
-        let (x, y) = device.public_xy();
-        let cred = countersign::domain::NewCredential {
-            id: countersign::domain::CredentialId::parse(&device.cred_id_b64()).unwrap(),
-            label: "k".into(),
-            public_x: x,
-            public_y: y,
-            counter: 0,
-            passkey: "{}".into(),
-        };
-        let event = countersign::domain::NewEvent::new(
-            countersign::domain::EventKind::CredentialEnrolled,
-            countersign::domain::Actor::Operator,
-            json!({}),
-        );
-        store
-            .enrol(&token_hash, &user, &cred, event, now)
-            .await
-            .unwrap();
+        let (_, mut device) =
+            common::webauthn::enrol_crafted(store.as_ref(), name, &["finance", "finance-senior"])
+                .await;
         let opts: Value = http
             .post(format!("{base}/v1/session/options"))
             .header("Origin", ORIGIN)

@@ -171,6 +171,34 @@ async fn webhooks_are_signed_retried_disabled_and_retried_by_hand(app: TestApp) 
     }
     wait_status(&app, &key, "receipt.redeemed", "delivered").await;
 
+    // A redirect is not followed: the attempt failed, and nothing went to where it pointed.
+    hook.then(307, &[("location", "/elsewhere")]);
+    let moved = app.create_with(&key, &payment("7.00")).await;
+    let cancel = format!("/v1/approvals/{}/cancel", moved["id"].as_str().unwrap());
+    assert_eq!(app.post_json(&cancel, &key, &json!({})).await.status(), 200);
+    let redirected = wait_status(&app, &key, "approval.cancelled", "pending").await;
+    for _ in 0..100 {
+        if deliveries(&app, &key, "")
+            .await
+            .iter()
+            .any(|d| d["last_status"] == 307)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let redirected = deliveries(&app, &key, "")
+        .await
+        .into_iter()
+        .find(|d| d["id"] == redirected["id"])
+        .unwrap();
+    assert_eq!(redirected["last_status"], 307, "{redirected}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        hook.all().iter().all(|r| r.path == "/hooks/cs"),
+        "a redirect was followed"
+    );
+
     // Another client sees none of this; the log's query is checked.
     let stranger = app.client(Rights::everything()).await;
     assert!(deliveries(&app, &stranger, "").await.is_empty());
@@ -328,7 +356,6 @@ async fn two_replicas_deliver_each_message_exactly_once() {
 /// SIGKILL after a change committed and before its webhook was delivered: after the restart
 /// the message goes out, with the id the log gave it.
 async fn a_message_outlives_a_kill(backend: Backend) {
-    use common::webauthn::Crafted;
     let dir = temp_dir();
     let Some(url) = fresh_database(backend, &dir).await else {
         return;
@@ -384,43 +411,7 @@ async fn a_message_outlives_a_kill(backend: Backend) {
     assert!(secret.starts_with("whsec_"));
     // Somebody who could approve, so that a request can be made.
     let store = countersign::store::open(&url).await.unwrap();
-    let operator = countersign::service::provision::Provisioner {
-        store: store.as_ref(),
-        clock: &countersign::clock::SystemClock,
-        origin: "http://localhost:8080",
-        actor: countersign::domain::Actor::Operator,
-    };
-    let invitation = operator
-        .invite("bob", None, &["finance".into()], None, 3600)
-        .await
-        .unwrap();
-    let token = invitation.url.rsplit('/').next().unwrap();
-    let device = Crafted::new();
-    let (x, y) = device.public_xy();
-    let credential = countersign::domain::NewCredential {
-        id: countersign::domain::CredentialId::parse(&device.cred_id_b64()).unwrap(),
-        label: "k".into(),
-        public_x: x,
-        public_y: y,
-        counter: 0,
-        passkey: "{}".into(),
-    };
-    let event = countersign::domain::NewEvent::new(
-        countersign::domain::EventKind::CredentialEnrolled,
-        countersign::domain::Actor::Operator,
-        json!({}),
-    );
-    use countersign::clock::Clock;
-    store
-        .enrol(
-            &countersign::domain::client::key_hash(token),
-            &invitation.user,
-            &credential,
-            event,
-            countersign::clock::SystemClock.now(),
-        )
-        .await
-        .unwrap();
+    common::webauthn::enrol_crafted(store.as_ref(), "bob", &["finance"]).await;
 
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");

@@ -51,6 +51,52 @@ impl Default for Tweak {
     }
 }
 
+/// `name`, in `groups`, with a crafted passkey enrolled straight into `store` by the operator
+/// (for servers in other processes, whose clock is the system's).
+pub async fn enrol_crafted(
+    store: &dyn countersign::store::Store,
+    name: &str,
+    groups: &[&str],
+) -> (countersign::domain::User, Crafted) {
+    use countersign::clock::{Clock, SystemClock};
+    use countersign::domain::{Actor, CredentialId, EventKind, NewCredential, NewEvent};
+    let operator = countersign::service::provision::Provisioner {
+        store,
+        clock: &SystemClock,
+        origin: ORIGIN,
+        actor: Actor::Operator,
+    };
+    let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+    let invitation = operator
+        .invite(name, None, &groups, None, 3600)
+        .await
+        .unwrap();
+    let token = invitation.url.rsplit('/').next().unwrap();
+    let device = Crafted::new();
+    let (x, y) = device.public_xy();
+    let credential = NewCredential {
+        id: CredentialId::parse(&device.cred_id_b64()).unwrap(),
+        label: "k".into(),
+        public_x: x,
+        public_y: y,
+        counter: 0,
+        passkey: "{}".into(),
+    };
+    let event = NewEvent::new(EventKind::CredentialEnrolled, Actor::Operator, json!({}));
+    let hash = countersign::domain::client::key_hash(token);
+    store
+        .enrol(
+            &hash,
+            &invitation.user,
+            &credential,
+            event,
+            SystemClock.now(),
+        )
+        .await
+        .unwrap();
+    (invitation.user, device)
+}
+
 pub struct Crafted {
     key: SigningKey,
     pub cred_id: Vec<u8>,

@@ -32,6 +32,10 @@ pub(in crate::store) struct DeliveryRow {
 }
 
 impl DeliveryRow {
+    pub fn all(rows: Vec<DeliveryRow>) -> StoreResult<Vec<Delivery>> {
+        rows.into_iter().map(DeliveryRow::into_domain).collect()
+    }
+
     pub fn into_domain(self) -> StoreResult<Delivery> {
         Ok(Delivery {
             channel: Channel::parse(&self.channel)

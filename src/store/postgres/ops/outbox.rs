@@ -18,10 +18,6 @@ fn webhook_cols() -> String {
     WEBHOOK_COLS.replace("events", "array_to_json(events)::text AS events")
 }
 
-fn deliveries(rows: Vec<DeliveryRow>) -> StoreResult<Vec<Delivery>> {
-    rows.into_iter().map(DeliveryRow::into_domain).collect()
-}
-
 #[async_trait]
 impl OutboxStore for PgStore {
     #[tracing::instrument(skip_all, fields(client = %webhook.client_id))]
@@ -118,7 +114,7 @@ impl OutboxStore for PgStore {
         .bind(limit)
         .fetch_all(&mut *self.conns.get().await?)
         .await?;
-        deliveries(rows)
+        DeliveryRow::all(rows)
     }
 
     #[tracing::instrument(skip(self, attempted, gone))]
@@ -235,7 +231,7 @@ impl OutboxStore for PgStore {
         .bind(limit)
         .fetch_all(&mut *self.conns.get().await?)
         .await?;
-        deliveries(rows)
+        DeliveryRow::all(rows)
     }
 
     #[tracing::instrument(skip(self))]

@@ -466,14 +466,9 @@ impl PeopleStore for PgStore {
         now: UnixTime,
         idle: i64,
     ) -> StoreResult<Option<User>> {
-        let row = sqlx::query(&SESSION_USER)
-            .bind(id_hash.as_slice())
-            .bind(now)
-            .bind(now - idle)
-            .fetch_optional(&mut *self.conns.get().await?)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let last_seen: i64 = row.try_get("last_seen_at")?;
+        let Some((last_seen, user)) = self.live_session(id_hash, now, idle).await? else {
+            return Ok(None);
+        };
         // Writing on every request would cost a write per read; a minute is enough.
         if now - last_seen >= 60 {
             sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2")
@@ -482,9 +477,7 @@ impl PeopleStore for PgStore {
                 .execute(&mut *self.conns.get().await?)
                 .await?;
         }
-        <UserRow as sqlx::FromRow<_>>::from_row(&row)?
-            .into_domain()
-            .map(Some)
+        Ok(Some(user))
     }
 
     async fn session_alive(
@@ -493,16 +486,10 @@ impl PeopleStore for PgStore {
         now: UnixTime,
         idle: i64,
     ) -> StoreResult<Option<User>> {
-        let row = sqlx::query(&SESSION_USER)
-            .bind(id_hash.as_slice())
-            .bind(now)
-            .bind(now - idle)
-            .fetch_optional(&mut *self.conns.get().await?)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        <UserRow as sqlx::FromRow<_>>::from_row(&row)?
-            .into_domain()
-            .map(Some)
+        Ok(self
+            .live_session(id_hash, now, idle)
+            .await?
+            .map(|(_, user)| user))
     }
 
     async fn delete_session(&self, id_hash: &[u8; 32]) -> StoreResult<()> {
@@ -511,5 +498,26 @@ impl PeopleStore for PgStore {
             .execute(&mut *self.conns.get().await?)
             .await?;
         Ok(())
+    }
+}
+
+impl PgStore {
+    /// A live session's person and when it was last seen.
+    async fn live_session(
+        &self,
+        id_hash: &[u8; 32],
+        now: UnixTime,
+        idle: i64,
+    ) -> StoreResult<Option<(i64, User)>> {
+        let row = sqlx::query(&SESSION_USER)
+            .bind(id_hash.as_slice())
+            .bind(now)
+            .bind(now - idle)
+            .fetch_optional(&mut *self.conns.get().await?)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let last_seen: i64 = row.try_get("last_seen_at")?;
+        let user = <UserRow as sqlx::FromRow<_>>::from_row(&row)?.into_domain()?;
+        Ok(Some((last_seen, user)))
     }
 }

@@ -16,9 +16,17 @@ use crate::clock::UnixTime;
 use crate::domain::delivery::{message_id, REQUEST_CREATED};
 use crate::domain::{ApprovalId, ClientId, NewEvent, Request, UserId};
 
-/// A new request in one statement: unless its idempotency key was used, the request, the key
-/// and the event.
-static CREATE: LazyLock<String> = LazyLock::new(|| {
+/// A new request in one statement: unless its idempotency key was used, the request, the key,
+/// the event and, when `announce`, the announcement for its approvers (a statement of its own,
+/// so that a server that announces nothing pays nothing for it).
+fn create(announce: bool) -> String {
+    let announcement = if announce {
+        ", o AS ( \
+            INSERT INTO outbox (id, channel, event, approval_id, at, next_at) \
+            SELECT $29, 'announce', $30, a.id, $15, $15 FROM a)"
+    } else {
+        ""
+    };
     format!(
         "WITH prior AS ( \
             SELECT request_hash, response FROM idempotency_keys \
@@ -34,14 +42,13 @@ static CREATE: LazyLock<String> = LazyLock::new(|| {
             SELECT $2, $23, $24, a.id, $25, $15 FROM a WHERE $23::TEXT IS NOT NULL), \
          e AS ( \
             INSERT INTO audit_pending (at, kind, actor, approval_id, data) \
-            SELECT $15, $26, $27, a.id, $28 FROM a), \
-         o AS ( \
-            INSERT INTO outbox (id, channel, event, approval_id, at, next_at) \
-            SELECT $29, 'announce', $30, a.id, $15, $15 FROM a WHERE $29::TEXT IS NOT NULL) \
+            SELECT $15, $26, $27, a.id, $28 FROM a){announcement} \
          SELECT (SELECT COUNT(*) FROM a) AS created, \
                 (SELECT request_hash FROM prior) AS request_hash, (SELECT response FROM prior) AS response"
     )
-});
+}
+static CREATE: LazyLock<String> = LazyLock::new(|| create(false));
+static CREATE_ANNOUNCED: LazyLock<String> = LazyLock::new(|| create(true));
 static BY_ID: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {REQUEST_COLS} FROM approvals WHERE id = $1"));
 /// A request with its votes and its receipt: one row per vote (or one with NULL votes).
@@ -355,7 +362,8 @@ impl PgStore {
     ) -> StoreResult<Created> {
         let cols = RequestCols::of(r)?;
         let e = Pending::unlogged(event, r.created_at);
-        let row = sqlx::query(&CREATE)
+        let sql: &str = if announce { &CREATE_ANNOUNCED } else { &CREATE };
+        let mut query = sqlx::query(sql)
             .bind(r.id.to_string())
             .bind(r.client_id.to_string())
             .bind(&r.action)
@@ -383,11 +391,11 @@ impl PgStore {
             .bind(idem.map(|i| i.response.as_str()))
             .bind(&e.kind)
             .bind(&e.actor)
-            .bind(e.data.to_string())
-            .bind(announce.then(message_id))
-            .bind(REQUEST_CREATED)
-            .fetch_one(&mut *self.conns.get().await?)
-            .await;
+            .bind(e.data.to_string());
+        if announce {
+            query = query.bind(message_id()).bind(REQUEST_CREATED);
+        }
+        let row = query.fetch_one(&mut *self.conns.get().await?).await;
         let row = match row {
             Err(e) if is_unique(&e) => return Err(StoreError::Conflict("idempotency key")),
             other => other?,

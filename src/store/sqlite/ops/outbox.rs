@@ -18,10 +18,6 @@ use crate::domain::{
 const DUE: &str =
     "status = 'pending' AND next_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)";
 
-fn deliveries(rows: Vec<DeliveryRow>) -> StoreResult<Vec<Delivery>> {
-    rows.into_iter().map(DeliveryRow::into_domain).collect()
-}
-
 #[async_trait]
 impl OutboxStore for SqliteStore {
     #[tracing::instrument(skip_all, fields(client = %webhook.client_id))]
@@ -115,7 +111,7 @@ impl OutboxStore for SqliteStore {
                 )?))
             })
             .await?;
-        deliveries(rows)
+        DeliveryRow::all(rows)
     }
 
     #[tracing::instrument(skip(self, attempted, gone))]
@@ -199,7 +195,7 @@ impl OutboxStore for SqliteStore {
                           AND (?2 IS NULL OR status = ?2) ORDER BY at DESC, id DESC LIMIT ?3"),
                 params![client.to_string(), status.map(DeliveryStatus::as_str), limit])
         })?;
-        deliveries(rows)
+        DeliveryRow::all(rows)
     }
 
     #[tracing::instrument(skip(self))]

@@ -447,18 +447,7 @@ impl PeopleStore for SqliteStore {
         now: UnixTime,
         idle: i64,
     ) -> StoreResult<Option<User>> {
-        let found = self.engine.read(|conn| {
-            let mut stmt = conn.prepare_cached(&SESSION_USER)?;
-            let mut rows = stmt.query(params![id_hash.as_slice(), now, now - idle])?;
-            Ok(match rows.next()? {
-                Some(row) => Some((
-                    row.get::<_, i64>("last_seen_at")?,
-                    <UserRow as super::FromRow>::from_row(row)?,
-                )),
-                None => None,
-            })
-        })?;
-        let Some((last_seen, user)) = found else {
+        let Some((last_seen, user)) = self.live_session(id_hash, now, idle)? else {
             return Ok(None);
         };
         // Writing on every request would put every read behind the writer; a minute is enough.
@@ -475,7 +464,7 @@ impl PeopleStore for SqliteStore {
                 })
                 .await?;
         }
-        user.into_domain().map(Some)
+        Ok(Some(user))
     }
 
     async fn session_alive(
@@ -484,15 +473,7 @@ impl PeopleStore for SqliteStore {
         now: UnixTime,
         idle: i64,
     ) -> StoreResult<Option<User>> {
-        let found = self.engine.read(|conn| {
-            let mut stmt = conn.prepare_cached(&SESSION_USER)?;
-            let mut rows = stmt.query(params![id_hash.as_slice(), now, now - idle])?;
-            Ok(match rows.next()? {
-                Some(row) => Some(<UserRow as super::FromRow>::from_row(row)?),
-                None => None,
-            })
-        })?;
-        found.map(UserRow::into_domain).transpose()
+        Ok(self.live_session(id_hash, now, idle)?.map(|(_, user)| user))
     }
 
     async fn delete_session(&self, id_hash: &[u8; 32]) -> StoreResult<()> {
@@ -507,5 +488,30 @@ impl PeopleStore for SqliteStore {
                 Ok(Outcome::Keep(()))
             })
             .await
+    }
+}
+
+impl SqliteStore {
+    /// A live session's person and when it was last seen.
+    fn live_session(
+        &self,
+        id_hash: &[u8; 32],
+        now: UnixTime,
+        idle: i64,
+    ) -> StoreResult<Option<(i64, User)>> {
+        let found = self.engine.read(|conn| {
+            let mut stmt = conn.prepare_cached(&SESSION_USER)?;
+            let mut rows = stmt.query(params![id_hash.as_slice(), now, now - idle])?;
+            Ok(match rows.next()? {
+                Some(row) => Some((
+                    row.get::<_, i64>("last_seen_at")?,
+                    <UserRow as super::FromRow>::from_row(row)?,
+                )),
+                None => None,
+            })
+        })?;
+        found
+            .map(|(seen, user)| Ok((seen, user.into_domain()?)))
+            .transpose()
     }
 }
