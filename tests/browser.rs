@@ -234,6 +234,19 @@ impl Session {
             .unwrap_or_else(|e| panic!("click {selector}: {e}"));
     }
 
+    async fn type_into(&self, selector: &str, text: &str) {
+        self.page
+            .find_element(selector)
+            .await
+            .unwrap_or_else(|e| panic!("find {selector}: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {selector}: {e}"))
+            .type_str(text)
+            .await
+            .unwrap_or_else(|e| panic!("type into {selector}: {e}"));
+    }
+
     async fn text(&self, selector: &str) -> String {
         self.eval(&format!(
             "(document.querySelector({sel}) || {{}}).innerText || ''",
@@ -500,16 +513,7 @@ async fn approver_pages_in_a_real_browser() {
     s.wait_for("document.querySelector('#enroll-status').classList.contains('is-error')")
         .await;
     s.shot("enroll-error").await;
-    s.page
-        .find_element("#label")
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap()
-        .type_str("Work laptop")
-        .await
-        .unwrap();
+    s.type_into("#label", "Work laptop").await;
     s.click("#enroll-button").await;
     s.wait_for("!document.querySelector('#enroll-done').hidden")
         .await;
@@ -891,16 +895,7 @@ async fn live_pages_update_without_reload() {
     // Ann enrols in the browser and signs in (passkey autofill answers at once).
     let token = app.invite("ann", &["finance"]).await;
     s.goto(&format!("/enroll/{token}")).await;
-    s.page
-        .find_element("#label")
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap()
-        .type_str("Laptop")
-        .await
-        .unwrap();
+    s.type_into("#label", "Laptop").await;
     s.click("#enroll-button").await;
     s.wait_for("!document.querySelector('#enroll-done').hidden")
         .await;

@@ -73,11 +73,7 @@ async fn first_start_prints_a_working_curl_line() {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    let key = text
-        .split_whitespace()
-        .find(|w| w.starts_with("cs_"))
-        .expect("an API key")
-        .to_string();
+    let key = common::printed_key(&text);
     // The newcomer enrols admin's passkey through the printed link first: until someone could
     // approve it, a request is refused as unsatisfiable.
     let link = text

@@ -211,12 +211,7 @@ async fn killed_mid_write(backend: Backend) {
         .spawn()
         .unwrap();
     let text = common::read_until(child.stdout.as_mut().unwrap(), "More API clients").await;
-    let key = Arc::new(
-        text.split_whitespace()
-            .find(|w| w.starts_with("cs_"))
-            .unwrap()
-            .to_string(),
-    );
+    let key = Arc::new(common::printed_key(&text));
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     let storm: Vec<_> = (0..300)
@@ -302,11 +297,7 @@ async fn killed_mid_decision(backend: Backend) {
         .spawn()
         .unwrap();
     let text = common::read_until(child.stdout.as_mut().unwrap(), "More API clients").await;
-    let key = text
-        .split_whitespace()
-        .find(|w| w.starts_with("cs_"))
-        .unwrap()
-        .to_string();
+    let key = common::printed_key(&text);
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let store = countersign::store::open(&url).await.unwrap();

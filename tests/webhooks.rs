@@ -66,19 +66,24 @@ async fn deliveries(app: &TestApp, key: &str, query: &str) -> Vec<Value> {
     body["deliveries"].as_array().unwrap().clone()
 }
 
-/// Waits (15 s at most) until the client's log has a message in `status` for `event`.
-async fn wait_status(app: &TestApp, key: &str, event: &str, status: &str) -> Value {
+/// Waits (15 s at most) until the client's log has a message that `is` what is waited for.
+async fn wait_delivery(app: &TestApp, key: &str, what: &str, is: impl Fn(&Value) -> bool) -> Value {
     for _ in 0..300 {
-        if let Some(d) = deliveries(app, key, "")
-            .await
-            .into_iter()
-            .find(|d| d["event"] == event && d["status"] == status)
-        {
+        if let Some(d) = deliveries(app, key, "").await.into_iter().find(|d| is(d)) {
             return d;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("no {status} {event}: {:?}", deliveries(app, key, "").await);
+    panic!("no {what}: {:?}", deliveries(app, key, "").await);
+}
+
+/// Waits until the client's log has a message in `status` for `event`.
+async fn wait_status(app: &TestApp, key: &str, event: &str, status: &str) -> Value {
+    let what = format!("{status} {event}");
+    wait_delivery(app, key, &what, |d| {
+        d["event"] == event && d["status"] == status
+    })
+    .await
 }
 
 async fn webhooks_are_signed_retried_disabled_and_retried_by_hand(app: TestApp) {
@@ -176,23 +181,11 @@ async fn webhooks_are_signed_retried_disabled_and_retried_by_hand(app: TestApp) 
     let moved = app.create_with(&key, &payment("7.00")).await;
     let cancel = format!("/v1/approvals/{}/cancel", moved["id"].as_str().unwrap());
     assert_eq!(app.post_json(&cancel, &key, &json!({})).await.status(), 200);
-    let redirected = wait_status(&app, &key, "approval.cancelled", "pending").await;
-    for _ in 0..100 {
-        if deliveries(&app, &key, "")
-            .await
-            .iter()
-            .any(|d| d["last_status"] == 307)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let redirected = deliveries(&app, &key, "")
-        .await
-        .into_iter()
-        .find(|d| d["id"] == redirected["id"])
-        .unwrap();
-    assert_eq!(redirected["last_status"], 307, "{redirected}");
+    let redirected =
+        wait_delivery(&app, &key, "an answered 307", |d| d["last_status"] == 307).await;
+    assert_eq!(redirected["approval_id"], moved["id"], "{redirected}");
+    assert_eq!(redirected["event"], "approval.cancelled", "{redirected}");
+    assert_eq!(redirected["status"], "pending", "{redirected}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         hook.all().iter().all(|r| r.path == "/hooks/cs"),
@@ -384,11 +377,7 @@ async fn a_message_outlives_a_kill(backend: Backend) {
         .spawn()
         .unwrap();
     let text = common::read_until(server.stdout.as_mut().unwrap(), "More API clients").await;
-    let key = text
-        .split_whitespace()
-        .find(|w| w.starts_with("cs_"))
-        .unwrap()
-        .to_string();
+    let key = common::printed_key(&text);
     // The operator sets the demo client's endpoint with the CLI; the receiver is not up yet.
     let out = command()
         .args([

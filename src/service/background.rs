@@ -40,11 +40,9 @@ pub async fn sweep(svc: &Services) -> Result<Swept> {
     let now = svc.clock.now();
     let mut swept = Swept::default();
     for id in svc.store.due_requests(now, SWEEP_BATCH).await? {
-        if let Some(request) = svc.store.request(id).await? {
-            let after = read_request::settle(svc, request, now).await?;
-            if after.status == crate::domain::Status::Expired {
-                swept.expired += 1;
-            }
+        let after = read_request::expire_if_due(&*svc.store, id, now).await?;
+        if after.is_some_and(|r| r.status == crate::domain::Status::Expired) {
+            swept.expired += 1;
         }
     }
     let (ceremonies, sessions) = svc.store.purge(now, now - IDLE_SECS).await?;

@@ -23,16 +23,25 @@ async fn expire(store: &dyn Store, request: Request, now: UnixTime) -> Result<Re
     if request.status != Status::Pending || request.expires_at > now {
         return Ok(request);
     }
+    Ok(expire_if_due(store, request.id, now)
+        .await?
+        .unwrap_or(request))
+}
+
+/// Expires request `id` with its event if it is pending and its time is up (one conditional
+/// statement: on any number of servers it expires once); the request as it then stands.
+pub async fn expire_if_due(
+    store: &dyn Store,
+    id: ApprovalId,
+    now: UnixTime,
+) -> Result<Option<Request>> {
     let event = NewEvent::new(
         EventKind::RequestExpired,
         Actor::System,
         serde_json::json!({}),
     )
-    .about(request.id);
-    Ok(store
-        .expire_request(request.id, event, now)
-        .await?
-        .unwrap_or(request))
+    .about(id);
+    Ok(store.expire_request(id, event, now).await?)
 }
 
 /// The request with its decisions and receipt, if `client` created it (others get the same

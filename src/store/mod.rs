@@ -358,6 +358,10 @@ pub trait RequestStore: Send + Sync + 'static {
     /// the live pages' hub hears of requests made on other replicas (creating one sends no
     /// notice). One query on the partial index of pending requests.
     async fn pending_since(&self, since: UnixTime, limit: u32) -> StoreResult<Vec<ApprovalId>>;
+
+    /// Pending requests whose time is up by `now`, the earliest due first, at most `limit`:
+    /// what the sweeper expires.
+    async fn due_requests(&self, now: UnixTime, limit: i64) -> StoreResult<Vec<ApprovalId>>;
 }
 
 /// WebAuthn ceremonies and the decision transaction.

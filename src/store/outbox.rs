@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use super::StoreResult;
 use crate::clock::UnixTime;
 use crate::domain::{
-    ApprovalId, Attempted, ClientId, Delivery, DeliveryStatus, NewDelivery, NewEvent, Webhook,
+    Attempted, ClientId, Delivery, DeliveryStatus, NewDelivery, NewEvent, Webhook,
 };
 
 #[async_trait]
@@ -78,9 +78,6 @@ pub trait OutboxStore: Send + Sync + 'static {
         id: &str,
         now: UnixTime,
     ) -> StoreResult<Option<Delivery>>;
-
-    /// Pending requests whose time is up, oldest first.
-    async fn due_requests(&self, now: UnixTime, limit: i64) -> StoreResult<Vec<ApprovalId>>;
 
     /// Deletes ceremonies past their end and sessions past theirs (or idle since
     /// `idle_before`); returns how many of each.

@@ -371,6 +371,14 @@ macro_rules! both {
     };
 }
 
+/// The API key a first start printed (the demo client's).
+pub fn printed_key(text: &str) -> String {
+    text.split_whitespace()
+        .find(|w| w.starts_with("cs_"))
+        .expect("an API key")
+        .to_string()
+}
+
 /// What a server process printed on stdout up to and including `marker` (30 s at most).
 pub async fn read_until(out: &mut tokio::process::ChildStdout, marker: &str) -> String {
     use tokio::io::AsyncReadExt;

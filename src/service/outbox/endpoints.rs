@@ -71,8 +71,7 @@ pub async fn set(
                 .map(|s| SealedSecret {
                     until: Some(
                         s.until
-                            .unwrap_or(now + ROTATION_SECS)
-                            .min(now + ROTATION_SECS),
+                            .map_or(now + ROTATION_SECS, |u| u.min(now + ROTATION_SECS)),
                     ),
                     ..s
                 })

@@ -5,8 +5,6 @@ use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::domain::AttemptOutcome;
-
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
@@ -60,18 +58,6 @@ impl Mailer {
                 permanent: e.is_permanent(),
                 why: format!("the mail server refused it: {e}"),
             },
-        }
-    }
-}
-
-impl Sent {
-    pub fn outcome(&self, retry: impl FnOnce() -> AttemptOutcome) -> AttemptOutcome {
-        match self {
-            Sent::Accepted => AttemptOutcome::Delivered,
-            Sent::Refused {
-                permanent: true, ..
-            } => AttemptOutcome::Failed,
-            Sent::Refused { .. } => retry(),
         }
     }
 }

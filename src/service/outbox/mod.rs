@@ -166,14 +166,17 @@ async fn attempt(svc: &Services, delivery: Delivery) {
             "not delivered"
         ),
     }
-    let gone = (attempted.outcome == AttemptOutcome::EndpointGone).then(|| {
-        let client = delivery.client_id.map(|c| c.to_string());
-        NewEvent::new(
-            EventKind::WebhookDisabled,
-            Actor::System,
-            json!({ "client_id": client, "why": "the endpoint answered 410 Gone" }),
-        )
-    });
+    // A client's endpoint that is gone is disabled (a chat message has no client).
+    let gone = delivery
+        .client_id
+        .filter(|_| attempted.outcome == AttemptOutcome::EndpointGone)
+        .map(|client| {
+            NewEvent::new(
+                EventKind::WebhookDisabled,
+                Actor::System,
+                json!({ "client_id": client.to_string(), "why": "the endpoint answered 410 Gone" }),
+            )
+        });
     if let Err(e) = svc
         .store
         .finish_delivery(&delivery.id, lease, &attempted, gone, svc.clock.now())
@@ -183,13 +186,18 @@ async fn attempt(svc: &Services, delivery: Delivery) {
     }
 }
 
+/// When a message is tried again after the attempt that just failed.
+fn next_try(delivery: &Delivery, now: UnixTime, retry_after: Option<i64>) -> AttemptOutcome {
+    schedule::after_failure(delivery.attempts + 1, now, retry_after)
+}
+
 /// What an attempt that did not reach its receiver leads to.
 fn failed(delivery: &Delivery, payload: String, now: UnixTime, error: String) -> Attempted {
     Attempted {
         payload,
         code: None,
         error: Some(error),
-        outcome: schedule::after_failure(delivery.attempts + 1, now, None),
+        outcome: next_try(delivery, now, None),
     }
 }
 
@@ -325,7 +333,7 @@ fn answered(
         payload,
         code,
         error: Some(format!("the endpoint answered {status}")),
-        outcome: schedule::after_failure(delivery.attempts + 1, now, retry_after),
+        outcome: next_try(delivery, now, retry_after),
     }
 }
 
@@ -355,16 +363,18 @@ async fn email(svc: &Services, delivery: &Delivery, now: UnixTime) -> Attempted 
             .unwrap_or_default()
             .to_owned()
     };
-    let sent = mailer.send(to, &field("subject"), &field("text")).await;
-    let outcome = sent.outcome(|| schedule::after_failure(delivery.attempts + 1, now, None));
-    Attempted {
-        payload,
-        code: None,
-        error: match sent {
-            mail::Sent::Accepted => None,
-            mail::Sent::Refused { why, .. } => Some(why),
+    match mailer.send(to, &field("subject"), &field("text")).await {
+        mail::Sent::Accepted => Attempted {
+            payload,
+            code: None,
+            error: None,
+            outcome: AttemptOutcome::Delivered,
         },
-        outcome,
+        mail::Sent::Refused {
+            permanent: true,
+            why,
+        } => given_up(payload, &why),
+        mail::Sent::Refused { why, .. } => failed(delivery, payload, now, why),
     }
 }
 
@@ -384,11 +394,8 @@ async fn chat(svc: &Services, delivery: &Delivery, now: UnixTime) -> Attempted {
         .body(payload.clone())
         .send()
         .await;
-    let mut attempted = answered(delivery, payload, now, sent);
-    // A chat webhook that is gone ends this message only: there is no client endpoint to
-    // disable, and the configuration names the URL.
-    if attempted.outcome == AttemptOutcome::EndpointGone {
-        attempted.outcome = AttemptOutcome::Failed;
-    }
-    attempted
+    // A chat webhook that is gone (410) ends this message only: it has no client endpoint to
+    // disable (the configuration names the URL), which the store knows by the message's lack
+    // of a client.
+    answered(delivery, payload, now, sent)
 }

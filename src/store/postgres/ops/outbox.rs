@@ -9,8 +9,7 @@ use super::append;
 use crate::clock::UnixTime;
 use crate::domain::delivery::message_id;
 use crate::domain::{
-    ApprovalId, AttemptOutcome, Attempted, ClientId, Delivery, DeliveryStatus, NewDelivery,
-    NewEvent, Webhook,
+    AttemptOutcome, Attempted, ClientId, Delivery, DeliveryStatus, NewDelivery, NewEvent, Webhook,
 };
 
 /// Events as JSON text, as the SQLite store keeps them.
@@ -257,19 +256,6 @@ impl OutboxStore for PgStore {
         .fetch_optional(&mut *self.conns.get().await?)
         .await?;
         row.map(DeliveryRow::into_domain).transpose()
-    }
-
-    async fn due_requests(&self, now: UnixTime, limit: i64) -> StoreResult<Vec<ApprovalId>> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM approvals WHERE status = 'pending' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
-        )
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&mut *self.conns.get().await?)
-        .await?;
-        ids.iter()
-            .map(|i| super::super::super::rows::id("approval id", ApprovalId::parse, i))
-            .collect()
     }
 
     async fn purge(&self, now: UnixTime, idle_before: UnixTime) -> StoreResult<(u64, u64)> {

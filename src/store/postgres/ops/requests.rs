@@ -303,21 +303,45 @@ impl RequestStore for PgStore {
 
     #[tracing::instrument(skip(self))]
     async fn pending_since(&self, since: UnixTime, limit: u32) -> StoreResult<Vec<ApprovalId>> {
-        let ids: Vec<(String,)> = sqlx::query_as(
+        self.pending_ids(
             "SELECT id FROM approvals WHERE status = 'pending' AND created_at >= $1 \
              ORDER BY created_at DESC LIMIT $2",
+            since,
+            i64::from(limit),
         )
-        .bind(since)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.conns.get().await?)
-        .await?;
-        ids.iter()
-            .map(|(text,)| id("request id", ApprovalId::parse, text))
-            .collect()
+        .await
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn due_requests(&self, now: UnixTime, limit: i64) -> StoreResult<Vec<ApprovalId>> {
+        self.pending_ids(
+            "SELECT id FROM approvals WHERE status = 'pending' AND expires_at <= $1 \
+             ORDER BY expires_at LIMIT $2",
+            now,
+            limit,
+        )
+        .await
     }
 }
 
 impl PgStore {
+    /// The ids a query of pending requests (`$1` a time, `$2` a limit) selects.
+    async fn pending_ids(
+        &self,
+        sql: &'static str,
+        at: UnixTime,
+        limit: i64,
+    ) -> StoreResult<Vec<ApprovalId>> {
+        let ids: Vec<String> = sqlx::query_scalar(sql)
+            .bind(at)
+            .bind(limit)
+            .fetch_all(&mut *self.conns.get().await?)
+            .await?;
+        ids.iter()
+            .map(|text| id("request id", ApprovalId::parse, text))
+            .collect()
+    }
+
     /// A change the creating client asked for, in one statement (`CANCEL`, `REVOKE`: the
     /// request's id, the client's, the time, then the event), and if it was not made, why.
     async fn client_change(

@@ -10,8 +10,7 @@ use super::{all, append, exec, first};
 use crate::clock::UnixTime;
 use crate::domain::delivery::message_id;
 use crate::domain::{
-    ApprovalId, AttemptOutcome, Attempted, ClientId, Delivery, DeliveryStatus, NewDelivery,
-    NewEvent, Webhook,
+    AttemptOutcome, Attempted, ClientId, Delivery, DeliveryStatus, NewDelivery, NewEvent, Webhook,
 };
 
 /// A due message no server holds.
@@ -223,18 +222,6 @@ impl OutboxStore for SqliteStore {
             })
             .await?;
         row.map(DeliveryRow::into_domain).transpose()
-    }
-
-    async fn due_requests(&self, now: UnixTime, limit: i64) -> StoreResult<Vec<ApprovalId>> {
-        let ids: Vec<String> = self.engine.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT id FROM approvals WHERE status = 'pending' AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2")?;
-            let rows = stmt.query_map(params![now, limit], |r| r.get(0))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
-        })?;
-        ids.iter()
-            .map(|i| super::super::super::rows::id("approval id", ApprovalId::parse, i))
-            .collect()
     }
 
     async fn purge(&self, now: UnixTime, idle_before: UnixTime) -> StoreResult<(u64, u64)> {

@@ -61,6 +61,9 @@ static REVOKE: LazyLock<String> = LazyLock::new(|| {
 const PENDING_SINCE: &str =
     "SELECT id FROM approvals WHERE status = 'pending' AND created_at >= ?1 \
      ORDER BY created_at DESC LIMIT ?2";
+/// Pending requests whose time is up.
+const DUE: &str = "SELECT id FROM approvals WHERE status = 'pending' AND expires_at <= ?1 \
+     ORDER BY expires_at LIMIT ?2";
 /// The page of the inbox is cut after every eligibility condition has been applied.
 static INBOX: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -326,18 +329,28 @@ impl RequestStore for SqliteStore {
 
     #[tracing::instrument(skip(self))]
     async fn pending_since(&self, since: UnixTime, limit: u32) -> StoreResult<Vec<ApprovalId>> {
+        self.pending_ids(PENDING_SINCE, since, i64::from(limit))
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn due_requests(&self, now: UnixTime, limit: i64) -> StoreResult<Vec<ApprovalId>> {
+        self.pending_ids(DUE, now, limit)
+    }
+}
+
+impl SqliteStore {
+    /// The ids a query of pending requests (`?1` a time, `?2` a limit) selects.
+    fn pending_ids(&self, sql: &str, at: UnixTime, limit: i64) -> StoreResult<Vec<ApprovalId>> {
         let ids = self.engine.read(|conn| {
-            let mut stmt = conn.prepare_cached(PENDING_SINCE)?;
-            let rows = stmt.query_map(params![since, limit], |row| row.get::<_, String>(0))?;
+            let mut stmt = conn.prepare_cached(sql)?;
+            let rows = stmt.query_map(params![at, limit], |row| row.get::<_, String>(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
         })?;
         ids.iter()
             .map(|text| id("request id", ApprovalId::parse, text))
             .collect()
     }
-}
 
-impl SqliteStore {
     /// A change the creating client asked for, made by `change` on the writer (the request as
     /// it then stands, or `None` if not made) with its event, and if it was not made, why.
     async fn client_change(
