@@ -14,6 +14,7 @@ use std::hint::black_box;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use countersign::challenge::{decision_challenge, Decision};
+use countersign::es256::{self, KeyPair};
 use countersign::receipt::{
     sign, verify_evidence, Approver, Claims, Evidence, Expect, PolicyRef, Verifier,
 };
@@ -105,7 +106,8 @@ fn bench(c: &mut Criterion) {
     let key = SigningKey::random(&mut rand::rngs::OsRng);
     let kid = "bench-key";
     let claims = claims(2);
-    let token = sign(&claims, &key, kid).unwrap();
+    let pair: KeyPair = key.clone().into();
+    let token = sign(&claims, &pair, kid).unwrap();
     let signing_input = token.rsplit_once('.').unwrap().0.to_string();
     let raw_sig: Signature = Signature::from_slice(
         &URL_SAFE_NO_PAD
@@ -128,8 +130,11 @@ fn bench(c: &mut Criterion) {
     g.bench_function("bare p256 sign", |b| {
         b.iter(|| black_box::<Signature>(key.sign(black_box(signing_input.as_bytes()))))
     });
+    g.bench_function("bare es256 sign (the arithmetic receipts use)", |b| {
+        b.iter(|| black_box(pair.sign(black_box(signing_input.as_bytes())).unwrap()))
+    });
     g.bench_function("receipt sign (2 approvers)", |b| {
-        b.iter(|| black_box(sign(black_box(&claims), &key, kid).unwrap()))
+        b.iter(|| black_box(sign(black_box(&claims), &pair, kid).unwrap()))
     });
     g.finish();
 
@@ -150,6 +155,15 @@ fn bench(c: &mut Criterion) {
             key.verifying_key()
                 .verify(black_box(signing_input.as_bytes()), black_box(&raw_sig))
                 .unwrap()
+        })
+    });
+    g.bench_function("bare es256 verify (the arithmetic receipts use)", |b| {
+        b.iter(|| {
+            assert!(es256::verify(
+                key.verifying_key(),
+                black_box(signing_input.as_bytes()),
+                black_box(&raw_sig)
+            ))
         })
     });
     g.bench_function("receipt verify (offline)", |b| {

@@ -10,7 +10,6 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use p256::ecdsa::signature::Verifier as _;
 use p256::ecdsa::{Signature, VerifyingKey};
 use p256::EncodedPoint;
 use sha2::{Digest, Sha256};
@@ -245,9 +244,9 @@ pub fn verify_assertion(
     // two valid signature byte strings, so never recognise a replay by them.
     let signature = signature.normalize_s().unwrap_or(signature);
     let signed = [authenticator_data, &Sha256::digest(client_data_json)].concat();
-    key.key
-        .verify(&signed, &signature)
-        .map_err(|_| AssertionError::BadSignature)?;
+    if !crate::es256::verify(&key.key, &signed, &signature) {
+        return Err(AssertionError::BadSignature);
+    }
 
     Ok(Verified {
         counter: auth.counter,

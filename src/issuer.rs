@@ -1,12 +1,11 @@
 //! Issuing receipts: the claims of `crate::receipt` filled from a request and its approvals,
 //! signed with a stored signing key.
 
-use std::sync::Mutex;
-
-use p256::ecdsa::SigningKey;
+use std::sync::{Arc, Mutex};
 
 use crate::clock::UnixTime;
 use crate::domain::{DecisionRecord, ReceiptId, Request};
+use crate::es256::KeyPair;
 use crate::passkeys::b64;
 use crate::receipt::{sign, Approver, Claims, Evidence, PolicyRef};
 use crate::signing::Sealer;
@@ -17,8 +16,9 @@ pub struct Issuer {
     /// `iss`: the server's public origin.
     origin: String,
     /// The key last opened, with the sealed bytes it came from: opening costs a decryption and
-    /// a point multiplication (the public key), as much again as the signature itself.
-    opened: Mutex<Option<(SealedKey, SigningKey)>>,
+    /// point multiplications (the public key, and ring's check of it), more than the signature
+    /// itself.
+    opened: Mutex<Option<(SealedKey, Arc<KeyPair>)>>,
 }
 
 impl Issuer {
@@ -30,7 +30,7 @@ impl Issuer {
         }
     }
 
-    fn open(&self, key: &SealedKey) -> Result<SigningKey, String> {
+    fn open(&self, key: &SealedKey) -> Result<Arc<KeyPair>, String> {
         let mut opened = self
             .opened
             .lock()
@@ -40,10 +40,11 @@ impl Issuer {
                 return Ok(signing.clone());
             }
         }
-        let signing = self
-            .sealer
-            .open_key(&key.kid, &key.sealed)
-            .map_err(|e| e.to_string())?;
+        let signing = Arc::new(KeyPair::from(
+            self.sealer
+                .open_key(&key.kid, &key.sealed)
+                .map_err(|e| e.to_string())?,
+        ));
         *opened = Some((key.clone(), signing.clone()));
         Ok(signing)
     }

@@ -6,6 +6,7 @@
 
 pub mod assertion;
 pub mod challenge;
+pub mod es256;
 pub mod jcs;
 pub mod receipt;
 pub mod tx_hash;

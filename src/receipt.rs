@@ -10,13 +10,13 @@ use std::collections::{BTreeMap, HashSet};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use p256::ecdsa::signature::{Signer as _, Verifier as _};
-use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use p256::ecdsa::{Signature, VerifyingKey};
 use p256::{EncodedPoint, FieldBytes};
 use serde::{Deserialize, Serialize};
 
 use crate::assertion::{verify_assertion, Es256Key, Expected};
 use crate::challenge::{decision_challenge, Decision};
+use crate::es256::{self, KeyPair};
 use crate::jcs;
 use crate::tx_hash::TxHash;
 
@@ -181,7 +181,7 @@ struct Header<'a> {
 
 /// Signs claims into a compact JWS with a low-S raw signature. (The server calls this; it is
 /// here so the format lives in one file.)
-pub fn sign(claims: &Claims, key: &SigningKey, kid: &str) -> Result<String, ReceiptError> {
+pub fn sign(claims: &Claims, key: &KeyPair, kid: &str) -> Result<String, ReceiptError> {
     // A receipt every verifier refuses is a bug better caught where it is made.
     check_consistency(claims)?;
     let header = serde_json::to_vec(&Header {
@@ -196,10 +196,10 @@ pub fn sign(claims: &Claims, key: &SigningKey, kid: &str) -> Result<String, Rece
     URL_SAFE_NO_PAD.encode_string(&header, &mut token);
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
-    let signature: Signature = key
-        .try_sign(token.as_bytes())
-        .map_err(|_| ReceiptError::Malformed("the signature could not be computed"))?;
-    // p256 leaves S as it falls, and verifiers refuse the high form (see `raw_signature`).
+    let signature = key.sign(token.as_bytes()).ok_or(ReceiptError::Malformed(
+        "the signature could not be computed",
+    ))?;
+    // S falls as it may, and verifiers refuse the high form (see `raw_signature`).
     let signature = signature.normalize_s().unwrap_or(signature);
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut token);
@@ -293,8 +293,9 @@ impl Verifier {
         let parts = Parts::split(token)?;
         let key = self.header_key(&parts.header)?;
         let signature = raw_signature(&parts.signature)?;
-        key.verify(parts.signing_input.as_bytes(), &signature)
-            .map_err(|_| ReceiptError::BadSignature)?;
+        if !es256::verify(key, parts.signing_input.as_bytes(), &signature) {
+            return Err(ReceiptError::BadSignature);
+        }
         let claims = parse_claims(&parts.payload)?;
         check_claims(&claims, expect)?;
         Ok(claims)
@@ -569,6 +570,8 @@ fn unb64(text: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::assertion::AssertionError;
+    use p256::ecdsa::signature::{Signer as _, Verifier as _};
+    use p256::ecdsa::SigningKey;
     use proptest::prelude::*;
     use serde_json::{json, Value};
     use sha2::{Digest, Sha256};
@@ -773,7 +776,7 @@ mod tests {
         let mut c = claims();
         c.apv
             .push(approver("u-erin", evidence(Ceremony::default())));
-        let token = sign(&c, &key, KID).unwrap();
+        let token = sign(&c, &key.clone().into(), KID).unwrap();
         let header = unb64(token.split('.').next().unwrap()).unwrap();
         assert_eq!(
             String::from_utf8(header).unwrap(),
@@ -800,7 +803,7 @@ mod tests {
             risk: None,
             ..claims()
         };
-        let token = sign(&c, &key, KID).unwrap();
+        let token = sign(&c, &key.clone().into(), KID).unwrap();
         let payload = unb64(token.split('.').nth(1).unwrap()).unwrap();
         let payload: Value = serde_json::from_slice(&payload).unwrap();
         assert!(payload.get("risk").is_none());
@@ -814,7 +817,7 @@ mod tests {
         // Each signature is high-S half the time, so normalisation is exercised.
         for i in 0..32 {
             c.jti = format!("receipt-{i}");
-            let sig = signature_of(&sign(&c, &key, KID).unwrap());
+            let sig = signature_of(&sign(&c, &key.clone().into(), KID).unwrap());
             assert!(sig.normalize_s().is_none(), "receipt {i}");
         }
     }
@@ -827,7 +830,7 @@ mod tests {
             ..claims()
         };
         assert!(matches!(
-            sign(&backwards, &key, KID),
+            sign(&backwards, &key.clone().into(), KID),
             Err(ReceiptError::InvalidClaims(_))
         ));
         let bad_txh = Claims {
@@ -835,7 +838,7 @@ mod tests {
             ..claims()
         };
         assert!(matches!(
-            sign(&bad_txh, &key, KID),
+            sign(&bad_txh, &key.clone().into(), KID),
             Err(ReceiptError::InvalidClaims(_))
         ));
     }
@@ -843,7 +846,7 @@ mod tests {
     #[test]
     fn malformed_tokens() {
         let (key, verifier) = setup();
-        let token = sign(&claims(), &key, KID).unwrap();
+        let token = sign(&claims(), &key.clone().into(), KID).unwrap();
         let [h, p, s]: [&str; 3] = token.split('.').collect::<Vec<_>>().try_into().unwrap();
         for bad in [
             String::new(),
@@ -1024,7 +1027,7 @@ mod tests {
     #[test]
     fn signature_encodings() {
         let (key, verifier) = setup();
-        let token = sign(&claims(), &key, KID).unwrap();
+        let token = sign(&claims(), &key.clone().into(), KID).unwrap();
         let sig = signature_of(&token);
         let raw = sig.to_bytes().to_vec();
         let (r, s) = sig.split_scalars();
@@ -1062,7 +1065,7 @@ mod tests {
     #[test]
     fn tampered_payload() {
         let (key, verifier) = setup();
-        let token = sign(&claims(), &key, KID).unwrap();
+        let token = sign(&claims(), &key.clone().into(), KID).unwrap();
         let mut c = claims();
         c.aud = "admin-console".into();
         let (h, rest) = token.split_once('.').unwrap();
@@ -1083,7 +1086,7 @@ mod tests {
     #[test]
     fn issuer_and_audience() {
         let (key, verifier) = setup();
-        let token = sign(&claims(), &key, KID).unwrap();
+        let token = sign(&claims(), &key.clone().into(), KID).unwrap();
         for (iss, aud, err) in [
             ("https://evil.example", AUD, ReceiptError::WrongIssuer),
             (
@@ -1106,7 +1109,7 @@ mod tests {
     #[test]
     fn expiry_with_leeway() {
         let (key, verifier) = setup();
-        let token = sign(&claims(), &key, KID).unwrap();
+        let token = sign(&claims(), &key.clone().into(), KID).unwrap();
         let at = |now: i64, leeway: i64| {
             verifier
                 .verify(
@@ -1214,7 +1217,7 @@ mod tests {
     #[test]
     fn transaction_mismatch() {
         let (key, verifier) = setup();
-        let token = sign(&claims(), &key, KID).unwrap();
+        let token = sign(&claims(), &key.clone().into(), KID).unwrap();
         for other in [OTHER_TXH, "", &TXH.to_lowercase()] {
             let e = Expect {
                 tx_hash: Some(other),
@@ -1280,9 +1283,9 @@ mod tests {
         ]});
         let verifier = Verifier::from_jwks(&jwks).unwrap();
         assert_eq!(verifier.kids(), vec![KID.to_string(), "k2".to_string()]);
-        let token = sign(&claims(), &key, KID).unwrap();
+        let token = sign(&claims(), &key.clone().into(), KID).unwrap();
         assert!(verifier.verify(&token, &expect()).is_ok());
-        let token = sign(&claims(), &other, "k2").unwrap();
+        let token = sign(&claims(), &other.clone().into(), "k2").unwrap();
         assert!(verifier.verify(&token, &expect()).is_ok());
         let jwk = jwk_for(key.verifying_key(), KID);
         assert_eq!(
@@ -1581,7 +1584,7 @@ mod tests {
         static SHARED: std::sync::OnceLock<(String, Verifier)> = std::sync::OnceLock::new();
         SHARED.get_or_init(|| {
             let (key, verifier) = setup();
-            (sign(&claims(), &key, KID).unwrap(), verifier)
+            (sign(&claims(), &key.clone().into(), KID).unwrap(), verifier)
         })
     }
 

@@ -16,9 +16,9 @@ use crate::assertion::{AssertionError, Es256Key};
 use crate::challenge::decision_challenge;
 use crate::clock::UnixTime;
 use crate::domain::{
-    Actor, ApprovalId, Ceremony, CeremonyId, CeremonyKind, CeremonyState, CredentialId, Decision,
-    DecisionRecord, EventKind, NewEvent, Refusal, Request, Stage, Status, Taken, User, Vote,
-    CEREMONY_SECS,
+    Actor, ApprovalId, Ceremony, CeremonyId, CeremonyKind, CeremonyState, Credential, CredentialId,
+    Decision, DecisionRecord, EventKind, NewEvent, Refusal, Request, Stage, Status, Taken, User,
+    Vote, CEREMONY_SECS,
 };
 use crate::passkeys::AssertionResponse;
 use crate::store::{DecisionOutcome, Expect, NewDecision};
@@ -124,23 +124,21 @@ pub async fn options(
     stage: Option<String>,
 ) -> Result<Options> {
     let now = svc.clock.now();
-    let request = pending(svc, id, now).await?;
+    // Three reads that do not depend on each other, at once: on PostgreSQL each is a round
+    // trip, and a decision's latency is mostly round trips. Refused in the order they are read.
+    let (request, decisions, credentials) = tokio::join!(
+        pending(svc, id, now),
+        svc.store.decisions(id),
+        svc.store.credentials_of(user.id)
+    );
+    let request = request?;
     if let Err(refusal) = eligibility(user, &request, stage.as_deref()) {
         return Err(audited(svc, user, id, refusal, now).await);
     }
-    if svc
-        .store
-        .decisions(id)
-        .await?
-        .iter()
-        .any(|d| d.vote.user_id == user.id)
-    {
+    if decisions?.iter().any(|d| d.vote.user_id == user.id) {
         return refuse(Refusal::AlreadyDecided);
     }
-    let allow: Vec<CredentialId> = svc
-        .store
-        .credentials_of(user.id)
-        .await?
+    let allow: Vec<CredentialId> = credentials?
         .into_iter()
         .filter(|c| c.usable())
         .map(|c| c.id)
@@ -213,23 +211,45 @@ async fn decide(
     };
     // Read, verify, then consume inside the one transaction that records the decision: a
     // successful decision costs one commit. Every refusal below ends the ceremony too.
-    let ceremony = match svc.store.peek_ceremony(ceremony_id, expect).await? {
+    // The ceremony, the passkey and the request are read at once (round trips on PostgreSQL),
+    // then judged in that order.
+    let assertion = AssertionResponse::parse(credential);
+    let (ceremony, cred, request) = tokio::join!(
+        svc.store.peek_ceremony(ceremony_id, expect),
+        async {
+            match &assertion {
+                Some(a) => svc
+                    .store
+                    .credential(&a.credential_id)
+                    .await
+                    .map_err(Error::from),
+                None => Ok(None),
+            }
+        },
+        pending(svc, id, now)
+    );
+    let ceremony = match ceremony? {
         Taken::Ceremony(c) => c,
         Taken::Mismatch => return refuse(Refusal::CeremonyMismatch),
         Taken::Gone => return refuse(Refusal::CeremonyConsumed),
     };
-    let (request, record, stages, counter) =
-        match check(svc, user, id, credential, &ceremony, now).await {
-            Ok(checked) => checked,
-            // A concurrent finish with the same ceremony may have won meanwhile (and, say, approved
-            // the request): then the answer is that the ceremony was used, whatever else failed.
-            Err(e) => {
-                return match svc.store.discard_ceremony(ceremony_id).await? {
-                    true => Err(e),
-                    false => refuse(Refusal::CeremonyConsumed),
-                }
+    let read = Read {
+        assertion,
+        cred,
+        request,
+    };
+    let (request, record, stages, counter) = match check(svc, user, id, read, &ceremony, now).await
+    {
+        Ok(checked) => checked,
+        // A concurrent finish with the same ceremony may have won meanwhile (and, say, approved
+        // the request): then the answer is that the ceremony was used, whatever else failed.
+        Err(e) => {
+            return match svc.store.discard_ceremony(ceremony_id).await? {
+                true => Err(e),
+                false => refuse(Refusal::CeremonyConsumed),
             }
-        };
+        }
+    };
     let judge = Arc::new(Quorum {
         issuer: svc.issuer.clone(),
         plan: judge::plan(svc, &request, &record, &stages, now).await?,
@@ -273,11 +293,18 @@ async fn decide(
 /// Every check of a decision finish that needs no write: the ceremony's lifetime, the
 /// credential, the person and the request as they stand now, and WebAuthn L3 §7.2. Gives the
 /// decision (its stage still to be placed), the stages it may go to, and the counter.
+/// What a finish reads besides its ceremony.
+struct Read {
+    assertion: Option<AssertionResponse>,
+    cred: Result<Option<Credential>>,
+    request: Result<Request>,
+}
+
 async fn check(
     svc: &Services,
     user: &User,
     id: ApprovalId,
-    credential: &Value,
+    read: Read,
     ceremony: &Ceremony,
     now: UnixTime,
 ) -> Result<(Request, DecisionRecord, Vec<String>, u32)> {
@@ -294,16 +321,16 @@ async fn check(
     else {
         return refuse(Refusal::CeremonyMismatch);
     };
-    let assertion = AssertionResponse::parse(credential).ok_or(Refusal::AssertionInvalid)?;
+    let assertion = read.assertion.ok_or(Refusal::AssertionInvalid)?;
     // Read now, not at options time: a revoked passkey, a disabled user or a removal from the
     // group in between is honoured.
-    let cred = match svc.store.credential(&assertion.credential_id).await? {
+    let cred = match read.cred? {
         Some(c) if allow.contains(&c.id) && c.user_id == user.id && c.usable() => c,
         _ => return refuse(Refusal::CredentialNotAllowed),
     };
     // `user` came from this request's session, read just now with its current groups, and a
     // disabled user has no session: no second read is needed.
-    let request = pending(svc, id, now).await?;
+    let request = read.request?;
     let stages = eligibility(user, &request, stage.as_deref())?;
     // The challenge is recomputed from server state, not taken from the ceremony alone, so a
     // ceremony can only ever verify against the transaction this request holds.
