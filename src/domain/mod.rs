@@ -2,6 +2,7 @@
 //! evidence, ceremonies, people, clients, audit events and the one list of refusals. Below the
 //! services and the stores: it holds no I/O.
 
+pub mod admin_change;
 pub mod audit;
 pub mod ceremony;
 pub mod client;
@@ -15,6 +16,7 @@ pub mod request;
 pub mod requirement;
 pub mod text;
 
+pub use admin_change::{lockout, Able, AdminChange, InvalidChange, Shortfall, ADMIN_ACTION};
 pub use audit::{Actor, EventKind, NewEvent};
 pub use ceremony::{Ceremony, CeremonyKind, CeremonyState, Taken, CEREMONY_SECS};
 pub use client::{Client, NewKey, Rights};

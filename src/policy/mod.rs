@@ -16,6 +16,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 pub use crate::domain::{Requirement, Stage};
+use crate::domain::{ADMIN_ACTION, DEFAULT_STAGE};
 use crate::jcs::Value;
 pub use decimal::{Decimal, InvalidDecimal};
 pub use display::{money, other_fields, DisplayField, DisplayValue, Format, OtherField, REDACTED};
@@ -31,11 +32,24 @@ const RECEIPT_TTL_MIN: Duration = Duration::from_secs(30);
 const RECEIPT_TTL_MAX: Duration = Duration::from_secs(60 * 60);
 const DEFAULT_REQUEST_TTL: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_RECEIPT_TTL: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_ADMIN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// The audience of a console change's receipt: the server itself, which carries it out.
+pub const ADMIN_AUDIENCE: &str = "countersign";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     pub revision: String,
     pub actions: Vec<ActionPolicy>,
+    /// The `[admin]` table: how console changes are decided.
+    pub admin: AdminPolicy,
+}
+
+/// How many admins decide a console change, besides the one who proposed it, and how long it
+/// may wait for them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminPolicy {
+    pub quorum: u32,
+    pub request_ttl: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -102,16 +116,64 @@ impl Policy {
         let mut ids = BTreeSet::new();
         let mut actions = Vec::with_capacity(raw.action.len());
         for raw_action in raw.action {
+            if raw_action.id == ADMIN_ACTION {
+                return Err(invalid(
+                    ADMIN_ACTION,
+                    "id",
+                    "is built in: its quorum and request_ttl go in the [admin] table",
+                ));
+            }
             let action = ActionPolicy::from_raw(raw_action)?;
             if !ids.insert(action.id.clone()) {
                 return Err(invalid(&action.id, "id", "is used by more than one action"));
             }
             actions.push(action);
         }
+        let admin = raw.admin.unwrap_or_default();
+        let quorum = admin.quorum.unwrap_or(1);
+        if quorum == 0 {
+            return Err(invalid(
+                ADMIN_ACTION,
+                "[admin] quorum",
+                "must be at least 1",
+            ));
+        }
+        let request_ttl = ttl(
+            ADMIN_ACTION,
+            "[admin] request_ttl",
+            admin.request_ttl.as_deref(),
+            DEFAULT_ADMIN_TTL,
+            (REQUEST_TTL_MIN, REQUEST_TTL_MAX, "1m and 7d"),
+        )?;
         Ok(Policy {
             revision: URL_SAFE_NO_PAD.encode(Sha256::digest(text.as_bytes())),
             actions,
+            admin: AdminPolicy {
+                quorum,
+                request_ttl,
+            },
         })
+    }
+
+    /// The built-in action of console changes, decided by members of `group` (the
+    /// configuration's `admin_group`), never by their proposer. It shows every field of the
+    /// change (none is a display field, so all are "other fields").
+    pub fn admin_action(&self, group: &str) -> ActionPolicy {
+        ActionPolicy {
+            id: ADMIN_ACTION.to_owned(),
+            title: "Change to countersign".to_owned(),
+            audiences: vec![ADMIN_AUDIENCE.to_owned()],
+            stages: vec![Stage {
+                name: DEFAULT_STAGE.to_owned(),
+                groups: vec![group.to_owned()],
+                quorum: self.admin.quorum,
+            }],
+            self_approval: false,
+            request_ttl: self.admin.request_ttl,
+            receipt_ttl: DEFAULT_RECEIPT_TTL,
+            display: Vec::new(),
+            rules: Vec::new(),
+        }
     }
 
     /// The example policy shipped in the binary. Returns a Result rather than

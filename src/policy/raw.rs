@@ -15,6 +15,15 @@ pub(super) const MAX_RISK: u32 = 100;
 pub(super) struct RawPolicy {
     #[serde(default)]
     pub action: Vec<RawAction>,
+    /// The built-in action of console changes (`countersign.admin`).
+    pub admin: Option<RawAdmin>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub quorum: Option<u32>,
+    pub request_ttl: Option<String>,
 }
 
 #[derive(Deserialize)]

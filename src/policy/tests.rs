@@ -1082,3 +1082,51 @@ fn redacted_fields_are_replaced_by_their_commitment() {
         );
     }
 }
+
+#[test]
+fn console_changes_are_a_built_in_action_set_by_the_admin_table() {
+    let policy = builtin();
+    assert_eq!(policy.admin.quorum, 1);
+    let admin = policy.admin_action("admins");
+    assert_eq!(admin.id, ADMIN_ACTION);
+    assert!(!admin.self_approval);
+    assert_eq!(admin.audiences, [ADMIN_AUDIENCE]);
+    assert_eq!(
+        admin.stages,
+        [Stage {
+            name: DEFAULT_STAGE.into(),
+            groups: vec!["admins".into()],
+            quorum: 1
+        }]
+    );
+    assert!(
+        policy.action(ADMIN_ACTION).is_none(),
+        "added by the server, not the file"
+    );
+
+    let two = match Policy::parse(&format!(
+        "{MINIMAL}\n[admin]\nquorum = 2\nrequest_ttl = \"2h\"\n"
+    )) {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(two.admin.quorum, 2);
+    assert_eq!(
+        two.admin_action("ops").request_ttl,
+        Duration::from_secs(7200)
+    );
+    assert_eq!(two.admin_action("ops").stages[0].groups, ["ops"]);
+
+    for (text, says) in [
+        ("[admin]\nquorum = 0\n", "at least 1"),
+        ("[admin]\nquorom = 2\n", "unknown field"),
+        ("[admin]\nrequest_ttl = \"30s\"\n", "between 1m and 7d"),
+        (
+            "[[action]]\nid = \"countersign.admin\"\ntitle = \"x\"\naudiences = [\"a\"]\napprovers = [\"admins\"]\nquorum = 1\n",
+            "built in",
+        ),
+    ] {
+        let err = parse_error(&format!("{MINIMAL}\n{text}"));
+        assert!(err.contains(says), "{text}: {err}");
+    }
+}
