@@ -570,7 +570,7 @@ fn unb64(text: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::assertion::AssertionError;
-    use p256::ecdsa::signature::{Signer as _, Verifier as _};
+    use p256::ecdsa::signature::Signer as _;
     use p256::ecdsa::SigningKey;
     use proptest::prelude::*;
     use serde_json::{json, Value};
@@ -1135,7 +1135,7 @@ mod tests {
     fn not_yet_valid() {
         let (key, verifier) = setup();
         let at = |c: &Claims, now: i64| {
-            let token = sign(c, &key, KID).unwrap();
+            let token = sign(c, &key.clone().into(), KID).unwrap();
             verifier
                 .verify(&token, &Expect { now, ..expect() })
                 .map(|_| ())

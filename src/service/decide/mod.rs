@@ -290,9 +290,6 @@ async fn decide(
     }
 }
 
-/// Every check of a decision finish that needs no write: the ceremony's lifetime, the
-/// credential, the person and the request as they stand now, and WebAuthn L3 §7.2. Gives the
-/// decision (its stage still to be placed), the stages it may go to, and the counter.
 /// What a finish reads besides its ceremony.
 struct Read {
     assertion: Option<AssertionResponse>,
@@ -300,6 +297,9 @@ struct Read {
     request: Result<Request>,
 }
 
+/// Every check of a decision finish that needs no write: the ceremony's lifetime, the
+/// credential, the person and the request as they stand now, and WebAuthn L3 §7.2. Gives the
+/// decision (its stage still to be placed), the stages it may go to, and the counter.
 async fn check(
     svc: &Services,
     user: &User,
