@@ -10,11 +10,11 @@ are passed over, so a socket call counts for whoever made it).
 Used for the profiles in docs/performance.md."""
 import sys, re, collections
 WHOLE = [
-    ("P-256 signing (receipts)", re.compile(r"ecdsa::signing|sign_prehash|SigningKey")),
-    ("P-256 verification (passkey assertions, receipts)", re.compile(r"ecdsa::verifying|verify_prehash|VerifyingKey")),
+    ("P-256 signing (receipts)", re.compile(r"ecdsa::signing|sign_prehash|SigningKey|es256::fast::sign|EcdsaKeyPair")),
+    ("P-256 verification (passkey assertions, receipts)", re.compile(r"ecdsa::verifying|verify_prehash|VerifyingKey|es256::fast::verify|ecdsa::verification")),
 ]
 LEAF = [
-    ("other P-256 (key decoding)", r"p256::|primeorder|elliptic_curve"),
+    ("other P-256 (key decoding)", r"p256::|primeorder|elliptic_curve|ring::|ring_core|nistz256"),
     ("SQLite (statements, commit, fsync)", r"sqlite3|rusqlite|store::sqlite"),
     ("PostgreSQL client (sqlx, its socket calls)", r"sqlx|store::postgres"),
     ("SHA-256, HMAC", r"sha2::|Sha256|hmac::"),
