@@ -224,24 +224,22 @@ impl Session {
         }
     }
 
-    async fn click(&self, selector: &str) {
-        self.page
+    async fn click(&self, selector: &str) -> chromiumoxide::Element {
+        let element = self
+            .page
             .find_element(selector)
             .await
-            .unwrap_or_else(|e| panic!("find {selector}: {e}"))
+            .unwrap_or_else(|e| panic!("find {selector}: {e}"));
+        element
             .click()
             .await
             .unwrap_or_else(|e| panic!("click {selector}: {e}"));
+        element
     }
 
     async fn type_into(&self, selector: &str, text: &str) {
-        self.page
-            .find_element(selector)
+        self.click(selector)
             .await
-            .unwrap_or_else(|e| panic!("find {selector}: {e}"))
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("click {selector}: {e}"))
             .type_str(text)
             .await
             .unwrap_or_else(|e| panic!("type into {selector}: {e}"));
