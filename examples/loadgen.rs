@@ -102,6 +102,7 @@ async fn main() {
         clock: &SystemClock,
         origin: ORIGIN,
         actor: Actor::Operator,
+        console: None,
     };
     let (_, api_key) = operator
         .create_client("loadgen", Rights::everything())

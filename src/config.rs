@@ -42,6 +42,8 @@ pub struct Config {
     /// Let webhooks and chat messages go to loopback and private addresses (a test bench, or a
     /// receiver inside the network); refused by default (SSRF).
     pub webhook_allow_private: bool,
+    /// The group whose members use the admin console and decide its changes.
+    pub admin_group: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -68,6 +70,7 @@ impl Default for Config {
             smtp_url: None,
             smtp_from: None,
             chat_webhooks: BTreeMap::new(),
+            admin_group: "admins".into(),
             webhook_allow_private: false,
         }
     }
@@ -149,6 +152,7 @@ impl Config {
         "smtp_from",
         "chat_webhooks",
         "webhook_allow_private",
+        "admin_group",
     ];
 
     const BOOLS: &'static [&'static str] = &["webhook_allow_private"];
@@ -187,6 +191,9 @@ impl Config {
             if self.smtp_from.is_none() {
                 bail!("smtp_url needs smtp_from, the sender of the messages");
             }
+        }
+        if !crate::domain::client::valid_name(&self.admin_group) {
+            bail!("admin_group {:?} is not a group name", self.admin_group);
         }
         for (group, url) in &self.chat_webhooks {
             if !(url.starts_with("https://") || url.starts_with("http://")) {

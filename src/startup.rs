@@ -51,6 +51,7 @@ impl Application {
         policy: Policy,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
+        let policy = policy.with_admin(&config.admin_group);
         let (master_key, created) = MasterKey::load_or_create(&config.master_key_file)?;
         if created {
             tracing::info!(path = %config.master_key_file.display(), "created a new master key file (mode 0600); back it up");
@@ -61,8 +62,9 @@ impl Application {
             clock: clock.as_ref(),
             origin: &config.public_origin,
             actor: Actor::System,
+            console: None,
         }
-        .rotate(&master_key, true)
+        .rotate(&crate::signing::Sealer::new(&master_key), true)
         .await?;
         let svc = Arc::new(Services::build(
             &config,
@@ -124,6 +126,7 @@ impl Application {
             clock: self.state.svc.clock.as_ref(),
             origin: &self.state.config.public_origin,
             actor,
+            console: None,
         }
     }
 

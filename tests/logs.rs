@@ -8,6 +8,7 @@ mod common;
 use std::io::Write;
 use std::sync::Mutex;
 
+use countersign::signing::Sealer;
 use serde_json::json;
 
 static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
@@ -100,7 +101,13 @@ async fn enrolment_tokens_are_not_logged() {
     let master = countersign::master_key::MasterKey::load(&app.dir.join("master.key")).unwrap();
     let hook = app
         .operator()
-        .set_webhook(&master, "hooked", "http://127.0.0.1:9/hook", &[], true)
+        .set_webhook(
+            &Sealer::new(&master),
+            "hooked",
+            "http://127.0.0.1:9/hook",
+            &[],
+            true,
+        )
         .await
         .unwrap()
         .secret;

@@ -22,6 +22,7 @@ use common::webauthn::Person;
 use common::{payment, problem, TestApp};
 use countersign::domain::Rights;
 use countersign::receipt::{decode_unverified, verify_evidence, Expect, Verifier};
+use countersign::signing::Sealer;
 use serde_json::{json, Value};
 
 both!(
@@ -528,7 +529,7 @@ async fn rotation_and_retirement(app: TestApp) {
     let master = countersign::master_key::MasterKey::load(&app.dir.join("master.key")).unwrap();
     let new_kid = app
         .operator()
-        .rotate(&master, false)
+        .rotate(&Sealer::new(&master), false)
         .await
         .unwrap()
         .unwrap();

@@ -17,7 +17,7 @@ use countersign::domain::{
     Actor, ApprovalId, AttemptOutcome, Attempted, Ceremony, CeremonyId, CeremonyKind,
     CeremonyState, Channel, ClientId, CredentialId, Decision, DecisionRecord, DeliveryStatus,
     EventKind, Initiator, NewCredential, NewDelivery, NewEvent, Request, Requirement, Rights,
-    SealedSecret, Stage, Status, Taken, User, UserId, Vote, Webhook,
+    SealedSecret, Stage, Status, Taken, User, UserId, Vote, Webhook, ADMIN_ACTION,
 };
 use countersign::store::{
     ClientChange, Created, Cursor, DecisionOutcome, EnrolOutcome, Expect, Idempotency, InboxOf,
@@ -72,6 +72,7 @@ contract!(
     able_approvers_are_enabled_in_a_group_with_a_usable_passkey,
     the_outbox_is_written_with_its_change_and_taken_under_a_lease,
     the_sweep_finds_what_time_has_ended,
+    a_console_change_is_recorded_once_with_the_change_that_made_it,
 );
 
 async fn open(backend: common::Backend) -> Option<Arc<dyn Store>> {
@@ -889,13 +890,13 @@ async fn a_revocation_and_a_redemption_never_both_happen(store: Arc<dyn Store>) 
     let c = client(&store, "svc").await;
     let other = client(&store, "other").await;
     let (bob, cred) = person(&store, "bob", &["finance"]).await;
-    let revoke = |id, client| {
+    let revoke = |id, client: ClientId| {
         let store = store.clone();
         async move {
             store
                 .revoke_request(
                     id,
-                    client,
+                    Some(client),
                     event(EventKind::RequestRevoked).about(id),
                     NOW + 2,
                 )
@@ -1774,4 +1775,91 @@ async fn the_sweep_finds_what_time_has_ended(store: Arc<dyn Store>) {
     // Idle past its limit: the session goes; the ceremony stays an hour past its end.
     assert_eq!(store.purge(NOW + 400, NOW + 1).await.unwrap(), (0, 1));
     assert_eq!(store.purge(NOW + 300 + 3600, NOW).await.unwrap(), (1, 0));
+}
+
+/// A console change is recorded by the operation that makes it, in its transaction: a second
+/// operation recording the same change fails and leaves nothing; the change's receipt is spent
+/// with it; its secret is taken once; an admin revokes any client's request.
+async fn a_console_change_is_recorded_once_with_the_change_that_made_it(store: Arc<dyn Store>) {
+    use countersign::domain::CarriedOut;
+    use countersign::store::CARRIED_OUT_ALREADY;
+    with_key(&store).await;
+    let c = client(&store, "countersign").await;
+    let svc = client(&store, "svc").await;
+    let (bob, cred) = person(&store, "bob", &["admins", "finance"]).await;
+    let mut change = request(c, "ann", &["admins"], 1, NOW);
+    change.action = ADMIN_ACTION.into();
+    create(&store, &change).await;
+    assert!(store.uncarried_changes(10).await.unwrap().is_empty());
+    decide(&store, &bob, &cred, change.id, 1).await;
+    assert_eq!(store.uncarried_changes(10).await.unwrap(), vec![change.id]);
+    let carried = || CarriedOut {
+        change: change.id,
+        outcome: Some(serde_json::json!({ "client": "new" })),
+        failure: None,
+        sealed_secret: Some(vec![7, 7, 7]),
+    };
+    let made = store
+        .create_client(
+            "new",
+            &key_hash("new"),
+            &Rights::everything(),
+            event(EventKind::ClientCreated).carrying(carried()),
+            NOW + 1,
+        )
+        .await;
+    assert!(made.is_ok());
+    assert!(store.uncarried_changes(10).await.unwrap().is_empty());
+    // Tried again (by another replica, say): refused, and nothing it did stays.
+    let again = store
+        .create_client(
+            "newer",
+            &key_hash("newer"),
+            &Rights::everything(),
+            event(EventKind::ClientCreated).carrying(carried()),
+            NOW + 2,
+        )
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(why)) if why == CARRIED_OUT_ALREADY));
+    assert!(!store
+        .clients()
+        .await
+        .unwrap()
+        .iter()
+        .any(|c| c.name == "newer"));
+    let record = store.change_record(change.id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.carried_out_at, record.outcome, record.has_secret),
+        (NOW + 1, Some(serde_json::json!({ "client": "new" })), true)
+    );
+    let receipt = store.receipt_of(change.id).await.unwrap().unwrap();
+    assert_eq!(receipt.redeemed_by.as_deref(), Some("countersign"));
+    // The secret, once.
+    assert_eq!(
+        store.take_change_secret(change.id, NOW + 3).await.unwrap(),
+        Some(vec![7, 7, 7])
+    );
+    assert_eq!(
+        store.take_change_secret(change.id, NOW + 4).await.unwrap(),
+        None
+    );
+    let record = store.change_record(change.id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.has_secret, record.secret_taken_at),
+        (false, Some(NOW + 3))
+    );
+    // An admin's revocation reaches any client's approved request.
+    let approved = request(svc, "carol", &["finance"], 1, NOW);
+    create(&store, &approved).await;
+    decide(&store, &bob, &cred, approved.id, 2).await;
+    let revoked = store
+        .revoke_request(
+            approved.id,
+            None,
+            event(EventKind::RequestRevoked).about(approved.id),
+            NOW + 5,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(revoked, ClientChange::Made(r) if r.status == Status::Revoked));
 }

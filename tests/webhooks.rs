@@ -19,6 +19,7 @@ use common::{fresh_database, payment, problem, spawn_configured, temp_dir, Backe
 use countersign::domain::Rights;
 use countersign::master_key::MasterKey;
 use countersign::policy::Policy;
+use countersign::signing::Sealer;
 use serde_json::{json, Value};
 
 /// A server that may send to loopback (the test's receivers), with the standby approver.
@@ -51,7 +52,7 @@ async fn client_with_webhook(app: &TestApp, name: &str, url: &str) -> (String, S
 async fn set_webhook(app: &TestApp, name: &str, url: &str) -> String {
     let master = MasterKey::load(&app.dir.join("master.key")).unwrap();
     app.operator()
-        .set_webhook(&master, name, url, &[], true)
+        .set_webhook(&Sealer::new(&master), name, url, &[], true)
         .await
         .unwrap()
         .secret
@@ -217,14 +218,14 @@ async fn webhooks_are_signed_retried_disabled_and_retried_by_hand(app: TestApp) 
     ] {
         assert!(app
             .operator()
-            .set_webhook(&master, "shop", url, &[], false)
+            .set_webhook(&Sealer::new(&master), "shop", url, &[], false)
             .await
             .is_err());
     }
     assert!(app
         .operator()
         .set_webhook(
-            &master,
+            &Sealer::new(&master),
             "shop",
             "https://hooks.example.com/x",
             &["approval.nope".into()],

@@ -90,7 +90,13 @@ pub(super) async fn run(
             let url = url.unwrap_or_default();
             let master = MasterKey::load(&config.master_key_file)?;
             let set = ops
-                .set_webhook(&master, &name, &url, &events, config.webhook_allow_private)
+                .set_webhook(
+                    &crate::signing::Sealer::new(&master),
+                    &name,
+                    &url,
+                    &events,
+                    config.webhook_allow_private,
+                )
                 .await?;
             emit(
                 &out,

@@ -47,7 +47,7 @@ pub(super) async fn run(
         KeysCommand::Rotate { out } => {
             let master = MasterKey::load(&config.master_key_file)?;
             let kid = ops
-                .rotate(&master, false)
+                .rotate(&crate::signing::Sealer::new(&master), false)
                 .await?
                 .context("the new key was not added")?;
             emit(&out, json!({ "kid": kid, "state": "signing" }), || {

@@ -248,6 +248,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         clock: &clock,
         origin: &config.public_origin,
         actor: Actor::Operator,
+        console: None,
     };
     match command {
         Command::Serve | Command::Verify(_) => Ok(ExitCode::SUCCESS),

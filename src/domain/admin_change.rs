@@ -13,6 +13,9 @@ use super::requirement::Stage;
 
 /// The built-in action every console change is a request of.
 pub const ADMIN_ACTION: &str = "countersign.admin";
+/// The client console changes are requests of, and the audience of their receipts: the server
+/// itself, which carries them out. No API client may take the name.
+pub const RESERVED_CLIENT: &str = "countersign";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", deny_unknown_fields)]
@@ -41,10 +44,12 @@ pub enum AdminChange {
     #[serde(rename = "clients.create")]
     ClientsCreate {
         name: String,
+        /// Action-id globs it may request approvals for.
         #[serde(default)]
-        create: bool,
+        create: Vec<String>,
+        /// Audiences (globs) whose receipts it may redeem.
         #[serde(default)]
-        redeem: bool,
+        redeem: Vec<String>,
         #[serde(default)]
         audit: bool,
     },
@@ -97,6 +102,24 @@ fn groups(list: &[String]) -> Result<Vec<String>, InvalidChange> {
         let g = name("groups", g)?;
         if !out.contains(&g) {
             out.push(g);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Action and audience globs: names with `*` for any run of characters.
+fn globs(field_name: &'static str, list: &[String]) -> Result<Vec<String>, InvalidChange> {
+    let mut out = Vec::with_capacity(list.len());
+    for g in list {
+        if !valid_name(&g.replace('*', "x")) {
+            return Err(field(
+                field_name,
+                "globs of 1 to 64 ASCII letters, digits, '-', '_', '.' or '*'",
+            ));
+        }
+        if !out.contains(g) {
+            out.push(g.clone());
         }
     }
     out.sort();
@@ -171,13 +194,17 @@ impl AdminChange {
                 redeem,
                 audit,
             } => {
-                if !(create || redeem || audit) {
+                if create.is_empty() && redeem.is_empty() && !audit {
                     return Err(field("create", "a client needs at least one right"));
                 }
+                let n = name("name", &n)?;
+                if n == RESERVED_CLIENT {
+                    return Err(field("name", "is the server's own"));
+                }
                 ClientsCreate {
-                    name: name("name", &n)?,
-                    create,
-                    redeem,
+                    name: n,
+                    create: globs("create", &create)?,
+                    redeem: globs("redeem", &redeem)?,
                     audit,
                 }
             }
@@ -291,27 +318,34 @@ pub struct Shortfall {
     pub able: u32,
 }
 
-/// The first stage of any action that `people` could not meet: fewer of them in its groups than
-/// its quorum. The admin action also needs someone besides `proposer`, who never approves their
-/// own change.
+/// The first stage of any action that `change` would leave with fewer people able to decide
+/// in it than its quorum, and fewer than `people` (as they are now) hold: a stage short
+/// already is not made a reason to refuse changes that do not touch it. The admin action also
+/// needs someone besides `proposer`, who never approves their own change.
 pub fn lockout<'a>(
     actions: impl IntoIterator<Item = (&'a str, &'a [Stage])>,
     people: &[Able],
+    change: &AdminChange,
     proposer: &str,
 ) -> Option<Shortfall> {
+    let mut after = people.to_vec();
+    change.apply(&mut after);
+    let able = |who: &[Able], action: &str, stage: &Stage| {
+        let n = who
+            .iter()
+            .filter(|p| stage.admits(&p.groups))
+            .filter(|p| action != ADMIN_ACTION || p.username != proposer)
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    };
     actions.into_iter().find_map(|(action, stages)| {
         stages.iter().find_map(|stage| {
-            let able = people
-                .iter()
-                .filter(|p| stage.admits(&p.groups))
-                .filter(|p| action != ADMIN_ACTION || p.username != proposer)
-                .count();
-            let able = u32::try_from(able).unwrap_or(u32::MAX);
-            (able < stage.quorum).then(|| Shortfall {
+            let left = able(&after, action, stage);
+            (left < stage.quorum && left < able(people, action, stage)).then(|| Shortfall {
                 action: action.to_owned(),
                 stage: stage.name.clone(),
                 quorum: stage.quorum,
-                able,
+                able: left,
             })
         })
     })
@@ -341,7 +375,7 @@ mod tests {
         let cases = [
             json!({"op": "users.groups", "username": "bob", "groups": []}),
             json!({"op": "users.disable", "username": "bob"}),
-            json!({"op": "clients.create", "name": "payments", "create": true}),
+            json!({"op": "clients.create", "name": "payments", "create": ["payment.*"]}),
             json!({"op": "clients.revoke", "name": "payments"}),
             json!({"op": "clients.webhook", "name": "payments", "url": "https://h.example/x"}),
             json!({"op": "keys.rotate"}),
@@ -373,6 +407,8 @@ mod tests {
             json!({"op": "users.invite", "username": "bob", "groups": [], "email": "nobody"}),
             json!({"op": "credentials.revoke", "username": "bob", "credential_id": "not b64!"}),
             json!({"op": "clients.create", "name": "payments"}),
+            json!({"op": "clients.create", "name": "countersign", "audit": true}),
+            json!({"op": "clients.create", "name": "p", "redeem": ["a b"]}),
             json!({"op": "clients.webhook", "name": "p", "url": "ftp://h/x"}),
             json!({"op": "clients.webhook", "name": "p", "url": "https://h/x", "events": ["x"]}),
             json!({"op": "keys.retire", "kid": ""}),
@@ -410,16 +446,17 @@ mod tests {
             able("bea", &["admins", "finance"], &["b1", "b2"]),
             able("cid", &["finance"], &["c1"]),
         ];
-        assert_eq!(lockout(actions(), &people, "ann"), None);
-        // The proposer never counts for the admin action: bea is the one other admin.
-        let mut after = people.clone();
-        AdminChange::UsersGroups {
-            username: "bea".into(),
-            groups: vec!["finance".into()],
-        }
-        .apply(&mut after);
+        let groups = |username: &str, groups: &[&str]| AdminChange::UsersGroups {
+            username: username.into(),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        };
         assert_eq!(
-            lockout(actions(), &after, "ann"),
+            lockout(actions(), &people, &groups("cid", &["finance", "x"]), "ann"),
+            None
+        );
+        // The proposer never counts for the admin action: bea is the one other admin.
+        assert_eq!(
+            lockout(actions(), &people, &groups("bea", &["finance"]), "ann"),
             Some(Shortfall {
                 action: ADMIN_ACTION.into(),
                 stage: "default".into(),
@@ -427,22 +464,39 @@ mod tests {
                 able: 0
             })
         );
-        let mut after = people.clone();
-        AdminChange::UsersDisable {
+        // Someone else may take bea out of the admins: ann is left to approve.
+        assert_eq!(
+            lockout(actions(), &people, &groups("bea", &["finance"]), "cid"),
+            None
+        );
+        let disable = AdminChange::UsersDisable {
             username: "cid".into(),
-        }
-        .apply(&mut after);
-        assert_eq!(lockout(actions(), &after, "ann").unwrap().action, "payment");
+        };
+        assert_eq!(
+            lockout(actions(), &people, &disable, "ann").unwrap().action,
+            "payment"
+        );
         // One of two passkeys revoked leaves the person able; the last one does not.
-        let mut after = people.clone();
         let revoke = |c: &str| AdminChange::CredentialsRevoke {
             username: "bea".into(),
             credential_id: c.into(),
         };
-        revoke("b1").apply(&mut after);
-        assert_eq!(lockout(actions(), &after, "ann"), None);
-        revoke("b2").apply(&mut after);
-        assert!(lockout(actions(), &after, "ann").is_some());
+        assert_eq!(lockout(actions(), &people, &revoke("b1"), "ann"), None);
+        let mut one_left = people.clone();
+        revoke("b1").apply(&mut one_left);
+        assert!(lockout(actions(), &one_left, &revoke("b2"), "ann").is_some());
+        // A stage short already does not block what leaves it as it is.
+        let short = vec![people[0].clone(), people[1].clone()];
+        assert_eq!(
+            lockout(actions(), &short, &AdminChange::KeysRotate {}, "ann"),
+            None
+        );
+        assert_eq!(
+            lockout(actions(), &short, &groups("ann", &["admins", "x"]), "bea"),
+            None
+        );
+        // ... but refuses what makes it shorter still.
+        assert!(lockout(actions(), &short, &groups("bea", &["admins"]), "ann").is_some());
         // Inviting adds nobody yet; clients and keys touch nobody.
         let mut after = people.clone();
         AdminChange::KeysRotate {}.apply(&mut after);

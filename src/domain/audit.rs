@@ -34,10 +34,11 @@ pub enum EventKind {
     WebhookSet,
     WebhookRemoved,
     WebhookDisabled,
+    AdminChangeFailed,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 26] = [
+    pub const ALL: [EventKind; 27] = [
         EventKind::RequestCreated,
         EventKind::RequestExpired,
         EventKind::RequestCancelled,
@@ -64,6 +65,7 @@ impl EventKind {
         EventKind::WebhookSet,
         EventKind::WebhookRemoved,
         EventKind::WebhookDisabled,
+        EventKind::AdminChangeFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +96,7 @@ impl EventKind {
             EventKind::WebhookSet => "webhook_set",
             EventKind::WebhookRemoved => "webhook_removed",
             EventKind::WebhookDisabled => "webhook_disabled",
+            EventKind::AdminChangeFailed => "admin_change_failed",
         }
     }
 
@@ -109,6 +112,7 @@ impl EventKind {
                 | EventKind::ClientRevoked
                 | EventKind::UserDisabled
                 | EventKind::KeyRetired
+                | EventKind::AdminChangeFailed
                 // Where receipts are sent to.
                 | EventKind::WebhookSet
         )
@@ -149,6 +153,22 @@ pub struct NewEvent {
     pub actor: Actor,
     pub approval_id: Option<ApprovalId>,
     pub data: serde_json::Value,
+    /// The console change this event's change carries out, recorded with it.
+    pub carries: Option<Box<CarriedOut>>,
+}
+
+/// A console change carried out (or found impossible), recorded in the transaction that made
+/// it: the record's key is the change's request, so a second attempt to carry it out fails on
+/// it and rolls back with everything it did. The change's receipt is spent with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CarriedOut {
+    pub change: ApprovalId,
+    /// What it produced, without secrets.
+    pub outcome: Option<serde_json::Value>,
+    /// Why it could not be made (then there is no outcome).
+    pub failure: Option<String>,
+    /// The secret it produced, sealed, for the proposer to read once.
+    pub sealed_secret: Option<Vec<u8>>,
 }
 
 impl NewEvent {
@@ -158,7 +178,22 @@ impl NewEvent {
             actor,
             approval_id: None,
             data,
+            carries: None,
         }
+    }
+
+    /// This event records the console change `carried` as well. It is about that change,
+    /// unless it is about another request already (then its data names the change).
+    pub fn carrying(mut self, carried: CarriedOut) -> NewEvent {
+        match (self.approval_id, &mut self.data) {
+            (None, _) => self.approval_id = Some(carried.change),
+            (Some(_), serde_json::Value::Object(data)) => {
+                data.insert("change".into(), carried.change.to_string().into());
+            }
+            (Some(_), _) => {}
+        }
+        self.carries = Some(Box::new(carried));
+        self
     }
 
     pub fn about(mut self, approval_id: ApprovalId) -> NewEvent {

@@ -16,8 +16,10 @@ pub mod request;
 pub mod requirement;
 pub mod text;
 
-pub use admin_change::{lockout, Able, AdminChange, InvalidChange, Shortfall, ADMIN_ACTION};
-pub use audit::{Actor, EventKind, NewEvent};
+pub use admin_change::{
+    lockout, Able, AdminChange, InvalidChange, Shortfall, ADMIN_ACTION, RESERVED_CLIENT,
+};
+pub use audit::{Actor, CarriedOut, EventKind, NewEvent};
 pub use ceremony::{Ceremony, CeremonyKind, CeremonyState, Taken, CEREMONY_SECS};
 pub use client::{Client, NewKey, Rights};
 pub use decision::{Decision, DecisionRecord, Vote};

@@ -23,6 +23,8 @@ pub enum Refusal {
     Unsatisfiable,
     NotPending,
     NotRevocable,
+    // The admin console.
+    Lockout,
     // Approvers: sessions and enrolment.
     BadOrigin,
     AuthenticationFailed,
@@ -52,7 +54,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 39] = [
+    pub const ALL: [Refusal; 40] = [
         Refusal::InvalidRequest,
         Refusal::UnsupportedMediaType,
         Refusal::PayloadTooLarge,
@@ -69,6 +71,7 @@ impl Refusal {
         Refusal::Unsatisfiable,
         Refusal::NotPending,
         Refusal::NotRevocable,
+        Refusal::Lockout,
         Refusal::BadOrigin,
         Refusal::AuthenticationFailed,
         Refusal::InvitationUsed,
@@ -113,6 +116,7 @@ impl Refusal {
             Refusal::Unsatisfiable => "unsatisfiable",
             Refusal::NotPending => "not_pending",
             Refusal::NotRevocable => "not_revocable",
+            Refusal::Lockout => "lockout",
             Refusal::BadOrigin => "bad_origin",
             Refusal::AuthenticationFailed => "authentication_failed",
             Refusal::InvitationUsed => "invitation_used",
@@ -166,6 +170,7 @@ impl Refusal {
             Refusal::IdempotencyConflict
             | Refusal::NotPending
             | Refusal::NotRevocable
+            | Refusal::Lockout
             | Refusal::CredentialExists
             | Refusal::AlreadyDecided
             | Refusal::CeremonyConsumed
@@ -205,6 +210,9 @@ impl Refusal {
             Refusal::NotPending => "the request is no longer pending",
             Refusal::NotRevocable => {
                 "only an approved request whose receipt was not redeemed can be revoked"
+            }
+            Refusal::Lockout => {
+                "this change would leave an action without enough people to approve it"
             }
             Refusal::BadOrigin => "the Origin header is not this server's origin",
             Refusal::AuthenticationFailed => "sign-in failed",

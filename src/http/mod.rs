@@ -183,6 +183,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(api::me::approvals)),
             )
             .service(
+                web::resource("/admin/changes")
+                    .wrap(approver())
+                    .route(web::post().to(api::admin::propose)),
+            )
+            .service(
+                web::resource("/admin/changes/{id}")
+                    .wrap(approver())
+                    .route(web::get().to(api::admin::read)),
+            )
+            .service(
                 web::resource("/me/events")
                     .wrap(approver())
                     .route(web::get().to(api::events::events)),

@@ -34,7 +34,7 @@ const DEFAULT_REQUEST_TTL: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_RECEIPT_TTL: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_ADMIN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// The audience of a console change's receipt: the server itself, which carries it out.
-pub const ADMIN_AUDIENCE: &str = "countersign";
+pub const ADMIN_AUDIENCE: &str = crate::domain::admin_change::RESERVED_CLIENT;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -174,6 +174,14 @@ impl Policy {
             display: Vec::new(),
             rules: Vec::new(),
         }
+    }
+
+    /// This policy with its built-in console action, decided by `group`.
+    pub fn with_admin(mut self, group: &str) -> Policy {
+        let admin = self.admin_action(group);
+        self.actions.retain(|a| a.id != ADMIN_ACTION);
+        self.actions.push(admin);
+        self
     }
 
     /// The example policy shipped in the binary. Returns a Result rather than

@@ -30,12 +30,15 @@ pub fn start(svc: Arc<Services>) {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Swept {
     pub expired: usize,
+    /// Approved console changes carried out here (their server stopped first).
+    pub changes: usize,
     pub ceremonies: u64,
     pub sessions: u64,
 }
 
 /// Expires the requests whose time is up (each with its `request_expired` event and its
-/// `approval.expired` webhook), and deletes ceremonies and sessions that have ended.
+/// `approval.expired` webhook), carries out approved console changes that were not, and
+/// deletes ceremonies and sessions that have ended.
 pub async fn sweep(svc: &Services) -> Result<Swept> {
     let now = svc.clock.now();
     let mut swept = Swept::default();
@@ -45,11 +48,18 @@ pub async fn sweep(svc: &Services) -> Result<Swept> {
             swept.expired += 1;
         }
     }
+    swept.changes = super::console::carry_out_pending(svc, SWEEP_BATCH).await?;
     let (ceremonies, sessions) = svc.store.purge(now, now - IDLE_SECS).await?;
     swept.ceremonies = ceremonies;
     swept.sessions = sessions;
     if swept != Swept::default() {
-        tracing::info!(expired = swept.expired, ceremonies, sessions, "swept");
+        tracing::info!(
+            expired = swept.expired,
+            changes = swept.changes,
+            ceremonies,
+            sessions,
+            "swept"
+        );
     }
     Ok(swept)
 }

@@ -54,6 +54,10 @@ pub async fn create_request(
         Error::from(Refusal::UnknownAction)
             .detail(format!("no action {:?} in the policy", input.action))
     })?;
+    if action.id == crate::domain::ADMIN_ACTION {
+        return Err(Error::from(Refusal::Forbidden)
+            .detail("console changes are proposed by admins: POST /v1/admin/changes"));
+    }
     if !client.rights.may_create(&action.id) {
         return Err(Error::from(Refusal::Forbidden)
             .detail(format!("this client may not request {:?}", action.id)));

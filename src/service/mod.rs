@@ -7,6 +7,7 @@ pub mod audit_log;
 pub mod authenticate;
 pub mod background;
 pub mod cancel_request;
+pub mod console;
 pub mod create_request;
 pub mod decide;
 pub mod enrol;
@@ -40,6 +41,12 @@ pub struct Services {
     pub issuer: Arc<Issuer>,
     /// The server's public origin: links to pages, `iss` of receipts.
     pub origin: String,
+    /// Who uses the admin console and decides its changes.
+    pub admin_group: String,
+    /// Seals what the console's changes produce, for their proposer to read once.
+    sealer: crate::signing::Sealer,
+    /// Whether webhooks may go to private addresses (the console sets endpoints).
+    allow_private: bool,
     pub(crate) decoys: sign_in::Decoys,
     /// What the server sends out with: webhooks, mail, chat.
     pub reach: outbox::Reach,
@@ -76,6 +83,9 @@ impl Services {
             rp: RelyingParty::new(&origin)?,
             issuer: Arc::new(Issuer::new(Sealer::new(master_key), origin.clone())),
             origin,
+            admin_group: config.admin_group.clone(),
+            sealer: Sealer::new(master_key),
+            allow_private: config.webhook_allow_private,
             decoys: sign_in::Decoys::new(derived(master_key, b"countersign/decoy-credential/v2\0")),
             reach: outbox::Reach::new(config, Sealer::new(master_key))?,
             verifier: std::sync::Mutex::new(None),

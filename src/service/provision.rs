@@ -1,7 +1,8 @@
-//! The operator's changes to who may do what: API clients, approvers and their passkeys,
-//! signing keys; and what the first start creates. The CLI on the host calls these (actor
-//! `operator`), the first start too (actor `system`). Every change is audited by the store in
-//! the transaction that makes it.
+//! The changes to who may do what: API clients, approvers and their passkeys, signing keys;
+//! and what the first start creates. The CLI on the host calls these (actor `operator`), the
+//! first start too (actor `system`), and the admin console carries out its approved changes
+//! with them (actor the proposing admin, each change recording the console request it carries
+//! out). Every change is audited by the store in the transaction that makes it.
 
 use anyhow::{bail, Context};
 use serde_json::json;
@@ -10,9 +11,9 @@ use crate::clock::{Clock, UnixTime};
 use crate::domain::client::{key_hash, valid_name};
 use crate::domain::people::username;
 use crate::domain::{
-    Actor, Client, Credential, CredentialId, EventKind, NewEvent, NewKey, Rights, User,
+    Actor, ApprovalId, CarriedOut, Client, Credential, CredentialId, EventKind, NewEvent, NewKey,
+    Rights, User, RESERVED_CLIENT,
 };
-use crate::master_key::MasterKey;
 use crate::policy::Policy;
 use crate::service::outbox::endpoints::{self, NewEndpoint};
 use crate::signing::{generate, Sealer};
@@ -25,6 +26,44 @@ pub struct Provisioner<'a> {
     /// The server's public origin, for enrolment links.
     pub origin: &'a str,
     pub actor: Actor,
+    /// The approved console change being carried out, if that is what this is.
+    pub console: Option<Console<'a>>,
+}
+
+/// An approved console change being carried out: the change the provisioner makes records it
+/// (so it is made once), with what it produced and its secret sealed for the proposer.
+pub struct Console<'a> {
+    pub change: ApprovalId,
+    pub sealer: &'a Sealer,
+}
+
+impl Console<'_> {
+    /// The label a change's secret is sealed under: it opens for no other change.
+    pub fn seal_label(change: ApprovalId) -> String {
+        format!("admin-change:{change}")
+    }
+
+    /// `event`, recording this change as carried out with `outcome` and `secret`.
+    pub fn carry(
+        &self,
+        event: NewEvent,
+        outcome: serde_json::Value,
+        secret: Option<&str>,
+    ) -> anyhow::Result<NewEvent> {
+        let sealed_secret = secret
+            .map(|s| {
+                self.sealer
+                    .seal(&Self::seal_label(self.change), s.as_bytes())
+            })
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("sealing the change's secret: {e}"))?;
+        Ok(event.carrying(CarriedOut {
+            change: self.change,
+            outcome: Some(outcome),
+            failure: None,
+            sealed_secret,
+        }))
+    }
 }
 
 /// A one-time enrolment link; only its hash is stored.
@@ -45,6 +84,20 @@ impl Provisioner<'_> {
         NewEvent::new(kind, self.actor.clone(), data)
     }
 
+    /// The event of a change, recording the console change it carries out, if any, with
+    /// `outcome` and `secret`.
+    pub(super) fn carrying(
+        &self,
+        event: NewEvent,
+        outcome: serde_json::Value,
+        secret: Option<&str>,
+    ) -> anyhow::Result<NewEvent> {
+        match &self.console {
+            Some(console) => console.carry(event, outcome, secret),
+            None => Ok(event),
+        }
+    }
+
     /// Creates a client and returns it with its API key, shown only now.
     pub async fn create_client(
         &self,
@@ -54,11 +107,18 @@ impl Provisioner<'_> {
         if !valid_name(name) {
             bail!("client names are 1-64 characters of letters, digits, '-', '_' and '.'");
         }
+        if name == RESERVED_CLIENT {
+            bail!("{RESERVED_CLIENT:?} is the server's own name");
+        }
         let key = NewKey::generate();
-        let event = self.event(
-            EventKind::ClientCreated,
-            json!({ "client": name, "rights": rights }),
-        );
+        let event = self.carrying(
+            self.event(
+                EventKind::ClientCreated,
+                json!({ "client": name, "rights": rights }),
+            ),
+            json!({ "client": name }),
+            Some(&key.text),
+        )?;
         match self
             .store
             .create_client(name, &key.hash, &rights, event, self.clock.now())
@@ -71,7 +131,14 @@ impl Provisioner<'_> {
     }
 
     pub async fn revoke_client(&self, name: &str) -> anyhow::Result<()> {
-        let event = self.event(EventKind::ClientRevoked, json!({ "client": name }));
+        let event = self.carrying(
+            self.event(EventKind::ClientRevoked, json!({ "client": name })),
+            json!({ "client": name }),
+            None,
+        )?;
+        if name == RESERVED_CLIENT {
+            bail!("{RESERVED_CLIENT:?} is the server's own client");
+        }
         if !self
             .store
             .revoke_client(name, event, self.clock.now())
@@ -98,7 +165,7 @@ impl Provisioner<'_> {
     /// Sets the client's webhook endpoint; its secret is returned only now.
     pub async fn set_webhook(
         &self,
-        master: &MasterKey,
+        sealer: &Sealer,
         name: &str,
         url: &str,
         events: &[String],
@@ -107,11 +174,14 @@ impl Provisioner<'_> {
         let client = self.active_client(name).await?;
         endpoints::set(
             self.store,
-            &Sealer::new(master),
+            sealer,
             &client,
             url,
             events,
             allow_private,
+            |event, secret| {
+                self.carrying(event, json!({ "client": name, "url": url }), Some(secret))
+            },
             self.actor.clone(),
             self.clock.now(),
         )
@@ -156,10 +226,15 @@ impl Provisioner<'_> {
             token_hash: key_hash(&token_text),
             expires_at,
         };
-        let event = self.event(
-            EventKind::UserInvited,
-            json!({ "user": user, "groups": groups, "expires_at": expires_at }),
-        );
+        let url = format!("{}/enroll/{token_text}", self.origin);
+        let event = self.carrying(
+            self.event(
+                EventKind::UserInvited,
+                json!({ "user": user, "groups": groups, "expires_at": expires_at }),
+            ),
+            json!({ "user": user, "expires_at": expires_at }),
+            Some(&url),
+        )?;
         let user = match self.store.invite_user(&invitation, event, now).await {
             Ok(user) => user,
             Err(StoreError::Conflict(why)) => bail!("cannot invite {user}: {why}"),
@@ -167,7 +242,7 @@ impl Provisioner<'_> {
         };
         Ok(Invitation {
             user,
-            url: format!("{}/enroll/{token_text}", self.origin),
+            url,
             expires_at,
         })
     }
@@ -179,7 +254,11 @@ impl Provisioner<'_> {
     /// Disables an approver: their sessions end, they can no longer sign in or decide.
     pub async fn disable(&self, name: &str) -> anyhow::Result<()> {
         let name = username(name).unwrap_or_else(|_| name.to_owned());
-        let event = self.event(EventKind::UserDisabled, json!({ "user": name }));
+        let event = self.carrying(
+            self.event(EventKind::UserDisabled, json!({ "user": name })),
+            json!({ "user": name }),
+            None,
+        )?;
         if !self
             .store
             .disable_user(&name, event, self.clock.now())
@@ -194,10 +273,14 @@ impl Provisioner<'_> {
     /// flight.
     pub async fn set_groups(&self, name: &str, groups: &[String]) -> anyhow::Result<()> {
         let name = username(name).unwrap_or_else(|_| name.to_owned());
-        let event = self.event(
-            EventKind::UserGroupsChanged,
+        let event = self.carrying(
+            self.event(
+                EventKind::UserGroupsChanged,
+                json!({ "user": name, "groups": groups }),
+            ),
             json!({ "user": name, "groups": groups }),
-        );
+            None,
+        )?;
         if !self
             .store
             .set_groups(&name, groups, event, self.clock.now())
@@ -223,10 +306,14 @@ impl Provisioner<'_> {
         let name = username(name).unwrap_or_else(|_| name.to_owned());
         let missing = || anyhow::anyhow!("{name} has no active passkey {credential:?}");
         let id = CredentialId::parse(credential).map_err(|_| missing())?;
-        let event = self.event(
-            EventKind::CredentialRevoked,
+        let event = self.carrying(
+            self.event(
+                EventKind::CredentialRevoked,
+                json!({ "user": name, "credential_id": id }),
+            ),
             json!({ "user": name, "credential_id": id }),
-        );
+            None,
+        )?;
         if !self
             .store
             .revoke_credential(&name, &id, event, self.clock.now())
@@ -246,11 +333,15 @@ impl Provisioner<'_> {
     /// one was added.
     pub async fn rotate(
         &self,
-        master: &MasterKey,
+        sealer: &Sealer,
         only_if_none: bool,
     ) -> anyhow::Result<Option<String>> {
-        let key = generate(&Sealer::new(master))?;
-        let event = self.event(EventKind::KeyRotated, json!({ "kid": key.kid }));
+        let key = generate(sealer)?;
+        let event = self.carrying(
+            self.event(EventKind::KeyRotated, json!({ "kid": key.kid })),
+            json!({ "kid": key.kid }),
+            None,
+        )?;
         let added = self
             .store
             .add_signing_key(&key, only_if_none, event, self.clock.now())
@@ -259,7 +350,11 @@ impl Provisioner<'_> {
     }
 
     pub async fn retire(&self, kid: &str) -> anyhow::Result<()> {
-        let event = self.event(EventKind::KeyRetired, json!({ "kid": kid }));
+        let event = self.carrying(
+            self.event(EventKind::KeyRetired, json!({ "kid": kid })),
+            json!({ "kid": kid }),
+            None,
+        )?;
         match self.store.retire_key(kid, event, self.clock.now()).await? {
             RetireOutcome::Retired => Ok(()),
             RetireOutcome::NotFound => bail!("no published key {kid:?}"),

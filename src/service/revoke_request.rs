@@ -19,7 +19,11 @@ pub async fn revoke_request(svc: &Services, client: &Client, id: ApprovalId) -> 
         json!({}),
     )
     .about(id);
-    match svc.store.revoke_request(id, client.id, event, now).await? {
+    match svc
+        .store
+        .revoke_request(id, Some(client.id), event, now)
+        .await?
+    {
         ClientChange::Made(_) => match svc.store.snapshot(id).await? {
             Some(snap) => Ok(snap),
             None => Err(Refusal::NotFound.into()),

@@ -9,6 +9,7 @@
 //! service passes it in ([`Judge`]).
 
 mod arrivals;
+mod console;
 mod decision;
 mod outbox;
 mod postgres;
@@ -31,6 +32,7 @@ use crate::signing::NewSigningKey;
 pub use crate::domain::ceremony::Expect;
 pub(crate) use arrivals::arrived;
 pub use arrivals::{Arrivals, Expected};
+pub use console::{ChangeRecord, ConsoleStore, CARRIED_OUT_ALREADY};
 pub use decision::{DecisionOutcome, IssuedReceipt, Judge, NewDecision, Plan, SealedKey};
 pub use outbox::OutboxStore;
 
@@ -277,7 +279,14 @@ pub enum Change {
 /// implementation keeps each area in its own file), one implementation per database.
 #[async_trait]
 pub trait Store:
-    RequestStore + DecisionStore + ReceiptStore + PeopleStore + ClientStore + AuditStore + OutboxStore
+    RequestStore
+    + DecisionStore
+    + ReceiptStore
+    + PeopleStore
+    + ClientStore
+    + AuditStore
+    + OutboxStore
+    + ConsoleStore
 {
     /// `/readyz`: can the store answer a query right now?
     async fn ping(&self) -> StoreResult<()>;
@@ -337,13 +346,14 @@ pub trait RequestStore: Send + Sync + 'static {
         now: UnixTime,
     ) -> StoreResult<ClientChange>;
 
-    /// The creating client revokes an approved request whose receipt is unredeemed: the
-    /// request becomes `revoked` and its receipt unredeemable, in one step that a concurrent
-    /// redemption of that receipt either precedes or loses to.
+    /// The creating client (`None`: an admin's console change, whoever created it) revokes an
+    /// approved request whose receipt is unredeemed: the request becomes `revoked` and its
+    /// receipt unredeemable, in one step that a concurrent redemption of that receipt either
+    /// precedes or loses to.
     async fn revoke_request(
         &self,
         id: ApprovalId,
-        client: ClientId,
+        client: Option<ClientId>,
         event: NewEvent,
         now: UnixTime,
     ) -> StoreResult<ClientChange>;

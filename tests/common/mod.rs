@@ -229,6 +229,7 @@ impl TestApp {
             clock: self.clock.as_ref(),
             origin: "http://localhost:8080",
             actor: Actor::Operator,
+            console: None,
         }
     }
 

@@ -65,6 +65,7 @@ pub async fn enrol_crafted(
         clock: &SystemClock,
         origin: ORIGIN,
         actor: Actor::Operator,
+        console: None,
     };
     let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
     let invitation = operator

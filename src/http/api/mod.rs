@@ -1,5 +1,7 @@
-//! The JSON API (API.md): the service API, the approver API and the public endpoints.
+//! The JSON API (API.md): the service API, the approver API, the admin console's API and the
+//! public endpoints.
 
+pub mod admin;
 pub mod approvals;
 pub mod audit;
 pub mod decisions;

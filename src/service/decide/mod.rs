@@ -188,7 +188,16 @@ pub async fn finish(
 ) -> Result<(Request, Vec<DecisionRecord>)> {
     let now = svc.clock.now();
     match decide(svc, user, id, ceremony, credential, now).await {
-        Ok(done) => Ok(done),
+        Ok(done) => {
+            if done.0.action == crate::domain::ADMIN_ACTION && done.0.status == Status::Approved {
+                // A console change is carried out once approved; should this fail, the next
+                // reader of the change or the sweeper carries it out.
+                if let Err(e) = super::console::carry_out(svc, id).await {
+                    tracing::error!(error = %e, approval_id = %id, "carrying out a console change");
+                }
+            }
+            Ok(done)
+        }
         Err(e) => Err(audited(svc, user, id, e, now).await),
     }
 }

@@ -26,7 +26,8 @@ pub struct NewEndpoint {
 }
 
 /// Sets `client`'s endpoint. A client that had one gets a new secret and the old one keeps
-/// signing for [`ROTATION_SECS`]; an endpoint disabled by a 410 is enabled again.
+/// signing for [`ROTATION_SECS`]; an endpoint disabled by a 410 is enabled again. `event`
+/// completes the change's event (`webhook_set`) with what it needs of the new secret.
 #[allow(clippy::too_many_arguments)]
 pub async fn set(
     store: &dyn Store,
@@ -35,6 +36,7 @@ pub async fn set(
     url: &str,
     events: &[String],
     allow_private: bool,
+    event: impl FnOnce(NewEvent, &str) -> anyhow::Result<NewEvent>,
     actor: Actor,
     now: UnixTime,
 ) -> anyhow::Result<NewEndpoint> {
@@ -88,11 +90,14 @@ pub async fn set(
         disabled_why: None,
     };
     // The URL's path may hold a token: the audit records where, not the whole URL.
-    let event = NewEvent::new(
-        EventKind::WebhookSet,
-        actor,
-        json!({ "client": client.name, "host": host_of(url), "events": chosen }),
-    );
+    let event = event(
+        NewEvent::new(
+            EventKind::WebhookSet,
+            actor,
+            json!({ "client": client.name, "host": host_of(url), "events": chosen }),
+        ),
+        &secret,
+    )?;
     if !store.set_webhook(&webhook, event, now).await? {
         anyhow::bail!("client {} is revoked", client.name);
     }

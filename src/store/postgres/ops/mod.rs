@@ -2,6 +2,7 @@
 
 mod audit;
 mod clients;
+mod console;
 mod decisions;
 mod outbox;
 mod people;
@@ -41,6 +42,9 @@ pub(super) async fn append(
 ) -> StoreResult<()> {
     if events.is_empty() {
         return Ok(());
+    }
+    for carried in events.iter().filter_map(|e| e.carries.as_deref()) {
+        console::carried_out(&mut *tx, carried, now).await?;
     }
     let pending: Vec<Pending> = events.iter().map(|e| Pending::of(e, now)).collect();
     let mut insert =

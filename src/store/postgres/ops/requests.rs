@@ -104,8 +104,10 @@ static REVOKE: LazyLock<String> = LazyLock::new(|| {
             UPDATE receipts SET revoked_at = $3 \
             WHERE approval_id = $1 AND redeemed_at IS NULL AND revoked_at IS NULL \
               AND EXISTS (SELECT 1 FROM approvals a \
-                          WHERE a.id = $1 AND a.client_id = $2 AND a.status = 'approved') \
-              AND EXISTS (SELECT 1 FROM clients c WHERE c.id = $2 AND c.revoked_at IS NULL) \
+                          WHERE a.id = $1 AND ($2::TEXT IS NULL OR a.client_id = $2) \
+                            AND a.status = 'approved') \
+              AND ($2::TEXT IS NULL OR EXISTS (SELECT 1 FROM clients c \
+                                               WHERE c.id = $2 AND c.revoked_at IS NULL)) \
             RETURNING approval_id),",
         "UPDATE approvals SET status = 'revoked' WHERE id IN (SELECT approval_id FROM r)",
         "$3",
@@ -258,14 +260,15 @@ impl RequestStore for PgStore {
         event: NewEvent,
         now: UnixTime,
     ) -> StoreResult<ClientChange> {
-        self.client_change(&CANCEL, id, client, event, now).await
+        self.client_change(&CANCEL, id, Some(client), event, now)
+            .await
     }
 
     #[tracing::instrument(skip(self, event))]
     async fn revoke_request(
         &self,
         id: ApprovalId,
-        client: ClientId,
+        client: Option<ClientId>,
         event: NewEvent,
         now: UnixTime,
     ) -> StoreResult<ClientChange> {
@@ -342,32 +345,48 @@ impl PgStore {
             .collect()
     }
 
-    /// A change the creating client asked for, in one statement (`CANCEL`, `REVOKE`: the
-    /// request's id, the client's, the time, then the event), and if it was not made, why.
+    /// A change the creating client (`None`: an admin, whoever created it) asked for, in one
+    /// statement (`CANCEL`, `REVOKE`: the request's id, the client's, the time, then the
+    /// event), and if it was not made, why. A console change it carries out is recorded in
+    /// the same transaction.
     async fn client_change(
         &self,
         statement: &str,
         id: ApprovalId,
-        client: ClientId,
+        client: Option<ClientId>,
         event: NewEvent,
         now: UnixTime,
     ) -> StoreResult<ClientChange> {
         let e = Pending::unlogged(&event, now);
-        let row = sqlx::query_as::<_, RequestRow>(statement)
+        let query = sqlx::query_as::<_, RequestRow>(statement)
             .bind(id.to_string())
-            .bind(client.to_string())
+            .bind(client.map(|c| c.to_string()))
             .bind(now)
             .bind(&e.kind)
             .bind(&e.actor)
-            .bind(e.data.to_string())
-            .fetch_optional(&mut *self.conns.get().await?)
-            .await?;
+            .bind(e.data.to_string());
+        let mut conn = self.conns.get().await?;
+        let row = match event.carries.as_deref() {
+            None => query.fetch_optional(&mut *conn).await?,
+            Some(carried) => {
+                let mut tx = conn.begin().await?;
+                let row = query.fetch_optional(&mut *tx).await?;
+                if row.is_some() {
+                    super::console::carried_out(&mut tx, carried, now).await?;
+                }
+                tx.commit().await?;
+                row
+            }
+        };
+        drop(conn);
         let Some(row) = row else {
-            if !self.client_active(client).await? {
-                return Ok(ClientChange::ClientRevoked);
+            if let Some(client) = client {
+                if !self.client_active(client).await? {
+                    return Ok(ClientChange::ClientRevoked);
+                }
             }
             return Ok(match self.request(id).await? {
-                Some(r) if r.client_id == client => ClientChange::Refused(r),
+                Some(r) if client.is_none_or(|c| r.client_id == c) => ClientChange::Refused(r),
                 _ => ClientChange::NotFound,
             });
         };

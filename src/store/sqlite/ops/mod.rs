@@ -4,6 +4,7 @@
 
 mod audit;
 mod clients;
+mod console;
 mod decisions;
 mod outbox;
 mod people;
@@ -146,6 +147,9 @@ pub(super) fn append(conn: &Connection, events: &[NewEvent], now: UnixTime) -> S
     let (seq, prev) = super::super::rows::head(seq, hash)?;
     let pending = events.iter().map(|e| Pending::of(e, now)).collect();
     let chained = chain(pending, seq, prev)?;
+    for carried in events.iter().filter_map(|e| e.carries.as_deref()) {
+        console::carried_out(conn, carried, now)?;
+    }
     let mut insert = conn.prepare_cached(
         "INSERT INTO audit_events (seq, at, kind, actor, approval_id, data, prev_hash, hash) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

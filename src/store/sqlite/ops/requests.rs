@@ -52,8 +52,8 @@ static CANCEL: LazyLock<String> = LazyLock::new(|| {
 const REVOKE_RECEIPT: &str = "UPDATE receipts SET revoked_at = ?3 \
      WHERE approval_id = ?1 AND redeemed_at IS NULL AND revoked_at IS NULL \
        AND EXISTS (SELECT 1 FROM approvals a \
-                   WHERE a.id = ?1 AND a.client_id = ?2 AND a.status = 'approved') \
-       AND EXISTS (SELECT 1 FROM clients c WHERE c.id = ?2 AND c.revoked_at IS NULL)";
+                   WHERE a.id = ?1 AND (?2 IS NULL OR a.client_id = ?2) AND a.status = 'approved') \
+       AND (?2 IS NULL OR EXISTS (SELECT 1 FROM clients c WHERE c.id = ?2 AND c.revoked_at IS NULL))";
 static REVOKE: LazyLock<String> = LazyLock::new(|| {
     format!("UPDATE approvals SET status = 'revoked' WHERE id = ?1 RETURNING {REQUEST_COLS}")
 });
@@ -270,20 +270,26 @@ impl RequestStore for SqliteStore {
                 params![id.to_string(), client.to_string(), now],
             )
         };
-        self.client_change(change, id, client, event, now).await
+        self.client_change(change, id, Some(client), event, now)
+            .await
     }
 
     #[tracing::instrument(skip(self, event))]
     async fn revoke_request(
         &self,
         id: ApprovalId,
-        client: ClientId,
+        client: Option<ClientId>,
         event: NewEvent,
         now: UnixTime,
     ) -> StoreResult<ClientChange> {
         let change = move |conn: &Connection| {
             let key = id.to_string();
-            if exec(conn, REVOKE_RECEIPT, params![key, client.to_string(), now])? == 0 {
+            if exec(
+                conn,
+                REVOKE_RECEIPT,
+                params![key, client.map(|c| c.to_string()), now],
+            )? == 0
+            {
                 return Ok(None);
             }
             first::<RequestRow>(conn, &REVOKE, params![key])
@@ -351,13 +357,14 @@ impl SqliteStore {
             .collect()
     }
 
-    /// A change the creating client asked for, made by `change` on the writer (the request as
-    /// it then stands, or `None` if not made) with its event, and if it was not made, why.
+    /// A change the creating client (`None`: an admin, whoever created it) asked for, made by
+    /// `change` on the writer (the request as it then stands, or `None` if not made) with its
+    /// event, and if it was not made, why.
     async fn client_change(
         &self,
         mut change: impl FnMut(&Connection) -> StoreResult<Option<RequestRow>> + Send + 'static,
         id: ApprovalId,
-        client: ClientId,
+        client: Option<ClientId>,
         event: NewEvent,
         now: UnixTime,
     ) -> StoreResult<ClientChange> {
@@ -375,11 +382,13 @@ impl SqliteStore {
             self.changed(id);
             return Ok(ClientChange::Made(row.into_domain()?));
         }
-        if !self.client_active(client).await? {
-            return Ok(ClientChange::ClientRevoked);
+        if let Some(client) = client {
+            if !self.client_active(client).await? {
+                return Ok(ClientChange::ClientRevoked);
+            }
         }
         Ok(match self.request(id).await? {
-            Some(r) if r.client_id == client => ClientChange::Refused(r),
+            Some(r) if client.is_none_or(|c| r.client_id == c) => ClientChange::Refused(r),
             _ => ClientChange::NotFound,
         })
     }
