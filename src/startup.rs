@@ -142,9 +142,14 @@ pub fn first_start_message(config: &Config, first: &FirstStart) -> String {
         out.push_str(&format!(
             "\nFirst start: invited the approver \"admin\" into every group of the policy. Open this one-time link\n\
              in a browser to enrol a passkey (valid until {}):\n\n    {}\n\n\
-             More approvers: countersign users invite USERNAME --name 'Full Name' --groups finance --json\n",
+             More approvers: countersign users invite USERNAME --name 'Full Name' --groups finance --json\n\n\
+             The admin console is at {}/admin. Its changes need a second admin's passkey: invite one\n\
+             here, once (countersign users invite NAME --name 'Full Name' --groups {}); every later\n\
+             change can be made in the console.\n",
             crate::clock::rfc3339(link.expires_at),
-            link.url
+            link.url,
+            config.public_origin,
+            config.admin_group,
         ));
     }
     if let Some(key) = &first.demo_key {

@@ -167,6 +167,8 @@
         return "This page's address does not match the server's. Open countersign at its official address.";
       case "rate_limited":
         return "Too many attempts in a short time. Wait a minute, then try again.";
+      case "lockout":
+        return "This change would leave an action without enough people to approve it, so it was not made.";
       case "invitation_used":
         return "This invitation link was already used. If you just set up your passkey, sign in. If not, tell your administrator now.";
       case "invitation_expired":
@@ -652,6 +654,44 @@
     };
   })();
 
+  // ---- the admin console: every form proposes a change ------------------------------------
+
+  // A form marked data-op becomes {"op": …, its fields}: inputs marked data-list are
+  // comma-separated lists, checkboxes booleans, empty optional fields left out. The server
+  // parses and checks the change; this only carries it, then opens the change's page.
+  function changeOf(form) {
+    const change = { op: form.dataset.op };
+    for (const el of $$("input[name], select[name]", form)) {
+      if (el.type === "checkbox") change[el.name] = el.checked;
+      else if (el.hasAttribute("data-list")) {
+        change[el.name] = el.value.split(/[\s,]+/).filter((v) => v !== "");
+      } else if (el.value.trim() !== "") change[el.name] = el.value.trim();
+    }
+    return change;
+  }
+
+  function consoleForms() {
+    for (const form of $$("form[data-op]")) {
+      const error = $(".form-error", form);
+      form.addEventListener("submit", async (ev) => {
+        ev.preventDefault();
+        const button = $("button[type=submit]", form);
+        button.disabled = true;
+        if (error) error.hidden = true;
+        try {
+          const made = await post("/v1/admin/changes", changeOf(form));
+          window.location.assign(`/admin/changes/${encodeURIComponent(made.id)}`);
+        } catch (e) {
+          button.disabled = false;
+          if (error) {
+            error.textContent = (e.problem && e.problem.detail) || explain(e);
+            error.hidden = false;
+          }
+        }
+      });
+    }
+  }
+
   // ---- start ---------------------------------------------------------------------------------
 
   // What the main content needs, on load and again after a live refresh.
@@ -676,6 +716,7 @@
         break;
       default:
         bind();
+        consoleForms();
         break;
     }
     live.start();

@@ -1044,3 +1044,139 @@ async fn live_pages_update_without_reload() {
     let _ = browser.wait().await;
     let _ = std::fs::remove_dir_all(&s.profile);
 }
+
+impl Session {
+    /// Enrols `username` through the enrolment page with this browser's authenticator, then
+    /// signs in with the button.
+    async fn enrol_and_sign_in(&self, app: &TestApp, username: &str, groups: &[&str]) {
+        let token = app.invite(username, groups).await;
+        self.goto(&format!("/enroll/{token}")).await;
+        self.type_into("#label", "Laptop").await;
+        self.click("#enroll-button").await;
+        self.wait_for("!document.querySelector('#enroll-done').hidden")
+            .await;
+        let no_autofill = self
+            .page
+            .evaluate_on_new_document(
+                "PublicKeyCredential.isConditionalMediationAvailable = async () => false;",
+            )
+            .await
+            .unwrap();
+        self.goto("/").await;
+        self.click("#signin-button").await;
+        self.wait_for("document.body.dataset.page === 'inbox'")
+            .await;
+        self.page
+            .execute(RemoveScriptToEvaluateOnNewDocumentParams::new(no_autofill))
+            .await
+            .unwrap();
+    }
+}
+
+/// The admin console in two browsers, each with its own virtual authenticator: one admin
+/// proposes an invitation from the people page, the other approves it with a passkey on the
+/// ordinary approval page, and the first sees the invitation link (and its QR code) once. A
+/// lockout is refused in words. Every console page passes the page checks and is captured at
+/// desktop and phone width.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_console_with_two_admins() {
+    let Some(chrome) = chromium() else { return };
+    let (app, origin) = spawn_localhost().await;
+    let ann = Session::start(&chrome, &origin).await;
+    let bob = Session::start(&chrome, &origin).await;
+    ann.enrol_and_sign_in(&app, "ann", &["admins"]).await;
+    bob.enrol_and_sign_in(&app, "bob", &["admins"]).await;
+
+    // ---- ann proposes an invitation ------------------------------------------------------
+    ann.goto("/admin").await;
+    assert_eq!(ann.page_name().await, "admin-people");
+    ann.check_page("admin-people").await;
+    ann.type_into("#inv-username", "carol").await;
+    ann.type_into("#inv-name", "Carol Jones").await;
+    ann.type_into("#inv-groups", "finance").await;
+    ann.type_into("#inv-email", "carol@example.com").await;
+    ann.click("form[data-op='users.invite'] button[type=submit]")
+        .await;
+    ann.wait_for("document.body.dataset.page === 'admin-change'")
+        .await;
+    assert!(ann.text("#change-waiting").await.contains("another admin"));
+    ann.check_page("admin-change-pending").await;
+    let id: String = ann
+        .eval("decodeURIComponent(location.pathname.split('/').pop())")
+        .await;
+    // The proposer cannot approve it: no decision buttons for them.
+    ann.goto(&format!("/approvals/{id}")).await;
+    let buttons: u32 = ann
+        .eval("document.querySelectorAll('#approve:not([disabled])').length")
+        .await;
+    assert_eq!(buttons, 0, "the proposer never approves their own change");
+
+    // ---- bob approves it with his passkey --------------------------------------------------
+    bob.goto("/").await;
+    assert!(bob.text("#inbox").await.contains("Change to countersign"));
+    bob.goto(&format!("/approvals/{id}")).await;
+    let shown = bob.text("main").await;
+    for field in [
+        "users.invite",
+        "carol",
+        "Carol Jones",
+        "finance",
+        "carol@example.com",
+    ] {
+        assert!(shown.contains(field), "the approval page shows {field}");
+    }
+    bob.check_page("admin-change-approval").await;
+    bob.click("#approve").await;
+    bob.wait_for("!!document.querySelector('#your-decision')")
+        .await;
+    assert!(bob.text("#outcome").await.contains("Approved"));
+
+    // ---- ann sees the link once ------------------------------------------------------------
+    ann.goto(&format!("/admin/changes/{id}")).await;
+    assert!(ann.text("#change-done").await.contains("Carried out"));
+    let link = ann.text("#secret-value").await;
+    assert!(link.starts_with(&format!("{origin}/enroll/")), "{link}");
+    let qr: u32 = ann
+        .eval("document.querySelectorAll('.qr svg path').length")
+        .await;
+    assert!(qr > 0, "a QR code of the link");
+    ann.check_page("admin-change-secret").await;
+    ann.goto(&format!("/admin/changes/{id}")).await;
+    let again: u32 = ann
+        .eval("document.querySelectorAll('#change-secret').length")
+        .await;
+    assert_eq!(again, 0, "the secret is shown once");
+    assert!(!ann.text("main").await.contains("/enroll/"));
+
+    // ---- a lockout is refused in words -------------------------------------------------------
+    ann.goto("/admin").await;
+    ann.click("#person-bob form[data-op='users.disable'] button[type=submit]")
+        .await;
+    ann.wait_for(
+        "!document.querySelector('#person-bob form[data-op=\"users.disable\"] .form-error').hidden",
+    )
+    .await;
+    let error = ann
+        .text("#person-bob form[data-op='users.disable'] .form-error")
+        .await;
+    assert!(error.contains("countersign.admin"), "{error}");
+    ann.check_page("admin-people-lockout").await;
+
+    // ---- every other console page ------------------------------------------------------------
+    for (path, name) in [
+        ("/admin/clients", "admin-clients"),
+        ("/admin/keys", "admin-keys"),
+        ("/admin/requests", "admin-requests"),
+        ("/admin/audit", "admin-audit"),
+        ("/admin/audit?verify=1", "admin-audit-verified"),
+    ] {
+        ann.goto(path).await;
+        assert!(ann.page_name().await.starts_with("admin-"), "{path}");
+        ann.check_page(name).await;
+    }
+    assert!(ann.text("#chain-ok").await.contains("verifies"));
+    ann.dark(true).await;
+    ann.goto("/admin/requests").await;
+    ann.check_page("admin-requests-dark").await;
+    drop((ann.browser, bob.browser));
+}

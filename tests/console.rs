@@ -34,6 +34,7 @@ both!(
     everyone_outside_the_admin_group_is_refused,
     the_only_admin_is_told_how_to_invite_a_second,
     attempts_at_once_carry_a_change_out_once,
+    the_console_pages_are_for_admins,
 );
 
 async fn spawn(backend: Backend) -> Option<TestApp> {
@@ -660,4 +661,76 @@ async fn killed_between_approval_and_change_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_between_approval_and_change_postgres() {
     killed_between_approval_and_change(Backend::Postgres).await;
+}
+
+/// The console's pages: every one for admins, refused to anyone else, sign-in first without a
+/// session; what they show comes from the store.
+async fn the_console_pages_are_for_admins(app: TestApp) {
+    let (ann, mut bob, fin) = team(&app).await;
+    let invite = proposed(
+        &app,
+        &ann,
+        json!({"op": "users.invite", "username": "dee", "groups": ["finance"]}),
+    )
+    .await;
+    approve(&app, &mut bob, &invite).await;
+    let payment = json!({"action": "payment.transfer", "initiator": "carol",
+        "transaction": {"amount": "10.00", "currency": "EUR", "payee": {"name": "x", "iban": "y"}}});
+    app.create(&payment).await;
+    let change_page = format!("/admin/changes/{invite}");
+    let pages = [
+        ("/admin", "dee"),
+        ("/admin/clients", "countersign"),
+        ("/admin/keys", "Signs new receipts"),
+        ("/admin/requests", "countersign.admin"),
+        ("/admin/audit", "user_invited"),
+        ("/admin/audit.jsonl", "\"kind\":\"user_invited\""),
+        (change_page.as_str(), "users.invite"),
+    ];
+    for (path, shows) in pages {
+        let res = app.approver_get(path, fin.cookie.as_deref()).await;
+        assert_eq!(res.status(), 403, "{path} for a non-admin");
+        // Without a session: to the sign-in page (reqwest follows the redirect).
+        let res = app.approver_get(path, None).await;
+        assert_eq!(res.url().path(), "/", "{path} without a session");
+        assert!(res.text().await.unwrap().contains("signin-form"));
+        let res = app.approver_get(path, bob.cookie.as_deref()).await;
+        assert_eq!(res.status(), 200, "{path}");
+        let body = res.text().await.unwrap();
+        assert!(body.contains(shows), "{path} shows {shows}");
+    }
+    // The proposer's page shows the invitation link once, with its QR code.
+    let first = app.approver_page(&change_page, ann.cookie.as_deref()).await;
+    assert!(
+        first.contains("id=\"change-secret\"") && first.contains("<svg"),
+        "{first}"
+    );
+    assert!(first.contains(&format!("{}/enroll/", app.origin)));
+    let again = app.approver_page(&change_page, ann.cookie.as_deref()).await;
+    assert!(!again.contains("id=\"change-secret\"") && !again.contains("/enroll/"));
+    // Filters and verification.
+    let pending = app
+        .approver_page("/admin/requests?status=pending", bob.cookie.as_deref())
+        .await;
+    assert!(pending.contains("payment.transfer") && !pending.contains("countersign.admin"));
+    let verified = app
+        .approver_page("/admin/audit?verify=1", bob.cookie.as_deref())
+        .await;
+    assert!(verified.contains("id=\"chain-ok\""), "the chain verifies");
+    let only = app
+        .approver_page(
+            "/admin/audit?kind=user_invited&actor=user:ann",
+            bob.cookie.as_deref(),
+        )
+        .await;
+    assert!(only.contains("user_invited") && !only.contains(">request_created<"));
+    // Admins get the console link; others do not.
+    assert!(app
+        .approver_page("/", bob.cookie.as_deref())
+        .await
+        .contains("href=\"/admin\""));
+    assert!(!app
+        .approver_page("/", fin.cookie.as_deref())
+        .await
+        .contains("href=\"/admin\""));
 }

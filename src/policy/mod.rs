@@ -156,8 +156,8 @@ impl Policy {
     }
 
     /// The built-in action of console changes, decided by members of `group` (the
-    /// configuration's `admin_group`), never by their proposer. It shows every field of the
-    /// change (none is a display field, so all are "other fields").
+    /// configuration's `admin_group`), never by their proposer. Its one display field is the
+    /// op; every other field of the change is shown as an "other field".
     pub fn admin_action(&self, group: &str) -> ActionPolicy {
         ActionPolicy {
             id: ADMIN_ACTION.to_owned(),
@@ -171,7 +171,14 @@ impl Policy {
             self_approval: false,
             request_ttl: self.admin.request_ttl,
             receipt_ttl: DEFAULT_RECEIPT_TTL,
-            display: Vec::new(),
+            display: vec![DisplayField {
+                label: "Change".to_owned(),
+                pointer: "/op".to_owned(),
+                format: Format::Text,
+                currency_pointer: None,
+                optional: false,
+                redact: false,
+            }],
             rules: Vec::new(),
         }
     }

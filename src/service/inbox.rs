@@ -63,7 +63,7 @@ pub async fn history(svc: &Services, user: &User, page: Page) -> Result<Listing>
 }
 
 /// One request as an approver sees it, with every decision on it: shown to whoever may decide
-/// it and to whoever did (their history), to nobody else (`not_eligible`).
+/// it, to whoever did (their history) and to admins, to nobody else (`not_eligible`).
 #[tracing::instrument(skip(svc, user), fields(user = %user.username))]
 pub async fn request_for(
     svc: &Services,
@@ -75,7 +75,11 @@ pub async fn request_for(
         return Ok(None);
     };
     let decided = snap.votes.iter().any(|v| v.user_id == user.id);
-    if !user.in_any(&snap.request.required.groups()) && !decided {
+    // Admins see every request (the console lists them all); deciding stays with its groups.
+    if !user.in_any(&snap.request.required.groups())
+        && !decided
+        && !super::console::is_admin(svc, user)
+    {
         return refuse(Refusal::NotEligible);
     }
     Ok(Some((settle(svc, snap.request, now).await?, snap.votes)))

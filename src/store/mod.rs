@@ -11,6 +11,7 @@
 mod arrivals;
 mod console;
 mod decision;
+mod lists;
 mod outbox;
 mod postgres;
 mod rows;
@@ -34,6 +35,7 @@ pub(crate) use arrivals::arrived;
 pub use arrivals::{Arrivals, Expected};
 pub use console::{ChangeRecord, ConsoleStore, CARRIED_OUT_ALREADY};
 pub use decision::{DecisionOutcome, IssuedReceipt, Judge, NewDecision, Plan, SealedKey};
+pub use lists::{Cursor, InboxOf, Page, RequestFilter};
 pub use outbox::OutboxStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -116,58 +118,6 @@ pub struct Snapshot {
 pub struct Listed {
     pub request: Request,
     pub votes: Vec<Vote>,
-}
-
-/// Where a list continues: after the entry with this time and request id (newest first).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
-    pub at: UnixTime,
-    pub id: ApprovalId,
-}
-
-impl Cursor {
-    /// `AT.ID`, as it travels in a `before` query parameter.
-    pub fn parse(s: &str) -> Option<Cursor> {
-        let (at, id) = s.split_once('.')?;
-        Some(Cursor {
-            at: at.parse().ok()?,
-            id: ApprovalId::parse(id).ok()?,
-        })
-    }
-}
-
-impl std::fmt::Display for Cursor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.at, self.id)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Page {
-    pub before: Option<Cursor>,
-    pub limit: u32,
-}
-
-impl Page {
-    /// The cursor as a query binds it: NULLs for the first page.
-    pub(crate) fn bounds(&self) -> (Option<i64>, Option<String>) {
-        match self.before {
-            Some(c) => (Some(c.at), Some(c.id.to_string())),
-            None => (None, None),
-        }
-    }
-}
-
-/// Whose inbox: what decides whether a pending request belongs in it (an eligible group, not
-/// their own request unless the policy allowed that, not decided by them yet) is applied by
-/// the query itself, before the page is cut, so no volume of other work can push a request
-/// out of the inbox of the people who must decide it.
-#[derive(Debug, Clone)]
-pub struct InboxOf<'a> {
-    pub user: UserId,
-    /// The person's username in the identity form initiators are compared in.
-    pub identity: &'a str,
-    pub groups: &'a [String],
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -363,6 +313,9 @@ pub trait RequestStore: Send + Sync + 'static {
 
     /// Requests this person decided, most recent decision first; the cursor is the decision's.
     async fn history(&self, user: UserId, page: Page) -> StoreResult<Vec<Listed>>;
+
+    /// Every request `filter` admits, newest first, with its decisions (the console's list).
+    async fn all_requests(&self, filter: &RequestFilter, page: Page) -> StoreResult<Vec<Listed>>;
 
     /// The pending requests created at or after `since`, newest first, at most `limit`: how
     /// the live pages' hub hears of requests made on other replicas (creating one sends no

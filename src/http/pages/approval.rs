@@ -189,7 +189,8 @@ async fn page(
         .and_then(|v| serde_json::to_string_pretty(&v.to_serde()).ok())
         .unwrap_or_else(|| a.transaction_jcs.clone());
     Ok(Some(ApprovalPage {
-        shell: Shell::new(Some(user), "inbox", &title(&svc.policy, &a)),
+        shell: Shell::new(Some(user), "inbox", &title(&svc.policy, &a))
+            .with_admin(crate::service::console::is_admin(svc, user)),
         id: a.id.to_string(),
         title: title(&svc.policy, &a),
         action: a.action.clone(),

@@ -51,7 +51,8 @@ async fn page(
         Some(user),
     );
     Ok(HistoryPage {
-        shell: Shell::new(Some(user), "history", "History"),
+        shell: Shell::new(Some(user), "history", "History")
+            .with_admin(crate::service::console::is_admin(&state.svc, user)),
         rows,
         later: before.is_some(),
         older,

@@ -67,7 +67,8 @@ async fn page(
     let listing = inbox(&state.svc, user, page).await?;
     let (rows, older) = rows(&state.svc.policy, &listing, state.svc.clock.now(), None);
     Ok(InboxPage {
-        shell: Shell::new(Some(user), "inbox", "Inbox"),
+        shell: Shell::new(Some(user), "inbox", "Inbox")
+            .with_admin(crate::service::console::is_admin(&state.svc, user)),
         rows,
         later: before.is_some(),
         older,

@@ -17,6 +17,8 @@ pub struct Shell {
     pub user: Option<Who>,
     pub nav: &'static str,
     pub title: String,
+    /// Whether the person may use the admin console (its link is shown).
+    pub admin: bool,
 }
 
 pub struct Who {
@@ -33,7 +35,13 @@ impl Shell {
             }),
             nav,
             title: title.to_owned(),
+            admin: false,
         }
+    }
+
+    pub fn with_admin(mut self, admin: bool) -> Shell {
+        self.admin = admin;
+        self
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod carry_out;
 mod lockout;
+pub mod read;
 
 use serde_json::json;
 

@@ -8,8 +8,8 @@ use super::super::super::rows::{
     bytes32, group_votes, id, qualified, RequestCols, RequestRow, VoteRow, REQUEST_COLS, VOTE_COLS,
 };
 use super::super::super::{
-    ClientChange, ClientStore, Created, Idempotency, InboxOf, Listed, Page, RequestStore, Snapshot,
-    StoreError, StoreResult,
+    ClientChange, ClientStore, Created, Idempotency, InboxOf, Listed, Page, RequestFilter,
+    RequestStore, Snapshot, StoreError, StoreResult,
 };
 use super::super::{is_unique, PgStore, CHANNEL};
 use crate::clock::UnixTime;
@@ -127,6 +127,22 @@ static INBOX: LazyLock<String> = LazyLock::new(|| {
               AND (x.self_approval = 1 OR (x.initiator_key <> $5 AND x.behalf_key <> $5)) \
               AND NOT EXISTS (SELECT 1 FROM decisions m WHERE m.approval_id = x.id AND m.user_id = $6) \
             ORDER BY x.created_at DESC, x.id COLLATE \"C\" DESC LIMIT $7) a \
+         LEFT JOIN decisions d ON d.approval_id = a.id \
+         ORDER BY a.created_at DESC, a.id COLLATE \"C\" DESC, d.at, d.username",
+        qualified(REQUEST_COLS, "a")
+    )
+});
+/// The console's list: every filter is a parameter that may be NULL.
+static ALL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {}, {VOTE_COLS} FROM ( \
+            SELECT * FROM approvals x \
+            WHERE ($1::TEXT IS NULL OR x.status = $1) AND ($2::TEXT IS NULL OR x.action = $2) \
+              AND ($3::TEXT IS NULL OR x.initiator = $3) \
+              AND ($4::BIGINT IS NULL OR x.created_at >= $4) \
+              AND ($5::BIGINT IS NULL OR x.created_at < $5) \
+              AND ($6::BIGINT IS NULL OR (x.created_at, x.id COLLATE \"C\") < ($6, $7::TEXT COLLATE \"C\")) \
+            ORDER BY x.created_at DESC, x.id COLLATE \"C\" DESC LIMIT $8) a \
          LEFT JOIN decisions d ON d.approval_id = a.id \
          ORDER BY a.created_at DESC, a.id COLLATE \"C\" DESC, d.at, d.username",
         qualified(REQUEST_COLS, "a")
@@ -296,6 +312,23 @@ impl RequestStore for PgStore {
         let (at, id) = page.bounds();
         let rows = sqlx::query(&HISTORY)
             .bind(user.to_string())
+            .bind(at)
+            .bind(id)
+            .bind(i64::from(page.limit))
+            .fetch_all(&mut *self.conns.get().await?)
+            .await?;
+        listed(rows)
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn all_requests(&self, filter: &RequestFilter, page: Page) -> StoreResult<Vec<Listed>> {
+        let (at, id) = page.bounds();
+        let rows = sqlx::query(&ALL)
+            .bind(&filter.status)
+            .bind(&filter.action)
+            .bind(&filter.initiator)
+            .bind(filter.since)
+            .bind(filter.until)
             .bind(at)
             .bind(id)
             .bind(i64::from(page.limit))

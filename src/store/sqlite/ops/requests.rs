@@ -7,8 +7,8 @@ use super::super::super::rows::{
     bytes32, group_votes, id, qualified, RequestCols, RequestRow, VoteRow, REQUEST_COLS, VOTE_COLS,
 };
 use super::super::super::{
-    ClientChange, ClientStore, Created, Idempotency, InboxOf, Listed, Page, RequestStore, Snapshot,
-    StoreError, StoreResult,
+    ClientChange, ClientStore, Created, Idempotency, InboxOf, Listed, Page, RequestFilter,
+    RequestStore, Snapshot, StoreError, StoreResult,
 };
 use super::super::{Outcome, SqliteStore};
 use super::{all, append, exec, first};
@@ -76,6 +76,21 @@ static INBOX: LazyLock<String> = LazyLock::new(|| {
               AND (x.self_approval = 1 OR (x.initiator_key <> ?5 AND x.behalf_key <> ?5)) \
               AND NOT EXISTS (SELECT 1 FROM decisions m WHERE m.approval_id = x.id AND m.user_id = ?6) \
             ORDER BY x.created_at DESC, x.id DESC LIMIT ?7) a \
+         LEFT JOIN decisions d ON d.approval_id = a.id \
+         ORDER BY a.created_at DESC, a.id DESC, d.at, d.username",
+        qualified(REQUEST_COLS, "a")
+    )
+});
+/// The console's list: every filter is a parameter that may be NULL.
+static ALL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {}, {VOTE_COLS} FROM ( \
+            SELECT * FROM approvals x \
+            WHERE (?1 IS NULL OR x.status = ?1) AND (?2 IS NULL OR x.action = ?2) \
+              AND (?3 IS NULL OR x.initiator = ?3) AND (?4 IS NULL OR x.created_at >= ?4) \
+              AND (?5 IS NULL OR x.created_at < ?5) \
+              AND (?6 IS NULL OR (x.created_at, x.id) < (?6, ?7)) \
+            ORDER BY x.created_at DESC, x.id DESC LIMIT ?8) a \
          LEFT JOIN decisions d ON d.approval_id = a.id \
          ORDER BY a.created_at DESC, a.id DESC, d.at, d.username",
         qualified(REQUEST_COLS, "a")
@@ -328,6 +343,29 @@ impl RequestStore for SqliteStore {
                 conn,
                 &HISTORY,
                 params![user.to_string(), before_at, before_id, page.limit],
+            )
+        })?;
+        group_votes(rows)
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn all_requests(&self, filter: &RequestFilter, page: Page) -> StoreResult<Vec<Listed>> {
+        let (before_at, before_id) = page.bounds();
+        let f = filter.clone();
+        let rows = self.engine.read(|conn| {
+            all::<(RequestRow, VoteRow)>(
+                conn,
+                &ALL,
+                params![
+                    f.status,
+                    f.action,
+                    f.initiator,
+                    f.since,
+                    f.until,
+                    before_at,
+                    before_id,
+                    page.limit
+                ],
             )
         })?;
         group_votes(rows)
