@@ -724,6 +724,11 @@ async fn the_console_pages_are_for_admins(app: TestApp) {
         )
         .await;
     assert!(only.contains("user_invited") && !only.contains(">request_created<"));
+    // The CLI's changes are in the console's audit log, by the operator.
+    let operator = app
+        .approver_page("/admin/audit?actor=operator", bob.cookie.as_deref())
+        .await;
+    assert!(operator.contains("user_invited") && operator.contains(">operator<"));
     // Admins get the console link; others do not.
     assert!(app
         .approver_page("/", bob.cookie.as_deref())
@@ -733,4 +738,79 @@ async fn the_console_pages_are_for_admins(app: TestApp) {
         .approver_page("/", fin.cookie.as_deref())
         .await
         .contains("href=\"/admin\""));
+}
+
+/// Console changes need `[admin] quorum` admins besides the proposer; several admins approving
+/// at once carry the change out once; the lockout counts the quorum.
+async fn the_admin_quorum_is_the_policys(backend: Backend) {
+    let policy = Policy::parse(&format!("{POLICY}\n[admin]\nquorum = 2\n")).unwrap();
+    let Some(app) = common::spawn_bare(backend, policy).await else {
+        return;
+    };
+    let ann = app.person("ann", &["admins"], None).await;
+    let mut bob = app.person("bob", &["admins"], None).await;
+    let mut cid = app.person("cid", &["admins"], None).await;
+    let mut dee = app.person("dee", &["admins"], None).await;
+    let _fin = app.person("fin", &["finance"], None).await;
+    let (status, created) = propose(&app, &ann, json!({"op": "keys.rotate"})).await;
+    assert_eq!(status, 201);
+    assert_eq!(created["status"], "pending");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(approve(&app, &mut bob, &id).await["status"], "pending");
+    assert!(read(&app, &ann, &id).await["carried_out_at"].is_null());
+    // The last two approve at once: one of them approves it, and it is carried out once.
+    let (c, d) = tokio::join!(
+        app.decide(&mut cid, &id, "approve"),
+        app.decide(&mut dee, &id, "approve")
+    );
+    let statuses = [c.status().as_u16(), d.status().as_u16()];
+    assert!(statuses.contains(&200), "{statuses:?}");
+    let done = read(&app, &ann, &id).await;
+    assert_eq!(done["status"], "approved");
+    assert!(done["carried_out_at"].is_string());
+    assert_eq!(events_about(&app, "key_rotated", &id).await.len(), 1);
+    assert_eq!(
+        app.decisions(&id).await.len(),
+        3 - usize::from(!statuses.iter().all(|s| *s == 200))
+    );
+    // With a quorum of two, taking two of the four admins out would leave the proposer one.
+    let first = proposed(
+        &app,
+        &ann,
+        json!({"op": "users.disable", "username": "bob"}),
+    )
+    .await;
+    let (status, body) = propose(
+        &app,
+        &ann,
+        json!({"op": "users.disable", "username": "cid"}),
+    )
+    .await;
+    assert_eq!(
+        status, 201,
+        "still two besides ann while the first waits: {body}"
+    );
+    approve(&app, &mut cid, &first).await;
+    approve(&app, &mut dee, &first).await;
+    let (status, body) = propose(
+        &app,
+        &ann,
+        json!({"op": "users.disable", "username": "dee"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("lockout")),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_quorum_is_the_policys_sqlite() {
+    the_admin_quorum_is_the_policys(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_quorum_is_the_policys_postgres() {
+    the_admin_quorum_is_the_policys(Backend::Postgres).await;
 }

@@ -57,11 +57,14 @@ pub async fn carry_out(svc: &Services, id: ApprovalId) -> Result<Option<ChangeRe
 }
 
 /// Carries out approved changes that were not (the server stopped between the approval and
-/// the change); how many it found.
+/// the change); how many it found. One that fails now is tried again by the next sweep, and
+/// does not hold up the others.
 pub async fn carry_out_pending(svc: &Services, limit: i64) -> Result<usize> {
     let ids = svc.store.uncarried_changes(limit).await?;
     for id in &ids {
-        carry_out(svc, *id).await?;
+        if let Err(e) = carry_out(svc, *id).await {
+            tracing::warn!(error = %e, approval_id = %id, "carrying out a console change");
+        }
     }
     Ok(ids.len())
 }
