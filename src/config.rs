@@ -44,6 +44,8 @@ pub struct Config {
     pub webhook_allow_private: bool,
     /// The group whose members use the admin console and decide its changes.
     pub admin_group: String,
+    /// When set, `/metrics` answers only `Authorization: Bearer <metrics_token>`.
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -71,6 +73,7 @@ impl Default for Config {
             smtp_from: None,
             chat_webhooks: BTreeMap::new(),
             admin_group: "admins".into(),
+            metrics_token: None,
             webhook_allow_private: false,
         }
     }
@@ -153,6 +156,7 @@ impl Config {
         "chat_webhooks",
         "webhook_allow_private",
         "admin_group",
+        "metrics_token",
     ];
 
     const BOOLS: &'static [&'static str] = &["webhook_allow_private"];

@@ -14,7 +14,6 @@ use crate::config::Config;
 use crate::domain::Actor;
 use crate::http::{self, AppState, Limits};
 use crate::master_key::MasterKey;
-use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::service::provision::{FirstStart, Provisioner};
 use crate::service::Services;
@@ -78,9 +77,9 @@ impl Application {
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
         let state = web::Data::new(AppState {
+            metrics: svc.metrics.clone(),
             svc,
             limits: Limits::new(&config),
-            metrics: Arc::new(Metrics::default()),
             config: Arc::new(config),
         });
         let app_state = state.clone();

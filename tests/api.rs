@@ -856,19 +856,32 @@ async fn health_ready_metrics(app: TestApp) {
             .status(),
         200
     );
-    app.create(&payment("1.00")).await;
+    let created = app.create(&payment("1.00")).await;
+    let id = created["id"].as_str().unwrap();
+    app.get(&format!("/v1/approvals/{id}"), &app.key).await;
+    app.get("/v1/approvals/not-an-id", &app.key).await;
     let res = app.http.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.headers()["content-type"]
         .to_str()
         .unwrap()
-        .starts_with("text/plain"));
+        .starts_with("application/openmetrics-text"));
     let text = res.text().await.unwrap();
-    assert!(
-        text.contains("countersign_approvals_created_total 1"),
-        "{text}"
-    );
-    assert!(text.contains("# TYPE countersign_http_responses_total counter"));
+    for line in [
+        "countersign_approvals_created_total 1",
+        "# TYPE countersign_http_responses counter",
+        "# TYPE countersign_http_request_duration_seconds histogram",
+        // By the route's pattern, never the path: an id is not a label.
+        "countersign_http_request_duration_seconds_count{route=\"/v1/approvals/{id}\",class=\"2xx\"} 1",
+        "countersign_http_request_duration_seconds_count{route=\"/v1/approvals/{id}\",class=\"4xx\"} 1",
+        "countersign_http_request_duration_seconds_count{route=\"/v1/approvals\",class=\"2xx\"} 1",
+        "# TYPE countersign_db_commit_duration_seconds histogram",
+        "countersign_outbox_backlog 0",
+        "countersign_build_info{version=",
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
+    assert!(!text.contains(id), "no request id in a label");
 }
 
 async fn many_concurrent_writers(app: TestApp) {
@@ -894,4 +907,72 @@ async fn many_concurrent_writers(app: TestApp) {
         seq, 64,
         "the first key, the test client, the standby approver's two, 60 requests"
     );
+}
+
+/// With `metrics_token` set, `/metrics` answers only its bearer; decisions, redemptions,
+/// ceremonies and sessions are counted by outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_need_their_token_and_count_outcomes() {
+    let dir = common::temp_dir();
+    let db = common::fresh_database(common::Backend::Sqlite, &dir)
+        .await
+        .unwrap();
+    let app = common::spawn_configured(
+        &db,
+        dir,
+        countersign::policy::Policy::builtin().unwrap(),
+        |c| c.metrics_token = Some("s3cret-metrics".into()),
+    )
+    .await;
+    let scrape = |token: Option<&'static str>| {
+        let mut req = app.http.get(app.url("/metrics"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    assert_eq!(
+        problem(scrape(None).await.unwrap()).await,
+        (401, "unauthorized".into())
+    );
+    assert_eq!(
+        problem(scrape(Some("guess")).await.unwrap()).await,
+        (401, "unauthorized".into())
+    );
+    let mut bob = app.person("bob", &["finance"], None).await;
+    let created = app.create(&payment("1.00")).await;
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(app.decide(&mut bob, id, "approve").await.status(), 200);
+    let read: Value = app
+        .get(&format!("/v1/approvals/{id}"), &app.key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let receipt = read["receipt"].as_str().unwrap();
+    let tx = read["transaction"].clone();
+    let mut other = tx.clone();
+    other["amount"] = json!("2.00");
+    for body in [
+        json!({ "receipt": receipt, "transaction": other }),
+        json!({ "receipt": receipt, "transaction": tx }),
+    ] {
+        app.post_json("/v1/receipts/redeem", &app.key, &body).await;
+    }
+    let res = scrape(Some("s3cret-metrics")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    for line in [
+        "countersign_decisions_total{outcome=\"approve\"} 1",
+        "countersign_redemptions_total{outcome=\"redeemed\"} 1",
+        "countersign_redemptions_total{outcome=\"transaction_mismatch\"} 1",
+        "countersign_ceremonies_started_total{kind=\"decision\"} 1",
+        "countersign_ceremonies_started_total{kind=\"sign_in\"} 1",
+        "countersign_ceremonies_started_total{kind=\"enrolment\"} 1",
+        "countersign_sessions_started_total 1",
+        // Two refused scrapes and the mismatched redemption.
+        "countersign_http_responses_total{class=\"4xx\"} 3",
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
 }

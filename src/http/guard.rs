@@ -37,6 +37,11 @@ pub async fn client(
     let client = Box::pin(authenticate::client(&state.svc, key)).await?;
     if !state.limits.client.allow(&client.id.to_string()) {
         tracing::warn!(target: "countersign::security", client = %client.name, "API client rate-limited");
+        state
+            .metrics
+            .rate_limited
+            .get_or_create(&crate::metrics::Kind { kind: "client" })
+            .inc();
         return Err(ApiError::from(Refusal::RateLimited).into());
     }
     req.extensions_mut().insert(client);

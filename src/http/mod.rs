@@ -58,6 +58,10 @@ impl AppState {
             Ok(())
         } else {
             tracing::warn!(target: "countersign::security", key, "ceremony starts rate-limited");
+            self.metrics
+                .rate_limited
+                .get_or_create(&crate::metrics::Kind { kind: "ceremony" })
+                .inc();
             Err(Refusal::RateLimited.into())
         }
     }
@@ -244,7 +248,11 @@ pub fn app(
                     None => fut.await?,
                 };
                 let status = res.status().as_u16();
-                metrics.count_response(status);
+                metrics.observe(
+                    res.request().match_pattern().as_deref(),
+                    status,
+                    started.elapsed().as_secs_f64(),
+                );
                 tracing::info!(
                     target: "countersign::http",
                     %method,

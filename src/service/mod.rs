@@ -47,6 +47,8 @@ pub struct Services {
     sealer: crate::signing::Sealer,
     /// Whether webhooks may go to private addresses (the console sets endpoints).
     allow_private: bool,
+    /// What `/metrics` reports; the use cases count what only they see (deliveries).
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub(crate) decoys: sign_in::Decoys,
     /// What the server sends out with: webhooks, mail, chat.
     pub reach: outbox::Reach,
@@ -75,6 +77,7 @@ impl Services {
         use crate::signing::Sealer;
         let origin = config.public_origin.clone();
         Ok(Services {
+            metrics: Arc::new(crate::metrics::Metrics::new(store.commit_latency())),
             waits: waits::Waits::new(store.clone()),
             live: live::Live::new(store.clone(), clock.clone()),
             store,

@@ -249,6 +249,11 @@ pub trait Store:
     fn arrivals(&self) -> Option<Arrivals> {
         None
     }
+
+    /// Where this store records how long its commits take, if it does (`/metrics`).
+    fn commit_latency(&self) -> Option<prometheus_client::metrics::histogram::Histogram> {
+        None
+    }
 }
 
 /// Approval requests: creating, reading, expiring, cancelling, and the approvers' lists.

@@ -79,6 +79,9 @@ pub trait OutboxStore: Send + Sync + 'static {
         now: UnixTime,
     ) -> StoreResult<Option<Delivery>>;
 
+    /// Messages waiting to be delivered (`/metrics`).
+    async fn backlog(&self) -> StoreResult<i64>;
+
     /// Deletes ceremonies past their end and sessions past theirs (or idle since
     /// `idle_before`); returns how many of each.
     async fn purge(&self, now: UnixTime, idle_before: UnixTime) -> StoreResult<(u64, u64)>;

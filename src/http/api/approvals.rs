@@ -10,7 +10,6 @@ use super::super::AppState;
 use super::approval_id;
 use super::views::ServiceView;
 use crate::domain::Refusal;
-use crate::metrics::Metrics;
 use crate::service::create_request::{create_request, Answer, NewRequest};
 use crate::service::{
     cancel_request::cancel_request, read_request::read_request, revoke_request::revoke_request,
@@ -54,11 +53,11 @@ pub async fn create(
     };
     match create_request(&state.svc, &client.0, body.0, key, render).await? {
         Answer::New(response) => {
-            Metrics::inc(&state.metrics.approvals_created);
+            state.metrics.approvals_created.inc();
             Ok(created(response))
         }
         Answer::Replayed(first) => {
-            Metrics::inc(&state.metrics.idempotent_replays);
+            state.metrics.idempotent_replays.inc();
             Ok(created(first))
         }
     }
@@ -106,7 +105,7 @@ pub async fn cancel(
 ) -> Result<HttpResponse, ApiError> {
     let id = approval_id(&path)?;
     let snap = cancel_request(&state.svc, &client.0, id).await?;
-    Metrics::inc(&state.metrics.approvals_cancelled);
+    state.metrics.approvals_cancelled.inc();
     Ok(full_view(&state, &snap))
 }
 
@@ -119,6 +118,6 @@ pub async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     let id = approval_id(&path)?;
     let snap = revoke_request(&state.svc, &client.0, id).await?;
-    Metrics::inc(&state.metrics.approvals_revoked);
+    state.metrics.approvals_revoked.inc();
     Ok(full_view(&state, &snap))
 }

@@ -11,7 +11,7 @@ use super::super::AppState;
 use super::approval_id;
 use super::views::ApproverView;
 use crate::domain::{Decision, Status, Vote};
-use crate::metrics::Metrics;
+use crate::metrics::{Kind, Metrics};
 use crate::passkeys::b64;
 use crate::service::decide;
 
@@ -44,6 +44,11 @@ pub async fn options(
     state.ceremony_allowed(&format!("user:{}", user.id))?;
     let DecisionOptions { decision, stage } = body.0;
     let o = decide::options(&state.svc, &user, id, decision, stage).await?;
+    state
+        .metrics
+        .ceremonies
+        .get_or_create(&Kind { kind: "decision" })
+        .inc();
     Ok(HttpResponse::Ok()
         .json(json!({ "ceremony": o.ceremony, "publicKey": o.public_key, "nonce": b64(&o.nonce) })))
 }
@@ -57,10 +62,19 @@ pub async fn finish(
 ) -> Result<HttpResponse, ApiError> {
     let user = approver.0;
     let id = approval_id(&path)?;
-    let (request, decisions) =
-        decide::finish(&state.svc, &user, id, &body.0.ceremony, &body.0.credential).await?;
+    let finished =
+        decide::finish(&state.svc, &user, id, &body.0.ceremony, &body.0.credential).await;
+    let outcome = match &finished {
+        Ok((_, decisions)) => decisions
+            .iter()
+            .find(|d| d.vote.user_id == user.id)
+            .map_or("recorded", |d| d.vote.decision.as_str()),
+        Err(e) => e.refusal().code(),
+    };
+    Metrics::count(&state.metrics.decisions, outcome);
+    let (request, decisions) = finished?;
     if request.status == Status::Approved {
-        Metrics::inc(&state.metrics.receipts_issued);
+        state.metrics.receipts_issued.inc();
     }
     let votes: Vec<Vote> = decisions.into_iter().map(|d| d.vote).collect();
     Ok(HttpResponse::Ok().json(ApproverView::new(

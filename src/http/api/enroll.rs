@@ -31,6 +31,11 @@ pub async fn options(
     };
     state.ceremony_allowed(&format!("invitation:{}", b64(&key_hash(&token))))?;
     let (ceremony, public_key) = enrol::options(&state.svc, &user, hash).await?;
+    state
+        .metrics
+        .ceremonies
+        .get_or_create(&crate::metrics::Kind { kind: "enrolment" })
+        .inc();
     Ok(HttpResponse::Ok().json(json!({ "ceremony": ceremony, "publicKey": public_key })))
 }
 

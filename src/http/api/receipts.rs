@@ -24,8 +24,14 @@ pub async fn redeem(
     client: ServiceClient,
     body: StrictJson<Redeem>,
 ) -> Result<HttpResponse, ApiError> {
-    let r = redeem_receipt(&state.svc, &client.0, &body.0).await?;
-    Metrics::inc(&state.metrics.receipts_redeemed);
+    let r = redeem_receipt(&state.svc, &client.0, &body.0).await;
+    let outcome = match &r {
+        Ok(_) => "redeemed",
+        Err(e) => e.refusal().code(),
+    };
+    Metrics::count(&state.metrics.redemptions, outcome);
+    let r = r?;
+    state.metrics.receipts_redeemed.inc();
     Ok(HttpResponse::Ok().json(json!({
         "status": "redeemed",
         "approval_id": r.approval_id,

@@ -27,6 +27,11 @@ pub async fn options(
 ) -> Result<HttpResponse, ApiError> {
     state.ceremony_allowed(&peer_key(&req))?;
     let (ceremony, public_key) = sign_in::options(&state.svc, body.0.username.as_deref()).await?;
+    state
+        .metrics
+        .ceremonies
+        .get_or_create(&crate::metrics::Kind { kind: "sign_in" })
+        .inc();
     Ok(HttpResponse::Ok().json(json!({ "ceremony": ceremony, "publicKey": public_key })))
 }
 
@@ -38,6 +43,7 @@ pub async fn finish(
 ) -> Result<HttpResponse, ApiError> {
     let old = presented_session(&req, &state);
     let signed = sign_in::finish(&state.svc, &body.0.ceremony, &body.0.credential, old).await?;
+    state.metrics.sessions.inc();
     Ok(HttpResponse::Ok()
         .cookie(session_cookie(&state, signed.cookie))
         .json(json!({ "user": signed.user.username, "name": signed.user.display_name })))

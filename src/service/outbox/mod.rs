@@ -157,6 +157,15 @@ async fn attempt(svc: &Services, delivery: Delivery) {
         Channel::Email => email(svc, &delivery, now).await,
         _ => chat(svc, &delivery, now).await,
     };
+    crate::metrics::Metrics::count(
+        &svc.metrics.deliveries,
+        match attempted.outcome {
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::RetryAt(_) => "retry",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::EndpointGone => "endpoint_gone",
+        },
+    );
     match &attempted.outcome {
         AttemptOutcome::Delivered => tracing::info!(code = attempted.code, "delivered"),
         outcome => tracing::warn!(

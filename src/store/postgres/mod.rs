@@ -26,6 +26,8 @@ pub struct PgStore {
     /// Woken after a commit that recorded audit events.
     chainer: Arc<Notify>,
     cache: Arc<cache::Cache>,
+    /// How long explicit transactions take to commit.
+    commits: prometheus_client::metrics::histogram::Histogram,
 }
 
 /// How often the chainer looks for events other replicas recorded (its own wake it at once).
@@ -52,6 +54,7 @@ impl PgStore {
             changes: broadcast::channel(1024).0,
             chainer: Arc::new(Notify::new()),
             cache: Arc::new(cache::Cache::default()),
+            commits: crate::metrics::commit_histogram(),
         };
         store.listen(url).await?;
         store.start_chainer();
@@ -67,6 +70,7 @@ impl PgStore {
             changes: self.changes.clone(),
             chainer: self.chainer.clone(),
             cache: self.cache.clone(),
+            commits: self.commits.clone(),
         };
         tokio::spawn(async move {
             loop {

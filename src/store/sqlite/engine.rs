@@ -24,6 +24,7 @@
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::histogram::Histogram;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
@@ -92,6 +93,8 @@ pub(in crate::store) struct Engine {
     jobs: mpsc::Sender<Box<dyn Job>>,
     readers: Arc<Readers>,
     arrivals: Arrivals,
+    /// How long each batch's COMMIT takes (the fsync, mostly).
+    commits: prometheus_client::metrics::histogram::Histogram,
 }
 
 struct Readers {
@@ -121,9 +124,11 @@ impl Engine {
         let (jobs, rx) = mpsc::channel::<Box<dyn Job>>();
         let arrivals = Arrivals::default();
         let coming = arrivals.clone();
+        let commits = crate::metrics::commit_histogram();
+        let timed = commits.clone();
         std::thread::Builder::new()
             .name("countersign-sqlite-writer".into())
-            .spawn(move || run(conn, rx, &coming))
+            .spawn(move || run(conn, rx, &coming, &timed))
             .context("starting the SQLite writer thread")?;
         Ok(Engine {
             jobs,
@@ -132,7 +137,13 @@ impl Engine {
                 idle: Mutex::new(Vec::new()),
             }),
             arrivals,
+            commits,
         })
+    }
+
+    /// Where the writer records its commits' latency.
+    pub(super) fn commits(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.commits.clone()
     }
 
     /// Where callers count writes on their way (see [`Arrivals`]).
@@ -184,12 +195,12 @@ fn gone() -> StoreError {
     StoreError::Unavailable("the SQLite writer thread has stopped".into())
 }
 
-fn run(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, coming: &Arrivals) {
+fn run(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, coming: &Arrivals, commits: &Histogram) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         drain(&rx, &mut batch);
         wait_for_company(&rx, &mut batch, coming);
-        if let Err(e) = commit_batch(&conn, batch) {
+        if let Err(e) = commit_batch(&conn, batch, commits) {
             tracing::error!(error = %e, "the SQLite writer could not commit a batch");
         }
     }
@@ -234,9 +245,13 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 /// Runs a batch in one transaction and answers every job of it.
-fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) -> rusqlite::Result<()> {
+fn commit_batch(
+    conn: &Connection,
+    mut batch: Vec<Box<dyn Job>>,
+    commits: &Histogram,
+) -> rusqlite::Result<()> {
     let result = loop {
-        match run_batch(conn, &mut batch) {
+        match run_batch(conn, &mut batch, commits) {
             // This job is answered alone (its changes undone); the rest run again.
             Ok(Some(i)) => {
                 if i < batch.len() {
@@ -264,7 +279,11 @@ fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) -> rusqlite::Re
 
 /// Runs the batch in one transaction and commits it, or rolls it back and returns the index
 /// of the job that failed or asked to drop changes it had made.
-fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> rusqlite::Result<Option<usize>> {
+fn run_batch(
+    conn: &Connection,
+    batch: &mut [Box<dyn Job>],
+    commits: &Histogram,
+) -> rusqlite::Result<Option<usize>> {
     exec(conn, "BEGIN IMMEDIATE")?;
     for (i, job) in batch.iter_mut().enumerate() {
         let before = conn.total_changes();
@@ -273,7 +292,9 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> rusqlite::Result<
             return Ok(Some(i));
         }
     }
+    let started = Instant::now();
     exec(conn, "COMMIT")?;
+    commits.observe(started.elapsed().as_secs_f64());
     Ok(None)
 }
 

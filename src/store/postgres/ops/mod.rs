@@ -31,6 +31,10 @@ impl Store for PgStore {
     fn subscribe(&self) -> broadcast::Receiver<crate::store::Change> {
         self.changes.subscribe()
     }
+
+    fn commit_latency(&self) -> Option<prometheus_client::metrics::histogram::Histogram> {
+        Some(self.commits.clone())
+    }
 }
 
 /// Records events inside the caller's transaction, for the chainer to put on the chain once it
@@ -69,7 +73,9 @@ impl PgStore {
         &self,
         tx: sqlx::Transaction<'_, sqlx::Postgres>,
     ) -> StoreResult<()> {
+        let started = std::time::Instant::now();
         tx.commit().await?;
+        self.commits.observe(started.elapsed().as_secs_f64());
         self.chainer.notify_one();
         Ok(())
     }

@@ -258,6 +258,14 @@ impl OutboxStore for PgStore {
         row.map(DeliveryRow::into_domain).transpose()
     }
 
+    async fn backlog(&self) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
+                .fetch_one(&mut *self.conns.get().await?)
+                .await?,
+        )
+    }
+
     async fn purge(&self, now: UnixTime, idle_before: UnixTime) -> StoreResult<(u64, u64)> {
         let mut conn = self.conns.get().await?;
         let ceremonies = sqlx::query("DELETE FROM ceremonies WHERE expires_at <= $1")

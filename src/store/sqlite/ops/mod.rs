@@ -38,6 +38,10 @@ impl Store for SqliteStore {
     fn arrivals(&self) -> Option<Arrivals> {
         Some(self.engine.arrivals())
     }
+
+    fn commit_latency(&self) -> Option<prometheus_client::metrics::histogram::Histogram> {
+        Some(self.engine.commits())
+    }
 }
 
 impl SqliteStore {

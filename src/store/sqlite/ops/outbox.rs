@@ -17,6 +17,9 @@ use crate::domain::{
 const DUE: &str =
     "status = 'pending' AND next_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)";
 
+/// On the partial index of pending messages.
+const BACKLOG: &str = "SELECT COUNT(*) FROM outbox WHERE status = 'pending'";
+
 #[async_trait]
 impl OutboxStore for SqliteStore {
     #[tracing::instrument(skip_all, fields(client = %webhook.client_id))]
@@ -222,6 +225,11 @@ impl OutboxStore for SqliteStore {
             })
             .await?;
         row.map(DeliveryRow::into_domain).transpose()
+    }
+
+    async fn backlog(&self) -> StoreResult<i64> {
+        self.engine
+            .read(|conn| Ok(conn.query_row(BACKLOG, [], |r| r.get(0))?))
     }
 
     async fn purge(&self, now: UnixTime, idle_before: UnixTime) -> StoreResult<(u64, u64)> {
