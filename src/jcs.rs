@@ -457,8 +457,11 @@ pub fn write_canonical_serde(
     match v {
         J::Null => out.push_str("null"),
         J::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        // serde_json reads `-0` as the float -0.0, which `parse` reads as the integer 0 (RFC
+        // 8785 writes both as `0`); found by the `jcs` fuzz target.
         J::Number(n) => match n
             .as_i64()
+            .or_else(|| (n.as_f64() == Some(0.0)).then_some(0))
             .filter(|i| i.unsigned_abs() <= MAX_SAFE_INTEGER as u64)
         {
             Some(i) => {
@@ -545,6 +548,20 @@ pub(crate) fn write_string(s: &str, out: &mut String) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Found by the `jcs` fuzz target: serde_json reads `-0` as a float, `parse` as 0.
+    #[test]
+    fn minus_zero_is_zero_both_ways() {
+        let input = br#"{"a":[1,-0]}"#;
+        let ours = canonicalize(&parse(input).unwrap());
+        let theirs: serde_json::Value = serde_json::from_slice(input).unwrap();
+        let mut via_serde = String::new();
+        write_canonical_serde(&theirs, 0, &mut via_serde).unwrap();
+        assert_eq!(
+            (ours.as_str(), via_serde.as_str()),
+            (r#"{"a":[1,0]}"#, r#"{"a":[1,0]}"#)
+        );
+    }
 
     #[test]
     fn serde_values_that_parse_would_refuse_are_refused() {

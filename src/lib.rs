@@ -15,11 +15,11 @@ pub mod tx_hash;
 pub mod audit;
 #[cfg(feature = "server")]
 pub mod cli;
-#[cfg(feature = "server")]
+#[cfg(any(feature = "server", feature = "policy"))]
 pub mod clock;
 #[cfg(feature = "server")]
 pub mod config;
-#[cfg(feature = "server")]
+#[cfg(any(feature = "server", feature = "policy"))]
 pub mod domain;
 #[cfg(feature = "server")]
 pub mod http;
@@ -31,7 +31,7 @@ pub mod master_key;
 pub mod metrics;
 #[cfg(feature = "server")]
 pub mod passkeys;
-#[cfg(feature = "server")]
+#[cfg(any(feature = "server", feature = "policy"))]
 pub mod policy;
 #[cfg(feature = "server")]
 pub mod ratelimit;
