@@ -724,6 +724,16 @@ async fn the_console_pages_are_for_admins(app: TestApp) {
         )
         .await;
     assert!(only.contains("user_invited") && !only.contains(">request_created<"));
+    // The log opens on its last stretch (all of it, this short), with a way back to the start
+    // once a page begins later.
+    let opened = app
+        .approver_page("/admin/audit", bob.cookie.as_deref())
+        .await;
+    assert!(opened.contains("<td>1</td>") && !opened.contains("id=\"earliest\""));
+    let later = app
+        .approver_page("/admin/audit?after=3", bob.cookie.as_deref())
+        .await;
+    assert!(later.contains("id=\"earliest\"") && !later.contains("<td>1</td>"));
     // The CLI's changes are in the console's audit log, by the operator.
     let operator = app
         .approver_page("/admin/audit?actor=operator", bob.cookie.as_deref())

@@ -150,6 +150,14 @@ pub async fn audit(
     }
 }
 
+/// Where the console's audit page starts when not told: the last stretch of the log that one
+/// page scans, so that it opens on recent events.
+pub async fn recent_start(svc: &Services, user: &User) -> Result<i64> {
+    admin_only(svc, user)?;
+    let (head, _) = svc.store.audit_head().await?;
+    Ok((head - AUDIT_SCAN).max(0))
+}
+
 /// Whether the whole chain verifies up to its head: the number of events, or what is wrong.
 pub async fn verify_chain(svc: &Services, user: &User) -> Result<Result<i64, String>> {
     admin_only(svc, user)?;

@@ -174,6 +174,8 @@ struct AuditPage {
     next: Option<i64>,
     /// Set when verification was asked for: the outcome.
     verified: Option<Result<i64, String>>,
+    /// Whether earlier events exist than this page shows (a link back to the start).
+    from_start: bool,
 }
 
 struct EventView {
@@ -224,10 +226,12 @@ pub async fn audit(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse
         Err(res) => return res,
     };
     let (filter, view) = audit_filter(&req);
-    let after = query_param(&req, "after")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(0);
+    let after: Option<i64> = query_param(&req, "after").and_then(|a| a.parse().ok());
     let page = async {
+        let after = match after {
+            Some(a) => a,
+            None => read::recent_start(&state.svc, &user).await?,
+        };
         let (events, next) = read::audit(&state.svc, &user, &filter, after, 100).await?;
         let verified = match query_param(&req, "verify").is_some() {
             true => Some(read::verify_chain(&state.svc, &user).await?),
@@ -240,6 +244,7 @@ pub async fn audit(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse
             filter: view,
             next,
             verified,
+            from_start: after > 0,
             events: events
                 .into_iter()
                 .map(|e| EventView {
