@@ -510,35 +510,19 @@ async fn killed_between_approval_and_change(backend: Backend) {
         }
         req
     };
+    // Passkeys without a counter (as many are), so that finishes sent at once in any order are
+    // all valid.
+    let no_counter = Tweak {
+        counter: Some(0),
+        ..Tweak::default()
+    };
     let mut admins = Vec::new();
     for name in ["ann", "bob"] {
         let (_, mut device) =
             common::webauthn::enrol_crafted(store.as_ref(), name, &["admins"]).await;
-        let opts: Value = post("/v1/session/options", None, json!({ "username": name }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let credential = device.assert(
-            &opts["publicKey"],
-            &Tweak {
-                counter: Some(0),
-                ..Tweak::default()
-            },
-        );
-        let res = post(
-            "/v1/session/finish",
-            None,
-            json!({ "ceremony": opts["ceremony"], "credential": credential }),
-        )
-        .send()
-        .await
-        .unwrap();
-        assert_eq!(res.status(), 200);
-        let set = res.headers()["set-cookie"].to_str().unwrap();
-        admins.push((device, set.split(';').next().unwrap().to_owned()));
+        let cookie =
+            common::webauthn::sign_in_crafted(&http, &base, name, &mut device, &no_counter).await;
+        admins.push((device, cookie));
     }
     // Ann proposes thirty invitations; Bob's approvals are prepared, then sent at once.
     let mut finishes = Vec::new();
@@ -567,12 +551,6 @@ async fn killed_between_approval_and_change(backend: Backend) {
         .json()
         .await
         .unwrap();
-        // A passkey without a counter (as many are), so that finishes sent at once in any
-        // order are all valid.
-        let no_counter = Tweak {
-            counter: Some(0),
-            ..Tweak::default()
-        };
         let credential = device.assert(&opts["publicKey"], &no_counter);
         finishes.push(post(
             &format!("/v1/approvals/{id}/decision/finish"),

@@ -307,26 +307,9 @@ async fn killed_mid_decision(backend: Backend) {
         let (_, mut device) =
             common::webauthn::enrol_crafted(store.as_ref(), name, &["finance", "finance-senior"])
                 .await;
-        let opts: Value = http
-            .post(format!("{base}/v1/session/options"))
-            .header("Origin", ORIGIN)
-            .json(&json!({ "username": name }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let res = http.post(format!("{base}/v1/session/finish")).header("Origin", ORIGIN)
-            .json(&json!({ "ceremony": opts["ceremony"], "credential": device.assert(&opts["publicKey"], &Tweak::default()) })).send().await.unwrap();
-        assert_eq!(res.status(), 200);
-        let cookie = res.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
+        let cookie =
+            common::webauthn::sign_in_crafted(&http, &base, name, &mut device, &Tweak::default())
+                .await;
         people.push((device, cookie));
     }
     // Forty requests needing both approvers (quorum 2), every finish prepared in advance.

@@ -14,7 +14,7 @@ mod common;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use common::webauthn::{enrol_crafted, Crafted, Tweak, ORIGIN};
+use common::webauthn::{enrol_crafted, sign_in_crafted, Crafted, Tweak, ORIGIN};
 use common::{Backend, TestApp};
 use countersign::domain::Rights;
 use countersign::policy::Policy;
@@ -59,30 +59,8 @@ fn no_counter() -> Tweak {
 
 async fn approver(app: &TestApp, name: &str) -> Approver {
     let (_, mut device) = enrol_crafted(app.store.as_ref(), name, &["finance"]).await;
-    let opts: Value = post(
-        app,
-        &app.base,
-        "/v1/session/options",
-        None,
-        json!({ "username": name }),
-    )
-    .await
-    .1;
-    let credential = device.assert(&opts["publicKey"], &no_counter());
-    let res = app
-        .http
-        .post(app.url("/v1/session/finish"))
-        .header("Origin", ORIGIN)
-        .json(&json!({ "ceremony": opts["ceremony"], "credential": credential }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let set = res.headers()["set-cookie"].to_str().unwrap();
-    Approver {
-        device,
-        cookie: set.split(';').next().unwrap().to_owned(),
-    }
+    let cookie = sign_in_crafted(&app.http, &app.base, name, &mut device, &no_counter()).await;
+    Approver { device, cookie }
 }
 
 async fn post(

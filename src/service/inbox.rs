@@ -19,7 +19,12 @@ pub struct Listing {
     pub next: Option<Cursor>,
 }
 
-fn listing(items: Vec<Listed>, limit: u32, cursor: impl Fn(&Listed) -> Cursor) -> Listing {
+/// A page of `items` asked for with `limit`: a full page continues after its last item.
+pub(super) fn listing(
+    items: Vec<Listed>,
+    limit: u32,
+    cursor: impl Fn(&Listed) -> Cursor,
+) -> Listing {
     let full = items.len() >= usize::try_from(limit).unwrap_or(usize::MAX);
     let next = if full { items.last().map(cursor) } else { None };
     Listing { items, next }

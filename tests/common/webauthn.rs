@@ -98,6 +98,39 @@ pub async fn enrol_crafted(
     (invitation.user, device)
 }
 
+/// Signs `name` in over HTTP at `base` (a server in this or another process) with a crafted
+/// passkey answering as `tweak` says; the session cookie (`name=value`).
+pub async fn sign_in_crafted(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+    device: &mut Crafted,
+    tweak: &Tweak,
+) -> String {
+    let post = |path: &str, body: Value| {
+        http.post(format!("{base}{path}"))
+            .header("Origin", ORIGIN)
+            .json(&body)
+            .send()
+    };
+    let opts: Value = post("/v1/session/options", json!({ "username": name }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let credential = device.assert(&opts["publicKey"], tweak);
+    let res = post(
+        "/v1/session/finish",
+        json!({ "ceremony": opts["ceremony"], "credential": credential }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200, "sign-in of {name}");
+    let set = res.headers()["set-cookie"].to_str().unwrap();
+    set.split(';').next().unwrap().to_owned()
+}
+
 pub struct Crafted {
     key: SigningKey,
     pub cred_id: Vec<u8>,

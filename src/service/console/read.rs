@@ -1,7 +1,7 @@
 //! What the console shows: people with their passkeys, clients with their endpoints and
 //! delivery logs, signing keys, every request, and the audit log. Admins only.
 
-use super::super::inbox::Listing;
+use super::super::inbox::{listing, Listing};
 use super::super::{Error, Result, Services};
 use super::admin_only;
 use crate::audit::{AuditEvent, ChainVerifier};
@@ -71,15 +71,10 @@ pub async fn requests(
     for l in &mut items {
         l.request.status = l.request.status_at(now);
     }
-    let full = items.len() >= usize::try_from(page.limit).unwrap_or(usize::MAX);
-    let next = match full {
-        true => items.last().map(|l| Cursor {
-            at: l.request.created_at,
-            id: l.request.id,
-        }),
-        false => None,
-    };
-    Ok(Listing { items, next })
+    Ok(listing(items, page.limit, |l| Cursor {
+        at: l.request.created_at,
+        id: l.request.id,
+    }))
 }
 
 /// Which audit events to show: each filter applies when set.

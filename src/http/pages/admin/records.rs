@@ -69,8 +69,15 @@ fn day(text: &str) -> Option<UnixTime> {
     Some((era * 146_097 + doe - 719_468) * 86_400)
 }
 
-fn encode(v: &str) -> String {
-    url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
+/// The filters among `keys` that are set, as query parameters (`&k=v…`) for the next page's link.
+fn query_of(req: &HttpRequest, keys: &[&str]) -> String {
+    keys.iter()
+        .filter_map(|k| non_empty(query_param(req, k)).map(|v| (k, v)))
+        .map(|(k, v)| {
+            let v: String = url::form_urlencoded::byte_serialize(v.as_bytes()).collect();
+            format!("&{k}={v}")
+        })
+        .collect()
 }
 
 fn non_empty(v: Option<String>) -> Option<String> {
@@ -106,10 +113,7 @@ pub async fn requests(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
         initiator: q("initiator").unwrap_or_default(),
         since: q("since").unwrap_or_default(),
         until: q("until").unwrap_or_default(),
-        query: ["status", "action", "initiator", "since", "until"]
-            .iter()
-            .filter_map(|k| q(k).map(|v| format!("&{k}={}", encode(&v))))
-            .collect(),
+        query: query_of(&req, &["status", "action", "initiator", "since", "until"]),
     };
     let before = q("before").and_then(|c| Cursor::parse(&c));
     let page = async {
@@ -212,10 +216,7 @@ fn audit_filter(req: &HttpRequest) -> (AuditFilter, AuditFilterView) {
         approval_id: q("approval_id").unwrap_or_default(),
         since: q("since").unwrap_or_default(),
         until: q("until").unwrap_or_default(),
-        query: ["kind", "actor", "approval_id", "since", "until"]
-            .iter()
-            .filter_map(|k| q(k).map(|v| format!("&{k}={}", encode(&v))))
-            .collect(),
+        query: query_of(req, &["kind", "actor", "approval_id", "since", "until"]),
     };
     (filter, view)
 }
