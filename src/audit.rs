@@ -10,6 +10,7 @@ pub const GENESIS: [u8; 32] = [0; 32];
 
 /// One audit event as exported (`GET /v1/audit`, `countersign audit export`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct AuditEvent {
     pub seq: i64,
     pub at: String,
@@ -18,8 +19,10 @@ pub struct AuditEvent {
     pub approval_id: Option<String>,
     pub data: serde_json::Value,
     #[serde(with = "b64")]
+    #[cfg_attr(feature = "server", schema(value_type = String))]
     pub prev_hash: [u8; 32],
     #[serde(with = "b64")]
+    #[cfg_attr(feature = "server", schema(value_type = String))]
     pub hash: [u8; 32],
 }
 

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 pub const DOMAIN: &[u8] = b"countersign/decision/v1";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
     Approve,

@@ -754,6 +754,20 @@ async fn cancel_rules(app: TestApp) {
         .post_json(&path, &app.key, &json!({"status": "approved"}))
         .await;
     assert_eq!(problem(res).await, (400, "invalid_request".into()));
+    // Found by schemathesis: serde fills a struct from an array of its fields, so `[]` passed
+    // for `{}`, and a request could be created from an array. Bodies are objects.
+    let res = app.post_json(&path, &app.key, &json!([])).await;
+    assert_eq!(problem(res).await, (400, "invalid_request".into()));
+    let p = payment("1.00");
+    let as_array = json!([
+        p["action"],
+        p["transaction"],
+        p["initiator"],
+        p["audience"],
+        null
+    ]);
+    let res = app.post_json("/v1/approvals", &app.key, &as_array).await;
+    assert_eq!(problem(res).await, (400, "invalid_request".into()));
     // No body at all is fine too.
     let res = app
         .http

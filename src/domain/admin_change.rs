@@ -18,6 +18,7 @@ pub const ADMIN_ACTION: &str = "countersign.admin";
 pub const RESERVED_CLIENT: &str = "countersign";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(tag = "op", deny_unknown_fields)]
 pub enum AdminChange {
     #[serde(rename = "users.invite")]

@@ -248,8 +248,16 @@ impl Refusal {
         }
     }
 
+    /// The refusal whose `code` this is.
     pub fn from_code(code: &str) -> Option<Refusal> {
         Refusal::ALL.into_iter().find(|r| r.code() == code)
+    }
+}
+
+/// As its `code` (how an operation's annotation lists what it may refuse).
+impl serde::Serialize for Refusal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.code())
     }
 }
 

@@ -10,6 +10,7 @@ use crate::clock::UnixTime;
 use crate::tx_hash::TxHash;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Pending,
@@ -60,8 +61,10 @@ impl Status {
 
 /// The creating service's risk assessment, which rules may escalate on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Risk {
+    #[cfg_attr(feature = "server", schema(maximum = 100))]
     pub score: u32,
     #[serde(default)]
     pub reasons: Vec<String>,

@@ -75,6 +75,15 @@ fn invalid_json(e: serde_json::Error) -> ApiError {
     ApiError::from(Refusal::InvalidRequest).detail(format!("invalid JSON body: {e}"))
 }
 
+/// Every body is a JSON object. serde would also fill a struct from an array of its fields in
+/// order (`[]` for `{}`), which no client is told it may send.
+fn object(body: &[u8]) -> Result<&[u8], ApiError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(body),
+        _ => Err(ApiError::from(Refusal::InvalidRequest).detail("the body must be a JSON object")),
+    }
+}
+
 /// A JSON body deserialised strictly (the target types use `deny_unknown_fields`).
 pub struct StrictJson<T>(pub T);
 
@@ -94,7 +103,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for StrictJson<T> {
         Box::pin(async move {
             precheck?;
             let body = read_limited(payload, deadline).await?;
-            serde_json::from_slice(&body)
+            serde_json::from_slice(object(&body)?)
                 .map(StrictJson)
                 .map_err(invalid_json)
         })
@@ -104,9 +113,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for StrictJson<T> {
 /// For calls that take no parameters: an empty body, or a JSON `{}`.
 pub struct EmptyBody;
 
-#[derive(serde::Deserialize)]
+/// The one JSON body a call without parameters takes.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Empty {}
+pub struct Empty {}
 
 impl FromRequest for EmptyBody {
     type Error = ApiError;
@@ -126,7 +136,7 @@ impl FromRequest for EmptyBody {
             if !json {
                 return Err(Refusal::UnsupportedMediaType.into());
             }
-            serde_json::from_slice::<Empty>(&body)
+            serde_json::from_slice::<Empty>(object(&body)?)
                 .map(|_| EmptyBody)
                 .map_err(invalid_json)
         })

@@ -6,6 +6,7 @@ mod api;
 mod extract;
 mod guard;
 mod log;
+pub mod openapi;
 mod pages;
 pub mod problem;
 
@@ -21,6 +22,7 @@ use crate::domain::Refusal;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::service::Services;
+use openapi::Contract;
 use problem::ApiError;
 
 pub use pages::CSP;
@@ -85,11 +87,88 @@ pub fn peer_key(req: &actix_web::HttpRequest) -> String {
     )
 }
 
+/// A route of the JSON API: its method and path, and who may call it.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub guard: Guard,
+}
+
+/// Who may call a route: the middleware of `guard.rs` in front of it, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// Anyone.
+    Public,
+    /// A service with an API key (`guard::client`).
+    Client,
+    /// A signed-in approver, and our Origin unless it is a read (`guard::approver`).
+    Approver,
+    /// Our Origin unless it is a read (`guard::origin`): calls before sign-in.
+    Origin,
+}
+
+/// The JSON API, one line a route: method, path, handler and guard. The same lines register the
+/// routes (`register_api`), list them (`API_ROUTES`) and name the handlers whose annotations make
+/// the OpenAPI document (`openapi::ApiDoc`), so a route cannot exist that the document lacks.
+macro_rules! json_api {
+    ($($method:ident $path:literal => $($handler:ident)::+ $(, $guard:ident)?;)*) => {
+        fn register_api(cfg: &mut web::ServiceConfig) {
+            $(cfg.service(
+                web::resource($path)
+                    $(.wrap(from_fn(guard::$guard)))?
+                    .route(web::$method().to($($handler)::+)),
+            );)*
+        }
+
+        pub const API_ROUTES: &[Route] = &[$(Route {
+            method: stringify!($method),
+            path: $path,
+            guard: json_api!(@guard $($guard)?),
+        }),*];
+
+        /// The OpenAPI document: each route's handler, as its annotation describes it, then
+        /// what `openapi::Contract` adds.
+        #[derive(utoipa::OpenApi)]
+        #[openapi(paths($($($handler)::+),*), modifiers(&Contract))]
+        pub struct ApiDoc;
+    };
+    (@guard client) => { Guard::Client };
+    (@guard approver) => { Guard::Approver };
+    (@guard origin) => { Guard::Origin };
+    (@guard) => { Guard::Public };
+}
+
+// actix tries routes in order, matching a pattern with `{…}` by regular expression: the
+// decision path and the service calls come first.
+json_api! {
+    post "/v1/approvals/{id}/decision/finish" => api::decisions::finish, approver;
+    post "/v1/approvals/{id}/decision/options" => api::decisions::options, approver;
+    post "/v1/approvals" => api::approvals::create, client;
+    get "/v1/approvals/{id}" => api::approvals::get, client;
+    post "/v1/approvals/{id}/cancel" => api::approvals::cancel, client;
+    post "/v1/approvals/{id}/revoke" => api::approvals::revoke, client;
+    get "/v1/audit" => api::audit::export, client;
+    get "/v1/webhooks/deliveries" => api::webhooks::list, client;
+    post "/v1/webhooks/deliveries/{id}/retry" => api::webhooks::retry, client;
+    post "/v1/receipts/redeem" => api::receipts::redeem, client;
+    post "/v1/enroll/{token}/options" => api::enroll::options, origin;
+    post "/v1/enroll/{token}/finish" => api::enroll::finish, origin;
+    post "/v1/session/options" => api::session::options, origin;
+    post "/v1/session/finish" => api::session::finish, origin;
+    post "/v1/session/logout" => api::session::logout, origin;
+    get "/v1/me/approvals" => api::me::approvals, approver;
+    post "/v1/admin/changes" => api::admin::propose, approver;
+    get "/v1/admin/changes/{id}" => api::admin::read, approver;
+    get "/v1/me/events" => api::events::events, approver;
+    get "/healthz" => api::public::healthz;
+    get "/readyz" => api::public::readyz;
+    get "/metrics" => api::public::metrics;
+    get "/.well-known/jwks.json" => api::receipts::jwks;
+    get "/openapi.json" => openapi::document;
+}
+
 /// Registers every route; used by the server and nowhere else, so tests exercise the real app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let client = || from_fn(guard::client);
-    let approver = || from_fn(guard::approver);
-    let origin = || from_fn(guard::origin);
     cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
         ApiError::from(Refusal::InvalidRequest)
             .detail(format!("invalid query: {e}"))
@@ -98,110 +177,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .app_data(
         web::PathConfig::default().error_handler(|_, _| ApiError::from(Refusal::NotFound).into()),
     )
-    .route("/healthz", web::get().to(api::public::healthz))
-    .route("/readyz", web::get().to(api::public::readyz))
-    .route("/metrics", web::get().to(api::public::metrics))
-    .route("/.well-known/jwks.json", web::get().to(api::receipts::jwks))
-    .service(
-        // actix tries routes in order, matching a pattern with `{…}` by regular expression:
-        // the decision path and the service calls come first.
-        web::scope("/v1")
-            .service(
-                web::resource("/approvals/{id}/decision/finish")
-                    .wrap(approver())
-                    .route(web::post().to(api::decisions::finish)),
-            )
-            .service(
-                web::resource("/approvals/{id}/decision/options")
-                    .wrap(approver())
-                    .route(web::post().to(api::decisions::options)),
-            )
-            .service(
-                web::resource("/approvals")
-                    .wrap(client())
-                    .route(web::post().to(api::approvals::create)),
-            )
-            .service(
-                web::resource("/approvals/{id}")
-                    .wrap(client())
-                    .route(web::get().to(api::approvals::get)),
-            )
-            .service(
-                web::resource("/approvals/{id}/cancel")
-                    .wrap(client())
-                    .route(web::post().to(api::approvals::cancel)),
-            )
-            .service(
-                web::resource("/approvals/{id}/revoke")
-                    .wrap(client())
-                    .route(web::post().to(api::approvals::revoke)),
-            )
-            .service(
-                web::resource("/audit")
-                    .wrap(client())
-                    .route(web::get().to(api::audit::export)),
-            )
-            .service(
-                web::resource("/webhooks/deliveries")
-                    .wrap(client())
-                    .route(web::get().to(api::webhooks::list)),
-            )
-            .service(
-                web::resource("/webhooks/deliveries/{id}/retry")
-                    .wrap(client())
-                    .route(web::post().to(api::webhooks::retry)),
-            )
-            .service(
-                web::resource("/receipts/redeem")
-                    .wrap(client())
-                    .route(web::post().to(api::receipts::redeem)),
-            )
-            .service(
-                web::resource("/enroll/{token}/options")
-                    .wrap(origin())
-                    .route(web::post().to(api::enroll::options)),
-            )
-            .service(
-                web::resource("/enroll/{token}/finish")
-                    .wrap(origin())
-                    .route(web::post().to(api::enroll::finish)),
-            )
-            .service(
-                web::resource("/session/options")
-                    .wrap(origin())
-                    .route(web::post().to(api::session::options)),
-            )
-            .service(
-                web::resource("/session/finish")
-                    .wrap(origin())
-                    .route(web::post().to(api::session::finish)),
-            )
-            .service(
-                web::resource("/session/logout")
-                    .wrap(origin())
-                    .route(web::post().to(api::session::logout)),
-            )
-            .service(
-                web::resource("/me/approvals")
-                    .wrap(approver())
-                    .route(web::get().to(api::me::approvals)),
-            )
-            .service(
-                web::resource("/admin/changes")
-                    .wrap(approver())
-                    .route(web::post().to(api::admin::propose)),
-            )
-            .service(
-                web::resource("/admin/changes/{id}")
-                    .wrap(approver())
-                    .route(web::get().to(api::admin::read)),
-            )
-            .service(
-                web::resource("/me/events")
-                    .wrap(approver())
-                    .route(web::get().to(api::events::events)),
-            ),
-    )
+    .configure(register_api)
     .configure(pages::configure)
     .default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::from(Refusal::NotFound))

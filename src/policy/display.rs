@@ -24,6 +24,7 @@ pub struct DisplayField {
 pub const REDACTED: &str = "hidden — bound by hash";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     #[default]
@@ -35,6 +36,7 @@ pub enum Format {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct DisplayValue {
     pub label: String,
     pub format: Format,
@@ -286,7 +288,9 @@ pub(super) fn is_rfc3339(s: &str) -> bool {
 
 pub(super) fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
+            29
+        }
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -296,6 +300,7 @@ pub(super) fn days_in_month(year: u32, month: u32) -> u32 {
 /// A leaf of a transaction that no display field shows: its JSON pointer (RFC 6901) and its
 /// value, a string as itself and anything else as JSON.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct OtherField {
     pub pointer: String,
     pub value: String,

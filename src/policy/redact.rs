@@ -15,9 +15,11 @@ use crate::jcs::{self, Value};
 
 /// Where a value was redacted, and the salt of its commitment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct Redaction {
     pub pointer: String,
     #[serde(serialize_with = "b64")]
+    #[cfg_attr(feature = "server", schema(value_type = String))]
     pub salt: [u8; 32],
 }
 

@@ -19,12 +19,26 @@ use crate::tx_hash::TxHash;
 
 /// `POST /v1/approvals`, as sent. Unknown fields are refused, so a client can never set status,
 /// quorum or approvers.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "action": "payment.transfer",
+    "transaction": {
+        "amount": "1250.00",
+        "currency": "EUR",
+        "payee": { "name": "ACME GmbH", "iban": "DE89370400440532013000" }
+    },
+    "initiator": "alice",
+    "audience": "payments-service"
+}))]
 pub struct NewRequest {
+    /// An action of the policy.
     pub action: String,
+    /// The exact transaction to approve: a JSON object, hashed in its RFC 8785 form.
+    #[schema(value_type = Object)]
     pub transaction: Box<RawValue>,
     /// A username, or `{"type": "person" | "agent" | "service", "id", "on_behalf_of"}`.
+    #[schema(value_type = crate::domain::Initiator)]
     pub initiator: serde_json::Value,
     pub audience: Option<String>,
     pub risk: Option<Risk>,

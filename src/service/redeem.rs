@@ -16,11 +16,16 @@ use crate::tx_hash::TxHash;
 
 /// `POST /v1/receipts/redeem`, as sent: the receipt and the transaction about to be executed
 /// (or its hash).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Redeem {
+    /// The receipt (a compact JWS) from the approved request.
     pub receipt: String,
+    /// The transaction about to be carried out, to be checked against the receipt's `tx_hash`.
+    #[schema(value_type = Option<Object>)]
     pub transaction: Option<Box<RawValue>>,
+    /// Or its hash (the request's `tx_hash`): one of the two, not both.
+    #[schema(pattern = "^[A-Za-z0-9_-]{43}$")]
     pub tx_hash: Option<String>,
 }
 

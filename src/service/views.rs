@@ -3,15 +3,17 @@
 
 use serde::Serialize;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use crate::clock::rfc3339;
 use crate::domain::text::reveal;
-use crate::domain::{Decision, Request, Risk, User, Vote};
+use crate::domain::{Decision, Initiator, Request, Risk, Status, User, Vote};
 use crate::jcs;
 use crate::policy::{DisplayValue, OtherField, Policy, Redaction};
 use crate::service::decide::progress;
 
-#[derive(Serialize)]
+/// Who decided, when, in which stage.
+#[derive(Serialize, ToSchema)]
 struct Person<'a> {
     user: &'a str,
     name: &'a str,
@@ -32,7 +34,8 @@ fn decided(votes: &[Vote], which: Decision) -> Vec<Person<'_>> {
         .collect()
 }
 
-#[derive(Serialize)]
+/// What approving takes: the stages in order, each a quorum of its groups.
+#[derive(Serialize, ToSchema)]
 struct Required<'a> {
     approvals: u32,
     groups: Vec<String>,
@@ -40,7 +43,7 @@ struct Required<'a> {
     stages: Vec<StageView<'a>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct StageView<'a> {
     name: &'a str,
     groups: &'a [String],
@@ -55,14 +58,20 @@ struct StageView<'a> {
 
 /// The request as its creating client sees it (`GET /v1/approvals/{id}`). Serialised straight
 /// from the records: the transaction is stored canonical, so it goes out as it is.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ServiceView<'a> {
     id: String,
+    #[schema(value_type = Status)]
     status: &'static str,
     action: &'a str,
+    /// The SHA-256 of the canonical transaction, base64url without padding.
+    #[schema(pattern = "^[A-Za-z0-9_-]{43}$")]
     tx_hash: String,
+    /// The transaction as stored: canonical (RFC 8785), secrets redacted.
+    #[schema(value_type = Object)]
     transaction: Option<&'a RawValue>,
     /// As sent: a username or the party object.
+    #[schema(value_type = Initiator)]
     initiator: serde_json::Value,
     audience: &'a str,
     created_at: String,
@@ -77,6 +86,7 @@ pub struct ServiceView<'a> {
     risk: Option<&'a Risk>,
     #[serde(skip_serializing_if = "Option::is_none")]
     decided_at: Option<String>,
+    /// The signed receipt (a compact JWS), once approved.
     #[serde(skip_serializing_if = "Option::is_none")]
     receipt: Option<&'a str>,
     /// In the 201 response only: the salt of each redacted field's commitment.
@@ -138,7 +148,7 @@ impl<'a> ServiceView<'a> {
 
 /// The request as an approver sees it: the service view (without the link to its own page)
 /// plus what the page shows.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ApproverView<'a> {
     #[serde(flatten)]
     request: ServiceView<'a>,
@@ -149,6 +159,7 @@ pub struct ApproverView<'a> {
     /// Every other leaf of the transaction (JSON pointer and value, unseen characters made
     /// visible as on the page): nothing the passkey signs is left out.
     other_fields: Vec<OtherField>,
+    #[schema(value_type = Option<Decision>)]
     your_decision: Option<&'static str>,
 }
 

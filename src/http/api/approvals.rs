@@ -3,8 +3,9 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
-use super::super::extract::{EmptyBody, ServiceClient, StrictJson};
+use super::super::extract::{Empty, EmptyBody, ServiceClient, StrictJson};
 use super::super::problem::ApiError;
 use super::super::AppState;
 use super::approval_id;
@@ -37,6 +38,38 @@ fn created(body: String) -> HttpResponse {
         .body(body)
 }
 
+/// Asks for one exact transaction to be approved. A repeat with the same `Idempotency-Key`
+/// and body gets the first response, byte for byte.
+#[utoipa::path(
+    post,
+    path = "/v1/approvals",
+    operation_id = "createApproval",
+    tag = "service",
+    params((
+        "Idempotency-Key" = Option<String>, Header,
+        description = "1 to 255 visible ASCII characters; makes a retry safe",
+        min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]*[!-~])?$"
+    )),
+    request_body = NewRequest,
+    responses((
+        status = 201,
+        description = "The request, pending",
+        body = ServiceView,
+        links(
+            ("getApproval" = (operation_id = "getApproval", parameters(("id" = "$response.body#/id")))),
+            ("cancelApproval" = (operation_id = "cancelApproval", parameters(("id" = "$response.body#/id")))),
+            ("revokeApproval" = (operation_id = "revokeApproval", parameters(("id" = "$response.body#/id")))),
+            ("beginDecision" = (operation_id = "beginDecision", parameters(("id" = "$response.body#/id")))),
+        )
+    )),
+    extensions(("x-refusals" = json!([
+        Refusal::Forbidden,
+        Refusal::UnknownAction,
+        Refusal::InvalidTransaction,
+        Refusal::IdempotencyConflict,
+        Refusal::Unsatisfiable,
+    ]))),
+)]
 #[tracing::instrument(skip_all, fields(client = %client.0.name))]
 pub async fn create(
     state: web::Data<AppState>,
@@ -63,9 +96,12 @@ pub async fn create(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
+    /// Seconds to hold the answer (at most 30) while the request is pending.
+    #[param(maximum = 30)]
     wait: Option<u64>,
 }
 
@@ -84,6 +120,15 @@ fn full_view(state: &AppState, snap: &Snapshot) -> HttpResponse {
     ))
 }
 
+/// The request, with its decisions and, once approved, its receipt.
+#[utoipa::path(
+    get,
+    path = "/v1/approvals/{id}",
+    operation_id = "getApproval",
+    tag = "service",
+    params(("id" = String, Path, description = "The request's id"), WaitQuery),
+    responses((status = 200, description = "The request", body = ServiceView)),
+)]
 #[tracing::instrument(skip_all, fields(client = %client.0.name, approval_id = %path))]
 pub async fn get(
     state: web::Data<AppState>,
@@ -96,6 +141,17 @@ pub async fn get(
     Ok(full_view(&state, &snap))
 }
 
+/// Withdraws a pending request.
+#[utoipa::path(
+    post,
+    path = "/v1/approvals/{id}/cancel",
+    operation_id = "cancelApproval",
+    tag = "service",
+    params(("id" = String, Path, description = "The request's id")),
+    request_body(content = Empty, description = "Nothing, or `{}`"),
+    responses((status = 200, description = "The request, cancelled", body = ServiceView)),
+    extensions(("x-refusals" = json!([Refusal::NotPending]))),
+)]
 #[tracing::instrument(skip_all, fields(client = %client.0.name, approval_id = %path))]
 pub async fn cancel(
     state: web::Data<AppState>,
@@ -109,6 +165,18 @@ pub async fn cancel(
     Ok(full_view(&state, &snap))
 }
 
+/// Withdraws an approved request whose receipt was not redeemed: the receipt is refused from
+/// then on.
+#[utoipa::path(
+    post,
+    path = "/v1/approvals/{id}/revoke",
+    operation_id = "revokeApproval",
+    tag = "service",
+    params(("id" = String, Path, description = "The request's id")),
+    request_body(content = Empty, description = "Nothing, or `{}`"),
+    responses((status = 200, description = "The request, revoked", body = ServiceView)),
+    extensions(("x-refusals" = json!([Refusal::NotRevocable]))),
+)]
 #[tracing::instrument(skip_all, fields(client = %client.0.name, approval_id = %path))]
 pub async fn revoke(
     state: web::Data<AppState>,

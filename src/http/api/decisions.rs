@@ -3,19 +3,20 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::super::extract::{Approver, StrictJson};
 use super::super::problem::ApiError;
 use super::super::AppState;
-use super::approval_id;
 use super::views::ApproverView;
-use crate::domain::{Decision, Status, Vote};
+use super::{approval_id, Started};
+use crate::domain::{Decision, Refusal, Status, Vote};
 use crate::metrics::{Kind, Metrics};
 use crate::passkeys::b64;
 use crate::service::decide;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionOptions {
     decision: Decision,
@@ -25,13 +26,33 @@ pub struct DecisionOptions {
 }
 
 /// A ceremony's finish: which ceremony, and the browser's `credential.toJSON()`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Finish {
     pub ceremony: String,
+    /// The `PublicKeyCredential` the browser made, in its `toJSON()` form.
+    #[schema(value_type = Object)]
     pub credential: Value,
 }
 
+/// Begins a decision: the passkey assertion's options, with a challenge derived from the
+/// request's `tx_hash`, the decision and a fresh nonce.
+#[utoipa::path(
+    post,
+    path = "/v1/approvals/{id}/decision/options",
+    operation_id = "beginDecision",
+    tag = "approver",
+    params(("id" = String, Path, description = "The request's id")),
+    request_body = DecisionOptions,
+    responses((status = 200, description = "The ceremony begun", body = Started)),
+    extensions(("x-refusals" = json!([
+        Refusal::RateLimited,
+        Refusal::NotPending,
+        Refusal::NotEligible,
+        Refusal::SelfApprovalForbidden,
+        Refusal::AlreadyDecided,
+    ]))),
+)]
 #[tracing::instrument(skip_all, fields(user = %approver.0.username, approval_id = %path))]
 pub async fn options(
     state: web::Data<AppState>,
@@ -49,10 +70,37 @@ pub async fn options(
         .ceremonies
         .get_or_create(&Kind { kind: "decision" })
         .inc();
-    Ok(HttpResponse::Ok()
-        .json(json!({ "ceremony": o.ceremony, "publicKey": o.public_key, "nonce": b64(&o.nonce) })))
+    Ok(HttpResponse::Ok().json(Started {
+        ceremony: o.ceremony,
+        public_key: o.public_key,
+        nonce: Some(b64(&o.nonce)),
+    }))
 }
 
+/// Records the decision the passkey signed; the last approval the quorum needed approves the
+/// request and issues its receipt.
+#[utoipa::path(
+    post,
+    path = "/v1/approvals/{id}/decision/finish",
+    operation_id = "finishDecision",
+    tag = "approver",
+    params(("id" = String, Path, description = "The request's id")),
+    request_body = Finish,
+    responses((status = 200, description = "The request as the approver now sees it", body = ApproverView)),
+    extensions(("x-refusals" = json!([
+        Refusal::NotPending,
+        Refusal::NotEligible,
+        Refusal::SelfApprovalForbidden,
+        Refusal::AlreadyDecided,
+        Refusal::CeremonyMismatch,
+        Refusal::CeremonyConsumed,
+        Refusal::CeremonyExpired,
+        Refusal::AssertionInvalid,
+        Refusal::UserVerificationRequired,
+        Refusal::PossibleClone,
+        Refusal::CredentialNotAllowed,
+    ]))),
+)]
 #[tracing::instrument(skip_all, fields(user = %approver.0.username, approval_id = %path))]
 pub async fn finish(
     state: web::Data<AppState>,

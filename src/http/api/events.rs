@@ -21,6 +21,22 @@ const RETRY_MS: u32 = 3000;
 /// The stream: a `retry:` line, then each event the person may see (`id:` and one `data:`
 /// line of JSON), a `: keepalive` comment every heartbeat, and the end when the session ends.
 /// The session cookie is the guard's business and never logged.
+#[utoipa::path(
+    get,
+    path = "/v1/me/events",
+    operation_id = "myEvents",
+    tag = "approver",
+    params((
+        "Last-Event-ID" = Option<String>, Header,
+        description = "The id of the last event received, to resume after it"
+    )),
+    responses((
+        status = 200,
+        description = "A stream of events (`id:` and one `data:` line of JSON each) until the session ends",
+        content_type = "text/event-stream",
+        body = String
+    )),
+)]
 #[tracing::instrument(skip_all, fields(user = %approver.0.username))]
 pub async fn events(
     state: web::Data<AppState>,

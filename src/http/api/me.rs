@@ -1,8 +1,8 @@
 //! `GET /v1/me/approvals`: what the signed-in person may decide, or what they decided.
 
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::super::extract::Approver;
 use super::super::problem::ApiError;
@@ -12,16 +12,40 @@ use crate::domain::Refusal;
 use crate::service::inbox::{history, inbox, Listing, DEFAULT_PAGE, MAX_PAGE};
 use crate::store::{Cursor, Page};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct MineQuery {
+    /// `pending` (the inbox, the default) or `decided` (history).
+    #[param(pattern = "^(pending|decided)$")]
     status: Option<String>,
+    /// Requests a page, 1 to 200 (default 100).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
+    /// The `next` of the page before.
+    #[param(
+        pattern = "^[0-9]{1,18}\\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    )]
     before: Option<String>,
 }
 
-/// `?status=pending` (the inbox, the default) or `?status=decided` (history), a page at a
-/// time: `limit` (1–200, default 100) and `before`, the `next` of the page before.
+/// A page of requests as the approver sees them.
+#[derive(Serialize, ToSchema)]
+pub struct Mine<'a> {
+    approvals: Vec<ApproverView<'a>>,
+    /// `before` for the next page, or null at the end.
+    next: Option<String>,
+}
+
+/// What the signed-in person may decide, or what they decided, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/me/approvals",
+    operation_id = "myApprovals",
+    tag = "approver",
+    params(MineQuery),
+    responses((status = 200, description = "A page of requests", body = Mine)),
+)]
 #[tracing::instrument(skip_all, fields(user = %approver.0.username))]
 pub async fn approvals(
     state: web::Data<AppState>,
@@ -56,8 +80,8 @@ pub async fn approvals(
         .iter()
         .map(|l| ApproverView::new(&state.svc.policy, &l.request, &l.votes, &user))
         .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "approvals": out,
-        "next": listing.next.map(|c| c.to_string()),
-    })))
+    Ok(HttpResponse::Ok().json(Mine {
+        approvals: out,
+        next: listing.next.map(|c| c.to_string()),
+    }))
 }

@@ -14,9 +14,30 @@ pub mod session;
 pub mod webhooks;
 pub use crate::service::views;
 
-use crate::domain::{ApprovalId, Refusal};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::domain::{ApprovalId, CeremonyId, Refusal};
 
 use super::problem::ApiError;
+
+/// A WebAuthn ceremony begun: its id, to send back with the finish, and the options to pass
+/// to `navigator.credentials`.
+#[derive(Serialize, ToSchema)]
+pub struct Started {
+    #[schema(value_type = String)]
+    pub ceremony: CeremonyId,
+    /// `PublicKeyCredentialCreationOptions` or `…RequestOptions` (WebAuthn's JSON form).
+    #[serde(rename = "publicKey")]
+    #[schema(value_type = Object)]
+    pub public_key: Value,
+    /// A decision's nonce (base64url), which the challenge is derived from with the request's
+    /// `tx_hash` and the decision: the page recomputes the challenge before it asks the
+    /// passkey.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+}
 
 /// A request id from a path: anything else names nothing (404), and the store is not asked.
 pub fn approval_id(text: &str) -> Result<ApprovalId, ApiError> {

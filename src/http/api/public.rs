@@ -1,5 +1,9 @@
+//! What anyone may ask: liveness, readiness and the metrics (behind `metrics_token` when set).
+
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::super::problem::ApiError;
 use crate::domain::client::key_hash;
@@ -7,22 +11,64 @@ use crate::domain::Refusal;
 
 use crate::http::AppState;
 
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+/// How the server is.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` (live), `ready`, or `store_unavailable`.
+    #[schema(pattern = "^(ok|ready|store_unavailable)$")]
+    status: &'static str,
 }
 
+/// Whether the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "public",
+    responses((status = 200, description = "Live", body = Health))
+)]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+/// Whether the store answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "public",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "The store does not answer", body = Health),
+    )
+)]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match state.svc.store.ping().await {
-        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
+        Ok(()) => HttpResponse::Ok().json(Health { status: "ready" }),
         Err(e) => {
             tracing::warn!(error = %e, "not ready: store unreachable");
-            HttpResponse::ServiceUnavailable()
-                .json(serde_json::json!({ "status": "store_unavailable" }))
+            HttpResponse::ServiceUnavailable().json(Health {
+                status: "store_unavailable",
+            })
         }
     }
 }
 
-/// `/metrics`; with `metrics_token` set, only for `Authorization: Bearer <token>`.
+/// The metrics, in OpenMetrics text; with `metrics_token` set, only for
+/// `Authorization: Bearer <token>`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "public",
+    responses((
+        status = 200,
+        description = "OpenMetrics text",
+        content_type = "application/openmetrics-text",
+        body = String
+    )),
+    extensions(("x-refusals" = json!([Refusal::Unauthorized]))),
+)]
 pub async fn metrics(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -2,23 +2,36 @@
 
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::super::extract::{EmptyBody, StrictJson};
+use super::super::extract::{Empty, EmptyBody, StrictJson};
 use super::super::guard::presented_session;
 use super::super::problem::ApiError;
 use super::super::{peer_key, AppState};
 use super::decisions::Finish;
+use super::Started;
+use crate::domain::Refusal;
 use crate::service::sign_in::{self, ABSOLUTE_SECS};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignInOptions {
+    /// Whose passkeys to offer; without it, any discoverable passkey.
     username: Option<String>,
 }
 
-/// Before sign-in, every ceremony written is counted against the caller's address.
+/// Begins a passkey sign-in. Before sign-in, every ceremony begun is counted against the
+/// caller's address.
+#[utoipa::path(
+    post,
+    path = "/v1/session/options",
+    operation_id = "beginSignIn",
+    tag = "approver",
+    request_body = SignInOptions,
+    responses((status = 200, description = "The sign-in begun", body = Started)),
+    extensions(("x-refusals" = json!([Refusal::RateLimited]))),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn options(
     state: web::Data<AppState>,
@@ -32,9 +45,34 @@ pub async fn options(
         .ceremonies
         .get_or_create(&crate::metrics::Kind { kind: "sign_in" })
         .inc();
-    Ok(HttpResponse::Ok().json(json!({ "ceremony": ceremony, "publicKey": public_key })))
+    Ok(HttpResponse::Ok().json(Started {
+        ceremony,
+        public_key,
+        nonce: None,
+    }))
 }
 
+/// Who signed in.
+#[derive(Serialize, ToSchema)]
+pub struct SignedIn<'a> {
+    user: &'a str,
+    name: &'a str,
+}
+
+/// Signs in with the passkey's assertion: sets the session cookie.
+#[utoipa::path(
+    post,
+    path = "/v1/session/finish",
+    operation_id = "finishSignIn",
+    tag = "approver",
+    request_body = Finish,
+    responses((
+        status = 200,
+        description = "Signed in; the response sets the session cookie",
+        body = SignedIn
+    )),
+    extensions(("x-refusals" = json!([Refusal::AuthenticationFailed]))),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn finish(
     state: web::Data<AppState>,
@@ -46,7 +84,10 @@ pub async fn finish(
     state.metrics.sessions.inc();
     Ok(HttpResponse::Ok()
         .cookie(session_cookie(&state, signed.cookie))
-        .json(json!({ "user": signed.user.username, "name": signed.user.display_name })))
+        .json(SignedIn {
+            user: &signed.user.username,
+            name: &signed.user.display_name,
+        }))
 }
 
 fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
@@ -59,6 +100,15 @@ fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
         .finish()
 }
 
+/// Signs out: ends the session the cookie names, if any, and removes the cookie.
+#[utoipa::path(
+    post,
+    path = "/v1/session/logout",
+    operation_id = "signOut",
+    tag = "approver",
+    request_body(content = Empty, description = "Nothing, or `{}`"),
+    responses((status = 204, description = "Signed out")),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn logout(
     state: web::Data<AppState>,

@@ -2,27 +2,34 @@
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::super::extract::{EmptyBody, ServiceClient};
+use super::super::extract::{Empty, EmptyBody, ServiceClient};
 use super::super::problem::ApiError;
 use super::super::AppState;
 use crate::clock::rfc3339;
 use crate::domain::{Delivery, DeliveryStatus, Refusal};
 use crate::service::outbox::endpoints;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only messages in this state.
+    #[param(pattern = "^(failed|pending|delivered)$")]
     status: Option<String>,
+    /// Messages a page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 
 /// A message as its client sees it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct DeliveryView<'a> {
     id: &'a str,
     event: &'a str,
     approval_id: String,
+    #[schema(pattern = "^(failed|pending|delivered)$")]
     status: &'static str,
     attempts: i64,
     /// The receiver's last HTTP status, if it answered.
@@ -54,6 +61,21 @@ impl<'a> DeliveryView<'a> {
     }
 }
 
+/// A page of the client's webhook messages.
+#[derive(Serialize, ToSchema)]
+struct Deliveries<'a> {
+    deliveries: Vec<DeliveryView<'a>>,
+}
+
+/// The client's webhook messages, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/deliveries",
+    operation_id = "listDeliveries",
+    tag = "service",
+    params(ListQuery),
+    responses((status = 200, description = "The messages", body = Deliveries)),
+)]
 #[tracing::instrument(skip_all, fields(client = %client.0.name))]
 pub async fn list(
     state: web::Data<AppState>,
@@ -63,9 +85,19 @@ pub async fn list(
     let list =
         endpoints::deliveries(&state.svc, &client.0, query.status.as_deref(), query.limit).await?;
     let views: Vec<DeliveryView<'_>> = list.iter().map(DeliveryView::of).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "deliveries": views })))
+    Ok(HttpResponse::Ok().json(Deliveries { deliveries: views }))
 }
 
+/// Sends a message again, due now.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/deliveries/{id}/retry",
+    operation_id = "retryDelivery",
+    tag = "service",
+    params(("id" = String, Path, description = "The message's id")),
+    request_body(content = Empty, description = "Nothing, or `{}`"),
+    responses((status = 202, description = "The message, due now", body = DeliveryView)),
+)]
 #[tracing::instrument(skip_all, fields(client = %client.0.name, delivery = %path))]
 pub async fn retry(
     state: web::Data<AppState>,
