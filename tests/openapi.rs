@@ -11,8 +11,12 @@
 
 mod common;
 
+use common::receivers::Receiver;
 use common::{payment, spawn_app, Backend};
-use serde_json::Value;
+use countersign::domain::Rights;
+use countersign::master_key::MasterKey;
+use countersign::signing::Sealer;
+use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_document_is_served_for_this_server() {
@@ -58,8 +62,30 @@ async fn schemathesis_finds_nothing_the_document_does_not_say() {
     // not the initiator of what schemathesis creates from the document's example.
     let admin = app.person("erin", &["finance", "admins"], None).await;
     let cookie = admin.cookie.clone().unwrap();
-    // Something to find from the start: a pending request, and an invitation to enrol with.
-    app.create(&payment("10.00")).await;
+    // A client with a webhook, whose key schemathesis uses; something to find from the start:
+    // a pending request, a cancelled one (whose message is in the delivery log), and an
+    // invitation to enrol with.
+    let (_, key) = app
+        .operator()
+        .create_client("shop", Rights::everything())
+        .await
+        .unwrap();
+    let master = MasterKey::load(&app.dir.join("master.key")).unwrap();
+    let hooks = Receiver::start().await;
+    app.operator()
+        .set_webhook(
+            &Sealer::new(&master),
+            "shop",
+            &hooks.url("/hooks"),
+            &[],
+            true,
+        )
+        .await
+        .unwrap();
+    app.create_with(&key, &payment("10.00")).await;
+    let cancelled = app.create_with(&key, &payment("11.00")).await;
+    let cancel = format!("/v1/approvals/{}/cancel", cancelled["id"].as_str().unwrap());
+    assert_eq!(app.post_json(&cancel, &key, &json!({})).await.status(), 200);
     let invitation = app.invite("frank", &["finance"]).await;
     let session = cookie.split_once('=').unwrap().1;
     let out = tokio::process::Command::new("schemathesis")
@@ -70,7 +96,7 @@ async fn schemathesis_finds_nothing_the_document_does_not_say() {
         .arg("--no-color")
         .args(["--report", "junit", "--report-dir"])
         .arg(app.dir.join("schemathesis"))
-        .env("CS_API_KEY", &app.key)
+        .env("CS_API_KEY", &key)
         .env("CS_SESSION", session)
         .env("CS_INVITATION", &invitation)
         .env("SCHEMATHESIS_TELEMETRY", "false")

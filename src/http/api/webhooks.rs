@@ -74,7 +74,15 @@ struct Deliveries<'a> {
     operation_id = "listDeliveries",
     tag = "service",
     params(ListQuery),
-    responses((status = 200, description = "The messages", body = Deliveries)),
+    responses((
+        status = 200,
+        description = "The messages",
+        body = Deliveries,
+        links(("retryDelivery" = (
+            operation_id = "retryDelivery",
+            parameters(("id" = "$response.body#/deliveries/0/id"))
+        ))),
+    )),
 )]
 #[tracing::instrument(skip_all, fields(client = %client.0.name))]
 pub async fn list(
