@@ -19,6 +19,7 @@ use utoipa::openapi::{
 };
 use utoipa::{Modify, OpenApi as _, PartialSchema, ToSchema};
 
+use super::extract::Empty;
 use super::{ApiDoc, AppState, Guard, Route, API_ROUTES};
 use crate::domain::{Initiator, Refusal};
 
@@ -157,9 +158,11 @@ fn fulfil(op: &mut Operation, route: &Route) {
     // A call without parameters takes nothing or `{}` (`extract::EmptyBody`): its body may
     // be left out, but is never JSON `null`.
     if let Some(RefOr::T(body)) = op.request_body.as_mut() {
-        let empty = body.content.values().any(|c| {
-            matches!(c, RefOr::T(c) if matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Empty")))
-        });
+        let empty_ref = Ref::from_schema_name(Empty::name());
+        let empty = body
+            .content
+            .values()
+            .any(|c| matches!(c, RefOr::T(c) if c.schema == Some(RefOr::Ref(empty_ref.clone()))));
         if empty {
             body.required = Some(Required::False);
         }
@@ -393,6 +396,11 @@ mod tests {
             codes("/v1/approvals/{id}/cancel", "post", "409"),
             ["not_pending"]
         );
+        // A call without parameters may leave its body out.
+        let cancel = &doc["paths"]["/v1/approvals/{id}/cancel"]["post"]["requestBody"];
+        assert_eq!(cancel["required"], false);
+        let create = &doc["paths"]["/v1/approvals"]["post"]["requestBody"];
+        assert_eq!(create["required"], true);
         // A session, and our Origin on a call that changes something.
         assert_eq!(
             codes("/v1/admin/changes", "post", "403"),

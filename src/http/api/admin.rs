@@ -77,7 +77,8 @@ pub async fn propose(
     body: StrictJson<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let request = console::propose(&state.svc, &approver.0, &body.0).await?;
-    Ok(HttpResponse::Created().json(summary(&state, &request)))
+    let change = serde_json::from_str(&request.transaction_jcs).unwrap_or(Value::Null);
+    Ok(HttpResponse::Created().json(summary(&state, &request, change)))
 }
 
 /// The change, where it stands and what it produced (its secret to its proposer, the first
@@ -102,12 +103,12 @@ pub async fn read(
     Ok(HttpResponse::Ok().json(read_view(&state, &view)))
 }
 
-fn summary<'a>(state: &AppState, r: &'a Request) -> Change<'a> {
+fn summary<'a>(state: &AppState, r: &'a Request, change: Value) -> Change<'a> {
     Change {
         id: r.id,
         status: r.status.as_str(),
         approval_url: format!("{}/approvals/{}", state.svc.origin, r.id),
-        change: serde_json::from_str(&r.transaction_jcs).unwrap_or(Value::Null),
+        change,
         tx_hash: &r.tx_hash,
         proposed_by: r.initiator.id(),
         created_at: rfc3339(r.created_at),
@@ -122,10 +123,7 @@ fn read_view<'a>(state: &AppState, v: &'a ChangeView) -> ChangeRead<'a> {
         result.insert((*name).to_owned(), Value::String(secret.clone()));
     }
     ChangeRead {
-        change: Change {
-            change: v.change.clone(),
-            ..summary(state, &v.request)
-        },
+        change: summary(state, &v.request, v.change.clone()),
         decided_at: v.request.decided_at.map(rfc3339),
         result,
         carried_out_at: record.map(|r| rfc3339(r.carried_out_at)),
