@@ -2,6 +2,22 @@
 //! excludes every other writer, so reading a row there is as good as locking it); reads on the
 //! caller's thread.
 
+macro_rules! from_row {
+    ($($t:ident { $($f:ident),* $(,)? })*) => {$(
+        impl $crate::store::sqlite::ops::FromRow for $t {
+            fn columns(names: &mut Vec<&'static str>) {
+                names.extend([$(stringify!($f)),*]);
+            }
+            fn from_row(
+                row: &rusqlite::Row<'_>,
+                at: &mut $crate::store::sqlite::ops::Positions<'_>,
+            ) -> rusqlite::Result<Self> {
+                Ok($t { $($f: $crate::store::sqlite::ops::column(row, at)?),* })
+            }
+        }
+    )*};
+}
+
 mod audit;
 mod clients;
 mod console;
@@ -12,7 +28,7 @@ mod receipts;
 mod requests;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, Params, Row};
+use rusqlite::{Connection, Params, Row, Statement};
 use tokio::sync::broadcast;
 
 use super::super::rows::{
@@ -66,19 +82,42 @@ impl SqliteStore {
     }
 }
 
-/// A row type read by column name.
+/// A row type read by column name. The names are looked up once a statement, not once a row
+/// and field: rusqlite's by-name `get` asks SQLite for every column's name until it finds the
+/// one wanted, which was about a twentieth of a decision's instructions.
 pub(super) trait FromRow: Sized {
-    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self>;
+    /// Appends the columns this type reads, in the order `from_row` takes them.
+    fn columns(names: &mut Vec<&'static str>);
+    /// Reads a row, taking the position of each of `columns` in turn from `at`.
+    fn from_row(row: &Row<'_>, at: &mut Positions<'_>) -> rusqlite::Result<Self>;
 }
 
-macro_rules! from_row {
-    ($($t:ident { $($f:ident),* $(,)? })*) => {$(
-        impl FromRow for $t {
-            fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
-                Ok($t { $($f: row.get(stringify!($f))?),* })
-            }
-        }
-    )*};
+/// Where a row type's columns are among a statement's.
+pub(super) type Positions<'a> = std::slice::Iter<'a, usize>;
+
+/// The positions of `T`'s columns among `stmt`'s, found by name (as SQLite compares them).
+fn positions<T: FromRow>(stmt: &Statement<'_>) -> rusqlite::Result<Vec<usize>> {
+    let have = stmt.column_names();
+    let mut want = Vec::new();
+    T::columns(&mut want);
+    want.into_iter()
+        .map(|name| {
+            have.iter()
+                .position(|h| h.eq_ignore_ascii_case(name))
+                .ok_or_else(|| rusqlite::Error::InvalidColumnName(name.to_owned()))
+        })
+        .collect()
+}
+
+/// The next column of a row as `from_row` reads it.
+pub(super) fn column<T: rusqlite::types::FromSql>(
+    row: &Row<'_>,
+    at: &mut Positions<'_>,
+) -> rusqlite::Result<T> {
+    row.get(
+        *at.next()
+            .ok_or(rusqlite::Error::InvalidColumnIndex(usize::MAX))?,
+    )
 }
 
 from_row! {
@@ -104,8 +143,12 @@ from_row! {
 }
 
 impl<A: FromRow, B: FromRow> FromRow for (A, B) {
-    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
-        Ok((A::from_row(row)?, B::from_row(row)?))
+    fn columns(names: &mut Vec<&'static str>) {
+        A::columns(names);
+        B::columns(names);
+    }
+    fn from_row(row: &Row<'_>, at: &mut Positions<'_>) -> rusqlite::Result<Self> {
+        Ok((A::from_row(row, at)?, B::from_row(row, at)?))
     }
 }
 
@@ -116,7 +159,8 @@ pub(super) fn all<T: FromRow>(
     params: impl Params,
 ) -> StoreResult<Vec<T>> {
     let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(params, T::from_row)?;
+    let at = positions::<T>(&stmt)?;
+    let rows = stmt.query_map(params, |row| T::from_row(row, &mut at.iter()))?;
     Ok(rows.collect::<rusqlite::Result<Vec<T>>>()?)
 }
 
@@ -127,9 +171,10 @@ pub(super) fn first<T: FromRow>(
     params: impl Params,
 ) -> StoreResult<Option<T>> {
     let mut stmt = conn.prepare_cached(sql)?;
+    let at = positions::<T>(&stmt)?;
     let mut rows = stmt.query(params)?;
     Ok(match rows.next()? {
-        Some(row) => Some(T::from_row(row)?),
+        Some(row) => Some(T::from_row(row, &mut at.iter())?),
         None => None,
     })
 }
@@ -178,4 +223,54 @@ pub(super) fn append(conn: &Connection, events: &[NewEvent], now: UnixTime) -> S
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    struct Pair {
+        a: i64,
+        b: String,
+    }
+    struct Other {
+        c: Option<i64>,
+    }
+    from_row! {
+        Pair { a, b }
+        Other { c }
+    }
+
+    fn conn() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (c INTEGER, b TEXT NOT NULL, a INTEGER NOT NULL); \
+             INSERT INTO t VALUES (NULL, 'one', 1), (7, 'two', 2);",
+        )
+        .unwrap();
+        conn
+    }
+
+    /// Columns are found by name whatever their order and case in the statement, for each row,
+    /// and a pair reads its two types side by side.
+    #[test]
+    fn rows_are_read_by_column_name() {
+        let conn = conn();
+        let rows = all::<(Other, Pair)>(&conn, "SELECT b, C, a FROM t ORDER BY a", []).unwrap();
+        let read: Vec<_> = rows.iter().map(|(o, p)| (o.c, p.a, p.b.as_str())).collect();
+        assert_eq!(read, [(None, 1, "one"), (Some(7), 2, "two")]);
+        let one = first::<Pair>(&conn, "SELECT * FROM t WHERE a = 2", [])
+            .unwrap()
+            .unwrap();
+        assert_eq!((one.a, one.b.as_str()), (2, "two"));
+    }
+
+    /// A statement without a column the type reads is an error, not a shifted read.
+    #[test]
+    fn a_missing_column_is_an_error() {
+        let conn = conn();
+        assert!(first::<Pair>(&conn, "SELECT b FROM t", []).is_err());
+        assert!(all::<Other>(&conn, "SELECT a, b FROM t", []).is_err());
+    }
 }

@@ -491,6 +491,13 @@ impl PeopleStore for SqliteStore {
     }
 }
 
+/// When a session was last seen.
+struct LastSeen {
+    last_seen_at: i64,
+}
+
+from_row! { LastSeen { last_seen_at } }
+
 impl SqliteStore {
     /// A live session's person and when it was last seen.
     fn live_session(
@@ -500,18 +507,14 @@ impl SqliteStore {
         idle: i64,
     ) -> StoreResult<Option<(i64, User)>> {
         let found = self.engine.read(|conn| {
-            let mut stmt = conn.prepare_cached(&SESSION_USER)?;
-            let mut rows = stmt.query(params![id_hash.as_slice(), now, now - idle])?;
-            Ok(match rows.next()? {
-                Some(row) => Some((
-                    row.get::<_, i64>("last_seen_at")?,
-                    <UserRow as super::FromRow>::from_row(row)?,
-                )),
-                None => None,
-            })
+            first::<(LastSeen, UserRow)>(
+                conn,
+                &SESSION_USER,
+                params![id_hash.as_slice(), now, now - idle],
+            )
         })?;
         found
-            .map(|(seen, user)| Ok((seen, user.into_domain()?)))
+            .map(|(seen, user)| Ok((seen.last_seen_at, user.into_domain()?)))
             .transpose()
     }
 }

@@ -114,14 +114,7 @@ pub(super) struct Receipt {
     client_active: bool,
 }
 
-impl super::FromRow for Receipt {
-    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        Ok(Receipt {
-            receipt: row.get("receipt")?,
-            client_active: row.get("client_active")?,
-        })
-    }
-}
+from_row! { Receipt { receipt, client_active } }
 
 #[async_trait]
 impl RequestStore for SqliteStore {
