@@ -83,8 +83,8 @@ impl SqliteStore {
 }
 
 /// A row type read by column name. The names are looked up once a statement, not once a row
-/// and field: rusqlite's by-name `get` asks SQLite for every column's name until it finds the
-/// one wanted, which was about a twentieth of a decision's instructions.
+/// and field: rusqlite's by-name `get` asks SQLite for one column name after another until it
+/// finds the one wanted (73 k instructions a decision finish, 8% of what is not signatures).
 pub(super) trait FromRow: Sized {
     /// Appends the columns this type reads, in the order `from_row` takes them.
     fn columns(names: &mut Vec<&'static str>);
