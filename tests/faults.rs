@@ -205,6 +205,7 @@ async fn killed_mid_write(backend: Backend) {
         .current_dir(&dir)
         .env("COUNTERSIGN_DATABASE_URL", &url)
         .env("COUNTERSIGN_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PGAPPNAME", common::KILLED_APP)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -224,8 +225,7 @@ async fn killed_mid_write(backend: Backend) {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(150)).await;
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    common::kill(&mut child, &url).await;
     let mut acknowledged = 0;
     for t in storm {
         if t.await.unwrap() == 201 {
@@ -289,6 +289,7 @@ async fn killed_mid_decision(backend: Backend) {
         .current_dir(&dir)
         .env("COUNTERSIGN_DATABASE_URL", &url)
         .env("COUNTERSIGN_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PGAPPNAME", common::KILLED_APP)
         .env("COUNTERSIGN_PUBLIC_ORIGIN", ORIGIN)
         .env("COUNTERSIGN_CEREMONIES_PER_MINUTE", "100000")
         .stdout(std::process::Stdio::piped())
@@ -365,8 +366,7 @@ async fn killed_mid_decision(backend: Backend) {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    common::kill(&mut child, &url).await;
     let mut acknowledged = Vec::new();
     for t in storm {
         let (id, status) = t.await.unwrap();
@@ -502,6 +502,7 @@ async fn killed_mid_redemption(backend: Backend) {
         .current_dir(&app.dir)
         .env("COUNTERSIGN_DATABASE_URL", &app.database_url)
         .env("COUNTERSIGN_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PGAPPNAME", common::KILLED_APP)
         .env("COUNTERSIGN_MASTER_KEY_FILE", app.dir.join("master.key"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -528,8 +529,7 @@ async fn killed_mid_redemption(backend: Backend) {
         }
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    common::kill(&mut child, &app.database_url).await;
     let mut acknowledged = std::collections::BTreeMap::<String, usize>::new();
     let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
     for t in storm {

@@ -396,6 +396,40 @@ pub async fn read_until(out: &mut tokio::process::ChildStdout, marker: &str) -> 
     text
 }
 
+/// The name a server that a test kills gives its PostgreSQL connections (`PGAPPNAME`), so that
+/// the test can tell when they are gone.
+pub const KILLED_APP: &str = "countersign-killed";
+
+/// Kills a server (started with `PGAPPNAME` = [`KILLED_APP`]) and waits until the database has
+/// stopped changing on its behalf: a PostgreSQL backend carries out what it had received (a
+/// COMMIT included) after its client is gone, so until the killed server's connections have
+/// ended a commit may still land. SQLite has nothing to wait for: the process was the writer.
+pub async fn kill(child: &mut tokio::process::Child, database_url: &str) {
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    if database_url.starts_with("sqlite://") {
+        return;
+    }
+    let mut conn = sqlx::PgConnection::connect(database_url)
+        .await
+        .expect("connect");
+    for _ in 0..200 {
+        let left: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = $1",
+        )
+        .bind(KILLED_APP)
+        .fetch_one(&mut conn)
+        .await
+        .expect("pg_stat_activity");
+        if left == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the killed server's PostgreSQL connections were still open after 10 s");
+}
+
 /// Raw SQL on a database, behind the store's back (tampering tests, fault injection).
 pub async fn raw_sql(database_url: &str, statement: &str) {
     match database_url.strip_prefix("sqlite://") {
