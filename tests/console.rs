@@ -479,21 +479,11 @@ async fn killed_between_approval_and_change(backend: Backend) {
     let Some(url) = common::fresh_database(backend, &dir).await else {
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .current_dir(&dir)
-        .env("COUNTERSIGN_DATABASE_URL", &url)
-        .env("COUNTERSIGN_LISTEN", format!("127.0.0.1:{port}"))
+    let (mut server, port) = common::killable_server(&dir, &url);
+    let mut child = server
         .env("COUNTERSIGN_PUBLIC_ORIGIN", ORIGIN)
         .env("COUNTERSIGN_MASTER_KEY_FILE", dir.join("master.key"))
         .env("COUNTERSIGN_CEREMONIES_PER_MINUTE", "100000")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     common::read_until(child.stdout.as_mut().unwrap(), "More API clients").await;
@@ -582,8 +572,7 @@ async fn killed_between_approval_and_change(backend: Backend) {
             "the approval stands whatever the change does"
         );
     }
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
+    common::kill(&mut child, &url).await;
     common::raw_sql(&url, unblock).await;
     let ids: Vec<countersign::domain::ApprovalId> =
         changes.iter().map(|c| c.parse().unwrap()).collect();

@@ -195,22 +195,8 @@ async fn killed_mid_write(backend: Backend) {
     let Some(url) = fresh_database(backend, &dir).await else {
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let bin = env!("CARGO_BIN_EXE_countersign");
-    let mut child = tokio::process::Command::new(bin)
-        .current_dir(&dir)
-        .env("COUNTERSIGN_DATABASE_URL", &url)
-        .env("COUNTERSIGN_LISTEN", format!("127.0.0.1:{port}"))
-        .env("PGAPPNAME", common::KILLED_APP)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut server, port) = common::killable_server(&dir, &url);
+    let mut child = server.spawn().unwrap();
     let text = common::read_until(child.stdout.as_mut().unwrap(), "More API clients").await;
     let key = Arc::new(common::printed_key(&text));
     let http = reqwest::Client::new();
@@ -279,22 +265,10 @@ async fn killed_mid_decision(backend: Backend) {
     let Some(url) = fresh_database(backend, &dir).await else {
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let bin = env!("CARGO_BIN_EXE_countersign");
-    let mut child = tokio::process::Command::new(bin)
-        .current_dir(&dir)
-        .env("COUNTERSIGN_DATABASE_URL", &url)
-        .env("COUNTERSIGN_LISTEN", format!("127.0.0.1:{port}"))
-        .env("PGAPPNAME", common::KILLED_APP)
+    let (mut server, port) = common::killable_server(&dir, &url);
+    let mut child = server
         .env("COUNTERSIGN_PUBLIC_ORIGIN", ORIGIN)
         .env("COUNTERSIGN_CEREMONIES_PER_MINUTE", "100000")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let text = common::read_until(child.stdout.as_mut().unwrap(), "More API clients").await;
@@ -493,20 +467,9 @@ async fn killed_mid_redemption(backend: Backend) {
         ));
     }
     // The same database served by the real binary, which is then killed mid-storm.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .current_dir(&app.dir)
-        .env("COUNTERSIGN_DATABASE_URL", &app.database_url)
-        .env("COUNTERSIGN_LISTEN", format!("127.0.0.1:{port}"))
-        .env("PGAPPNAME", common::KILLED_APP)
+    let (mut server, port) = common::killable_server(&app.dir, &app.database_url);
+    let mut child = server
         .env("COUNTERSIGN_MASTER_KEY_FILE", app.dir.join("master.key"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     common::read_until(child.stdout.as_mut().unwrap(), "listening").await;

@@ -398,9 +398,32 @@ pub async fn read_until(out: &mut tokio::process::ChildStdout, marker: &str) -> 
 
 /// The name a server that a test kills gives its PostgreSQL connections (`PGAPPNAME`), so that
 /// the test can tell when they are gone.
-pub const KILLED_APP: &str = "countersign-killed";
+const KILLED_APP: &str = "countersign-killed";
 
-/// Kills a server (started with `PGAPPNAME` = [`KILLED_APP`]) and waits until the database has
+/// The real binary serving `database_url` from `dir` on a free port (returned), its stdout piped
+/// for `read_until`, ready for a test to add settings, spawn, and end with [`kill`].
+pub fn killable_server(
+    dir: &std::path::Path,
+    database_url: &str,
+) -> (tokio::process::Command, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"));
+    command
+        .current_dir(dir)
+        .env("COUNTERSIGN_DATABASE_URL", database_url)
+        .env("COUNTERSIGN_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PGAPPNAME", KILLED_APP)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    (command, port)
+}
+
+/// Kills a server started by [`killable_server`] and waits until the database has
 /// stopped changing on its behalf: a PostgreSQL backend carries out what it had received (a
 /// COMMIT included) after its client is gone, so until the killed server's connections have
 /// ended a commit may still land. SQLite has nothing to wait for: the process was the writer.
