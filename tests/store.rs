@@ -59,6 +59,7 @@ contract!(
     requests_are_created_once_and_replayed,
     expiry_and_cancellation_are_conditional,
     ceremonies_are_taken_once,
+    a_decision_reads_what_it_is_judged_on_at_once,
     decisions_meet_the_quorum_once,
     a_decision_judged_ahead_holds_only_over_what_it_was_judged_on,
     a_counter_that_does_not_advance_flags_the_passkey,
@@ -511,8 +512,9 @@ async fn ceremonies_are_taken_once(store: Arc<dyn Store>) {
         user: Some(bob.id),
         approval: c.state.approval(),
     };
+    let peek = |expect| store.finish_read(c.id, expect, None, ApprovalId::generate());
     assert_eq!(
-        store.peek_ceremony(c.id, expect).await.unwrap(),
+        peek(expect).await.unwrap().ceremony,
         Taken::Ceremony(c.clone())
     );
     // Another person's, or another kind: left in place.
@@ -570,6 +572,91 @@ async fn ceremonies_are_taken_once(store: Arc<dyn Store>) {
         store.take_ceremony(s.id, sign_in).await.unwrap(),
         Taken::Gone
     );
+}
+
+/// A decision's options and finish each read in one go what they are judged on, each part
+/// absent on its own.
+async fn a_decision_reads_what_it_is_judged_on_at_once(store: Arc<dyn Store>) {
+    with_key(&store).await;
+    let c = client(&store, "payments").await;
+    let r = request(c, "carol", &["finance"], 2, NOW);
+    create(&store, &r).await;
+    let (bob, cred) = person(&store, "bob", &["finance"]).await;
+    let (ann, ann_cred) = person(&store, "ann", &["finance"]).await;
+
+    let read = store.options_read(r.id, bob.id).await.unwrap().unwrap();
+    assert_eq!(
+        (read.request.id, read.request.status),
+        (r.id, Status::Pending)
+    );
+    assert_eq!(read.request.tx_hash, r.tx_hash);
+    assert!(!read.decided);
+    assert_eq!(read.passkeys, std::slice::from_ref(&cred));
+    let gone = ApprovalId::generate();
+    assert_eq!(store.options_read(gone, bob.id).await.unwrap(), None);
+
+    let ceremony = decision_ceremony(&bob, r.id, cred.clone());
+    store.start_ceremony(&ceremony, None).await.unwrap();
+    let expect = Expect {
+        kind: CeremonyKind::Decision,
+        user: Some(bob.id),
+        approval: Some(r.id),
+    };
+    let read = store
+        .finish_read(ceremony.id, expect, Some(&cred), r.id)
+        .await
+        .unwrap();
+    assert_eq!(read.ceremony, Taken::Ceremony(ceremony.clone()));
+    let k = read.credential.unwrap();
+    assert_eq!((&k.id, k.user_id, k.usable()), (&cred, bob.id, true));
+    assert_eq!(read.request.map(|x| x.id), Some(r.id));
+    // Each part on its own: someone else's ceremony, no passkey named, another passkey, an
+    // unknown request, an unknown ceremony.
+    let anns = Expect {
+        user: Some(ann.id),
+        ..expect
+    };
+    let read = store
+        .finish_read(ceremony.id, anns, None, gone)
+        .await
+        .unwrap();
+    assert_eq!(
+        (read.ceremony, read.credential, read.request),
+        (Taken::Mismatch, None, None)
+    );
+    let read = store
+        .finish_read(CeremonyId::generate(), expect, Some(&ann_cred), r.id)
+        .await
+        .unwrap();
+    assert_eq!(read.ceremony, Taken::Gone);
+    assert_eq!(read.credential.map(|k| k.user_id), Some(ann.id));
+    assert_eq!(read.request.map(|x| x.id), Some(r.id));
+
+    // Decided, and the passkey revoked: both read as they now stand.
+    assert!(matches!(
+        decide(&store, &bob, &cred, r.id, 1).await,
+        DecisionOutcome::Recorded(..)
+    ));
+    assert!(store
+        .revoke_credential("bob", &cred, event(EventKind::CredentialRevoked), NOW)
+        .await
+        .unwrap());
+    let read = store.options_read(r.id, bob.id).await.unwrap().unwrap();
+    assert!(read.decided);
+    assert!(read.passkeys.is_empty());
+    assert!(
+        !store
+            .options_read(r.id, ann.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .decided
+    );
+    let read = store
+        .finish_read(ceremony.id, expect, Some(&cred), r.id)
+        .await
+        .unwrap();
+    assert!(!read.credential.unwrap().usable());
 }
 
 async fn decisions_meet_the_quorum_once(store: Arc<dyn Store>) {

@@ -2,7 +2,28 @@
 //! supplied by the service that owns them.
 
 use crate::clock::UnixTime;
-use crate::domain::{CeremonyId, DecisionRecord, NewEvent, ReceiptId, Request, Status, UserId};
+use crate::domain::{
+    CeremonyId, Credential, CredentialId, DecisionRecord, NewEvent, ReceiptId, Request, Status,
+    Taken, UserId,
+};
+
+/// What a decision's options are judged on, in one read: the request, whether this person has
+/// decided it, and their usable passkeys (oldest first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptionsRead {
+    pub request: Request,
+    pub decided: bool,
+    pub passkeys: Vec<CredentialId>,
+}
+
+/// What a decision's finish is judged on, in one read: the ceremony (as `take_ceremony` would
+/// classify it), the passkey the assertion names, and the request.
+#[derive(Debug, PartialEq)]
+pub struct FinishRead {
+    pub ceremony: Taken,
+    pub credential: Option<Credential>,
+    pub request: Option<Request>,
+}
 
 /// A decision to record: verified, with the ceremony it consumes and the signature counter
 /// its assertion carried.

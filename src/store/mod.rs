@@ -34,7 +34,9 @@ pub use crate::domain::ceremony::Expect;
 pub(crate) use arrivals::arrived;
 pub use arrivals::{Arrivals, Expected};
 pub use console::{ChangeRecord, ConsoleStore, CARRIED_OUT_ALREADY};
-pub use decision::{DecisionOutcome, IssuedReceipt, Judge, NewDecision, Plan, SealedKey};
+pub use decision::{
+    DecisionOutcome, FinishRead, IssuedReceipt, Judge, NewDecision, OptionsRead, Plan, SealedKey,
+};
 pub use lists::{Cursor, InboxOf, Page, RequestFilter};
 pub use outbox::OutboxStore;
 
@@ -339,8 +341,20 @@ pub trait DecisionStore: Send + Sync + 'static {
     async fn start_ceremony(&self, ceremony: &Ceremony, event: Option<NewEvent>)
         -> StoreResult<()>;
 
-    /// Reads a ceremony without consuming it, classified as [`Store::take_ceremony`] would.
-    async fn peek_ceremony(&self, id: CeremonyId, expect: Expect) -> StoreResult<Taken>;
+    /// What a decision's options need, in one read (one round trip on PostgreSQL); `None`
+    /// when there is no such request.
+    async fn options_read(&self, id: ApprovalId, user: UserId) -> StoreResult<Option<OptionsRead>>;
+
+    /// What a decision's finish needs before it verifies, in one read (one round trip on
+    /// PostgreSQL): the ceremony without consuming it, the passkey `credential` (none asked,
+    /// none read) and the request.
+    async fn finish_read(
+        &self,
+        ceremony: CeremonyId,
+        expect: Expect,
+        credential: Option<&CredentialId>,
+        id: ApprovalId,
+    ) -> StoreResult<FinishRead>;
 
     /// Consumes a ceremony in one statement if it is what the caller expects; of any number
     /// of concurrent calls exactly one gets it.

@@ -1,6 +1,7 @@
 //! Rows as both databases return them (text, integers, bytes), and the one place they become
 //! domain types. Each implementation fills these from its own driver: PostgreSQL through
-//! `sqlx::FromRow`, SQLite by column name.
+//! `sqlx::FromRow` (or [`by_name`], where one statement joins tables), SQLite through
+//! [`by_name`].
 
 use super::{ReceiptRow, SigningKeyRow, StoreError, StoreResult};
 use crate::audit::AuditEvent;
@@ -11,8 +12,10 @@ use crate::domain::{
 };
 use crate::tx_hash::TxHash;
 
+mod by_name;
 mod ceremony;
 mod outbox;
+pub(super) use by_name::{aliased, from_row, positions, Columns, Positions};
 pub(super) use ceremony::{CeremonyRow, CEREMONY_COLS};
 pub(super) use outbox::{
     delivery_after, DeliveryRow, WebhookRow, DELIVERY_COLS, PURGE_GRACE, WEBHOOK_COLS,

@@ -16,9 +16,9 @@ use crate::assertion::{AssertionError, Es256Key};
 use crate::challenge::decision_challenge;
 use crate::clock::UnixTime;
 use crate::domain::{
-    Actor, ApprovalId, Ceremony, CeremonyId, CeremonyKind, CeremonyState, Credential, CredentialId,
-    Decision, DecisionRecord, EventKind, NewEvent, Refusal, Request, Stage, Status, Taken, User,
-    Vote, CEREMONY_SECS,
+    Actor, ApprovalId, Ceremony, CeremonyId, CeremonyKind, CeremonyState, Credential, Decision,
+    DecisionRecord, EventKind, NewEvent, Refusal, Request, Stage, Status, Taken, User, Vote,
+    CEREMONY_SECS,
 };
 use crate::passkeys::AssertionResponse;
 use crate::store::{DecisionOutcome, Expect, NewDecision};
@@ -124,25 +124,17 @@ pub async fn options(
     stage: Option<String>,
 ) -> Result<Options> {
     let now = svc.clock.now();
-    // Three reads that do not depend on each other, at once: on PostgreSQL each is a round
-    // trip, and a decision's latency is mostly round trips. Refused in the order they are read.
-    let (request, decisions, credentials) = tokio::join!(
-        pending(svc, id, now),
-        svc.store.decisions(id),
-        svc.store.credentials_of(user.id)
-    );
-    let request = request?;
+    let Some(read) = svc.store.options_read(id, user.id).await? else {
+        return refuse(Refusal::NotFound);
+    };
+    let request = pending(svc, read.request, now).await?;
     if let Err(refusal) = eligibility(user, &request, stage.as_deref()) {
         return Err(audited(svc, user, id, refusal, now).await);
     }
-    if decisions?.iter().any(|d| d.vote.user_id == user.id) {
+    if read.decided {
         return refuse(Refusal::AlreadyDecided);
     }
-    let allow: Vec<CredentialId> = credentials?
-        .into_iter()
-        .filter(|c| c.usable())
-        .map(|c| c.id)
-        .collect();
+    let allow = read.passkeys;
     if allow.is_empty() {
         return refuse(Refusal::CredentialNotAllowed);
     }
@@ -220,31 +212,30 @@ async fn decide(
     };
     // Read, verify, then consume inside the one transaction that records the decision: a
     // successful decision costs one commit. Every refusal below ends the ceremony too.
-    // The ceremony, the passkey and the request are read at once (round trips on PostgreSQL),
-    // then judged in that order.
+    // The ceremony, the passkey and the request are read at once (one round trip on
+    // PostgreSQL), then judged in that order.
     let assertion = AssertionResponse::parse(credential);
-    let (ceremony, cred, request) = tokio::join!(
-        svc.store.peek_ceremony(ceremony_id, expect),
-        async {
-            match &assertion {
-                Some(a) => svc
-                    .store
-                    .credential(&a.credential_id)
-                    .await
-                    .map_err(Error::from),
-                None => Ok(None),
-            }
-        },
-        pending(svc, id, now)
-    );
-    let ceremony = match ceremony? {
+    let read = svc
+        .store
+        .finish_read(
+            ceremony_id,
+            expect,
+            assertion.as_ref().map(|a| &a.credential_id),
+            id,
+        )
+        .await?;
+    let request = match read.request {
+        Some(request) => pending(svc, request, now).await,
+        None => refuse(Refusal::NotFound),
+    };
+    let ceremony = match read.ceremony {
         Taken::Ceremony(c) => c,
         Taken::Mismatch => return refuse(Refusal::CeremonyMismatch),
         Taken::Gone => return refuse(Refusal::CeremonyConsumed),
     };
     let read = Read {
         assertion,
-        cred,
+        cred: read.credential,
         request,
     };
     let (request, record, stages, counter) = match check(svc, user, id, read, &ceremony, now).await
@@ -302,7 +293,7 @@ async fn decide(
 /// What a finish reads besides its ceremony.
 struct Read {
     assertion: Option<AssertionResponse>,
-    cred: Result<Option<Credential>>,
+    cred: Option<Credential>,
     request: Result<Request>,
 }
 
@@ -333,7 +324,7 @@ async fn check(
     let assertion = read.assertion.ok_or(Refusal::AssertionInvalid)?;
     // Read now, not at options time: a revoked passkey, a disabled user or a removal from the
     // group in between is honoured.
-    let cred = match read.cred? {
+    let cred = match read.cred {
         Some(c) if allow.contains(&c.id) && c.user_id == user.id && c.usable() => c,
         _ => return refuse(Refusal::CredentialNotAllowed),
     };
@@ -377,10 +368,7 @@ async fn check(
 }
 
 /// The request, if it is still pending at `now` (expired first if its time is up).
-async fn pending(svc: &Services, id: ApprovalId, now: UnixTime) -> Result<Request> {
-    let Some(request) = svc.store.request(id).await? else {
-        return refuse(Refusal::NotFound);
-    };
+async fn pending(svc: &Services, request: Request, now: UnixTime) -> Result<Request> {
     let request = settle(svc, request, now).await?;
     if request.status != Status::Pending {
         return Err(not_pending(request.status));

@@ -8,6 +8,8 @@ mod cache;
 mod conns;
 mod ops;
 
+pub(in crate::store) use ops::{column, FromPg};
+
 use std::sync::Arc;
 use std::time::Duration;
 

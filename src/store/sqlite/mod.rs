@@ -13,6 +13,7 @@ use super::{Change, StoreError};
 use crate::domain::ApprovalId;
 use engine::Engine;
 pub(in crate::store) use engine::Outcome;
+pub(in crate::store) use ops::{column, FromRow};
 
 pub struct SqliteStore {
     engine: Engine,

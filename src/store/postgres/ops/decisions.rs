@@ -1,22 +1,23 @@
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
-use sqlx::{PgConnection, Row};
+use sqlx::{FromRow, PgConnection, Row};
 
 use super::super::super::rows::{
-    CeremonyRow, DecisionRow, Pending, RequestRow, CEREMONY_COLS, DECISION_COLS, REQUEST_COLS,
+    aliased, id as id_of, qualified, CeremonyRow, CredentialRow, DecisionRow, Pending, RequestRow,
+    CEREMONY_COLS, CREDENTIAL_COLS, DECISION_COLS, REQUEST_COLS,
 };
 use super::super::super::{
-    DecisionOutcome, DecisionStore, Expect, IssuedReceipt, Judge, NewDecision, Plan, SealedKey,
-    StoreError, StoreResult,
+    DecisionOutcome, DecisionStore, Expect, FinishRead, IssuedReceipt, Judge, NewDecision,
+    OptionsRead, Plan, SealedKey, StoreError, StoreResult,
 };
 use super::super::{is_unique, PgStore};
-use super::{announce, append};
+use super::{announce, append, part};
 use crate::clock::UnixTime;
 use crate::domain::decision::receipt_order;
 use crate::domain::{
-    ApprovalId, Ceremony, CeremonyId, Decision, DecisionRecord, NewEvent, Status, Taken,
-    CEREMONY_SECS,
+    ApprovalId, Ceremony, CeremonyId, CredentialId, Decision, DecisionRecord, NewEvent, Status,
+    Taken, UserId, CEREMONY_SECS,
 };
 
 static DECISIONS_OF: LazyLock<String> = LazyLock::new(|| {
@@ -43,6 +44,33 @@ static START_CEREMONY: LazyLock<String> = LazyLock::new(|| {
 });
 static CEREMONY: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {CEREMONY_COLS} FROM ceremonies WHERE id = $1"));
+/// The request, whether this person decided it, and their passkeys that may decide (as
+/// `Credential::usable` says): what a decision's options need, in one round trip.
+static OPTIONS_READ: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {}, \
+            EXISTS (SELECT 1 FROM decisions d WHERE d.approval_id = a.id AND d.user_id = $2) \
+              AS decided, \
+            ARRAY(SELECT k.id FROM credentials k \
+                  WHERE k.user_id = $2 AND k.revoked_at IS NULL AND k.flagged_at IS NULL \
+                  ORDER BY k.created_at, k.id) AS passkeys \
+         FROM approvals a WHERE a.id = $1",
+        qualified(REQUEST_COLS, "a")
+    )
+});
+/// The ceremony, the passkey and the request, each perhaps absent, in one row: what a
+/// decision's finish needs before it verifies, in one round trip.
+static FINISH_READ: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {}, {}, {} FROM (SELECT 1) AS one \
+         LEFT JOIN ceremonies c ON c.id = $1 \
+         LEFT JOIN credentials k ON k.id = $2 \
+         LEFT JOIN approvals a ON a.id = $3",
+        aliased(CEREMONY_COLS, "c"),
+        aliased(CREDENTIAL_COLS, "k"),
+        aliased(REQUEST_COLS, "a")
+    )
+});
 static TAKE_CEREMONY: LazyLock<String> = LazyLock::new(|| {
     format!(
         "DELETE FROM ceremonies WHERE id = $1 AND kind = $2 AND COALESCE(user_id, '') = $3 \
@@ -87,12 +115,49 @@ impl DecisionStore for PgStore {
     }
 
     #[tracing::instrument(skip(self))]
-    async fn peek_ceremony(&self, id: CeremonyId, expect: Expect) -> StoreResult<Taken> {
-        let row = sqlx::query_as::<_, CeremonyRow>(&CEREMONY)
+    async fn options_read(&self, id: ApprovalId, user: UserId) -> StoreResult<Option<OptionsRead>> {
+        let row = sqlx::query(&OPTIONS_READ)
             .bind(id.to_string())
+            .bind(user.to_string())
             .fetch_optional(&mut *self.conns.get().await?)
             .await?;
-        CeremonyRow::classify(row, expect)
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let passkeys: Vec<String> = row.try_get("passkeys")?;
+        Ok(Some(OptionsRead {
+            request: RequestRow::from_row(&row)?.into_domain()?,
+            decided: row.try_get("decided")?,
+            passkeys: passkeys
+                .iter()
+                .map(|p| id_of("credential id", CredentialId::parse, p))
+                .collect::<StoreResult<_>>()?,
+        }))
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn finish_read(
+        &self,
+        ceremony: CeremonyId,
+        expect: Expect,
+        credential: Option<&CredentialId>,
+        id: ApprovalId,
+    ) -> StoreResult<FinishRead> {
+        let row = sqlx::query(&FINISH_READ)
+            .bind(ceremony.to_string())
+            .bind(credential.map(CredentialId::as_str))
+            .bind(id.to_string())
+            .fetch_one(&mut *self.conns.get().await?)
+            .await?;
+        Ok(FinishRead {
+            ceremony: CeremonyRow::classify(part(&row, "c")?, expect)?,
+            credential: part::<CredentialRow>(&row, "k")?
+                .map(CredentialRow::into_domain)
+                .transpose()?,
+            request: part::<RequestRow>(&row, "a")?
+                .map(RequestRow::into_domain)
+                .transpose()?,
+        })
     }
 
     #[tracing::instrument(skip(self))]

@@ -10,10 +10,11 @@ mod receipts;
 mod requests;
 
 use async_trait::async_trait;
-use sqlx::{PgConnection, Row};
+use sqlx::postgres::PgRow;
+use sqlx::{Column, PgConnection, Row};
 use tokio::sync::broadcast;
 
-use super::super::rows::{chain, head, Pending};
+use super::super::rows::{chain, head, positions, Columns, Pending, Positions};
 use super::super::{Store, StoreError, StoreResult};
 use super::{PgStore, CHANNEL};
 use crate::clock::UnixTime;
@@ -35,6 +36,42 @@ impl Store for PgStore {
     fn commit_latency(&self) -> Option<prometheus_client::metrics::histogram::Histogram> {
         Some(self.commits.clone())
     }
+}
+
+/// A row type read by column name (`rows::from_row!`), for statements that join tables whose
+/// columns share names; the others use `sqlx::FromRow`.
+pub(in crate::store) trait FromPg: Columns + Sized {
+    /// Reads a row, taking the position of each of its columns in turn from `at`.
+    fn from_pg(row: &PgRow, at: &mut Positions<'_>) -> Result<Self, sqlx::Error>;
+}
+
+/// The next column of a row as `from_pg` reads it.
+pub(in crate::store) fn column<'r, T>(
+    row: &'r PgRow,
+    at: &mut Positions<'_>,
+) -> Result<T, sqlx::Error>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    let index = *at.next().ok_or(sqlx::Error::ColumnIndexOutOfBounds {
+        index: usize::MAX,
+        len: row.len(),
+    })?;
+    row.try_get(index)
+}
+
+/// The part of a joined row whose columns are aliased `{alias}.{name}` (`rows::aliased`), or
+/// `None` when the join found no row for it (its `id` is NULL).
+pub(super) fn part<T: FromPg>(row: &PgRow, alias: &str) -> StoreResult<Option<T>> {
+    let prefix = format!("{alias}.");
+    let id: Option<String> = row.try_get(format!("{prefix}id").as_str())?;
+    if id.is_none() {
+        return Ok(None);
+    }
+    let names = row.columns().iter().map(|c| c.name());
+    let at = positions::<T>(names, &prefix, |h, n| h == n)
+        .map_err(|name| StoreError::Corrupt(format!("no column {prefix}{name}")))?;
+    Ok(Some(T::from_pg(row, &mut at.iter())?))
 }
 
 /// Records events inside the caller's transaction, for the chainer to put on the chain once it

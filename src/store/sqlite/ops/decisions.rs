@@ -4,19 +4,20 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection};
 
 use super::super::super::rows::{
-    CeremonyRow, DecisionRow, RequestRow, CEREMONY_COLS, DECISION_COLS, REQUEST_COLS,
+    id as id_of, CeremonyRow, CredentialRow, DecisionRow, RequestRow, CEREMONY_COLS, DECISION_COLS,
+    REQUEST_COLS,
 };
 use super::super::super::{
-    DecisionOutcome, DecisionStore, Expect, IssuedReceipt, Judge, NewDecision, SealedKey,
-    StoreError, StoreResult,
+    DecisionOutcome, DecisionStore, Expect, FinishRead, IssuedReceipt, Judge, NewDecision,
+    OptionsRead, SealedKey, StoreError, StoreResult,
 };
 use super::super::{is_unique, Outcome, SqliteStore};
 use super::{all, append, exec, first};
 use crate::clock::UnixTime;
 use crate::domain::decision::receipt_order;
 use crate::domain::{
-    ApprovalId, Ceremony, CeremonyId, Decision, DecisionRecord, NewEvent, Status, Taken,
-    CEREMONY_SECS,
+    ApprovalId, Ceremony, CeremonyId, CredentialId, Decision, DecisionRecord, NewEvent, Status,
+    Taken, UserId, CEREMONY_SECS,
 };
 
 static DECISIONS_OF: LazyLock<String> = LazyLock::new(|| {
@@ -34,6 +35,9 @@ static INSERT_CEREMONY: LazyLock<String> = LazyLock::new(|| {
 });
 static CEREMONY: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {CEREMONY_COLS} FROM ceremonies WHERE id = ?1"));
+/// A person's passkeys that may decide, as `Credential::usable` says.
+const USABLE_PASSKEYS: &str = "SELECT id FROM credentials \
+     WHERE user_id = ?1 AND revoked_at IS NULL AND flagged_at IS NULL ORDER BY created_at, id";
 static TAKE_CEREMONY: LazyLock<String> = LazyLock::new(|| {
     format!(
         "DELETE FROM ceremonies WHERE id = ?1 AND kind = ?2 AND COALESCE(user_id, '') = ?3 \
@@ -84,11 +88,61 @@ impl DecisionStore for SqliteStore {
     }
 
     #[tracing::instrument(skip(self))]
-    async fn peek_ceremony(&self, id: CeremonyId, expect: Expect) -> StoreResult<Taken> {
-        let row = self
-            .engine
-            .read(|conn| first::<CeremonyRow>(conn, &CEREMONY, params![id.to_string()]))?;
-        CeremonyRow::classify(row, expect)
+    async fn options_read(&self, id: ApprovalId, user: UserId) -> StoreResult<Option<OptionsRead>> {
+        let (id, user) = (id.to_string(), user.to_string());
+        let read = self.engine.read(|conn| {
+            let Some(request) = first::<RequestRow>(conn, &super::requests::BY_ID, params![id])?
+            else {
+                return Ok(None);
+            };
+            let decided = conn
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM decisions WHERE approval_id = ?1 AND user_id = ?2)",
+                )?
+                .query_row(params![id, user], |r| r.get(0))?;
+            let passkeys = conn
+                .prepare_cached(USABLE_PASSKEYS)?
+                .query_map(params![user], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some((request, decided, passkeys)))
+        })?;
+        read.map(|(request, decided, passkeys)| {
+            Ok(OptionsRead {
+                request: request.into_domain()?,
+                decided,
+                passkeys: passkeys
+                    .iter()
+                    .map(|p| id_of("credential id", CredentialId::parse, p))
+                    .collect::<StoreResult<_>>()?,
+            })
+        })
+        .transpose()
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn finish_read(
+        &self,
+        ceremony: CeremonyId,
+        expect: Expect,
+        credential: Option<&CredentialId>,
+        id: ApprovalId,
+    ) -> StoreResult<FinishRead> {
+        let (c, k, r) = self.engine.read(|conn| {
+            let c = first::<CeremonyRow>(conn, &CEREMONY, params![ceremony.to_string()])?;
+            let k = match credential {
+                Some(k) => {
+                    first::<CredentialRow>(conn, &super::people::CREDENTIAL, params![k.as_str()])?
+                }
+                None => None,
+            };
+            let r = first::<RequestRow>(conn, &super::requests::BY_ID, params![id.to_string()])?;
+            Ok((c, k, r))
+        })?;
+        Ok(FinishRead {
+            ceremony: CeremonyRow::classify(c, expect)?,
+            credential: k.map(CredentialRow::into_domain).transpose()?,
+            request: r.map(RequestRow::into_domain).transpose()?,
+        })
     }
 
     #[tracing::instrument(skip(self))]

@@ -2,22 +2,6 @@
 //! excludes every other writer, so reading a row there is as good as locking it); reads on the
 //! caller's thread.
 
-macro_rules! from_row {
-    ($($t:ident { $($f:ident),* $(,)? })*) => {$(
-        impl $crate::store::sqlite::ops::FromRow for $t {
-            fn columns(names: &mut Vec<&'static str>) {
-                names.extend([$(stringify!($f)),*]);
-            }
-            fn from_row(
-                row: &rusqlite::Row<'_>,
-                at: &mut $crate::store::sqlite::ops::Positions<'_>,
-            ) -> rusqlite::Result<Self> {
-                Ok($t { $($f: $crate::store::sqlite::ops::column(row, at)?),* })
-            }
-        }
-    )*};
-}
-
 mod audit;
 mod clients;
 mod console;
@@ -31,10 +15,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, Params, Row, Statement};
 use tokio::sync::broadcast;
 
-use super::super::rows::{
-    chain, CeremonyRow, ClientRow, CredentialRow, DecisionRow, DeliveryRow, EventRow, KeyRow,
-    Pending, ReceiptDbRow, RequestRow, UserRow, VoteRow, WebhookRow,
-};
+use super::super::rows::{chain, positions as by_name, Columns, Pending, Positions};
 use super::super::{Arrivals, Store, StoreResult};
 use super::SqliteStore;
 use crate::clock::UnixTime;
@@ -82,35 +63,21 @@ impl SqliteStore {
     }
 }
 
-/// A row type read by column name. The names are looked up once a statement, not once a row
-/// and field: rusqlite's by-name `get` asks SQLite for one column name after another until it
-/// finds the one wanted (73 k instructions a decision finish, 8% of what is not signatures).
-pub(super) trait FromRow: Sized {
-    /// Appends the columns this type reads, in the order `from_row` takes them.
-    fn columns(names: &mut Vec<&'static str>);
-    /// Reads a row, taking the position of each of `columns` in turn from `at`.
+/// A row type read by column name (`rows::from_row!`).
+pub(in crate::store) trait FromRow: Columns + Sized {
+    /// Reads a row, taking the position of each of its columns in turn from `at`.
     fn from_row(row: &Row<'_>, at: &mut Positions<'_>) -> rusqlite::Result<Self>;
 }
 
-/// Where a row type's columns are among a statement's.
-pub(super) type Positions<'a> = std::slice::Iter<'a, usize>;
-
-/// The positions of `T`'s columns among `stmt`'s, found by name (as SQLite compares them).
+/// The positions of `T`'s columns among `stmt`'s, found by name as SQLite compares them.
 fn positions<T: FromRow>(stmt: &Statement<'_>) -> rusqlite::Result<Vec<usize>> {
     let have = stmt.column_names();
-    let mut want = Vec::new();
-    T::columns(&mut want);
-    want.into_iter()
-        .map(|name| {
-            have.iter()
-                .position(|h| h.eq_ignore_ascii_case(name))
-                .ok_or_else(|| rusqlite::Error::InvalidColumnName(name.to_owned()))
-        })
-        .collect()
+    by_name::<T>(have.iter().copied(), "", |h, n| h.eq_ignore_ascii_case(n))
+        .map_err(|name| rusqlite::Error::InvalidColumnName(name.to_owned()))
 }
 
 /// The next column of a row as `from_row` reads it.
-pub(super) fn column<T: rusqlite::types::FromSql>(
+pub(in crate::store) fn column<T: rusqlite::types::FromSql>(
     row: &Row<'_>,
     at: &mut Positions<'_>,
 ) -> rusqlite::Result<T> {
@@ -120,33 +87,7 @@ pub(super) fn column<T: rusqlite::types::FromSql>(
     )
 }
 
-from_row! {
-    RequestRow { id, client_id, action, transaction_jcs, tx_hash, initiator, initiator_key,
-        audience, risk, policy_rev, required_approvals, required_groups, rules, status,
-        created_at, expires_at, decided_at, self_approval, receipt_ttl, initiator_party, stages }
-    DecisionRow { approval_id, user_id, decision, username, display_name, credential_id, at,
-        nonce, authenticator_data, client_data_json, signature, public_jwk, user_verified, stage }
-    VoteRow { vote_user, vote_username, vote_name, vote_decision, vote_at, vote_stage }
-    UserRow { id, username, display_name, groups, created_at, disabled_at, email }
-    CredentialRow { id, user_id, label, public_x, public_y, counter, created_at, last_used_at,
-        revoked_at, flagged_at }
-    ClientRow { id, name, rights, created_at, revoked_at }
-    CeremonyRow { id, kind, user_id, approval_id, decision, secret, allow, invitation,
-        registration, created_at, expires_at, stage }
-    ReceiptDbRow { jti, approval_id, kid, audience, issued_at, expires_at, redeemed_at,
-        redeemed_by, revoked_at }
-    KeyRow { kid, public_jwk, created_at, retired_at }
-    EventRow { seq, at, kind, actor, approval_id, data, prev_hash, hash }
-    DeliveryRow { id, channel, client_id, target, event, approval_id, at, payload, status,
-        attempts, next_at, lease_until, last_code, last_error, delivered_at }
-    WebhookRow { client_id, url, events, secrets, created_at, disabled_at, disabled_why }
-}
-
 impl<A: FromRow, B: FromRow> FromRow for (A, B) {
-    fn columns(names: &mut Vec<&'static str>) {
-        A::columns(names);
-        B::columns(names);
-    }
     fn from_row(row: &Row<'_>, at: &mut Positions<'_>) -> rusqlite::Result<Self> {
         Ok((A::from_row(row, at)?, B::from_row(row, at)?))
     }
@@ -237,7 +178,7 @@ mod tests {
     struct Other {
         c: Option<i64>,
     }
-    from_row! {
+    crate::store::rows::from_row! {
         Pair { a, b }
         Other { c }
     }

@@ -20,7 +20,7 @@ static USER_BY_NAME: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {USER_COLS} FROM users WHERE username = ?1"));
 static USER_BY_ID: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {USER_COLS} FROM users WHERE id = ?1"));
-static CREDENTIAL: LazyLock<String> =
+pub(super) static CREDENTIAL: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {CREDENTIAL_COLS} FROM credentials WHERE id = ?1"));
 /// A live session's user, through a passkey that is still usable.
 static SESSION_USER: LazyLock<String> = LazyLock::new(|| {
@@ -496,7 +496,7 @@ struct LastSeen {
     last_seen_at: i64,
 }
 
-from_row! { LastSeen { last_seen_at } }
+crate::store::rows::from_row! { LastSeen { last_seen_at } }
 
 impl SqliteStore {
     /// A live session's person and when it was last seen.

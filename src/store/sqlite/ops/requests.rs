@@ -19,7 +19,7 @@ use crate::domain::{ApprovalId, ClientId, NewEvent, Request, UserId};
 static INSERT: LazyLock<String> = LazyLock::new(|| {
     format!("INSERT INTO approvals ({REQUEST_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)")
 });
-static BY_ID: LazyLock<String> =
+pub(super) static BY_ID: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {REQUEST_COLS} FROM approvals WHERE id = ?1"));
 /// A request with its votes and its receipt: one row per vote (or one with NULL votes).
 static SNAPSHOT: LazyLock<String> = LazyLock::new(|| {
@@ -114,7 +114,7 @@ pub(super) struct Receipt {
     client_active: bool,
 }
 
-from_row! { Receipt { receipt, client_active } }
+crate::store::rows::from_row! { Receipt { receipt, client_active } }
 
 #[async_trait]
 impl RequestStore for SqliteStore {
