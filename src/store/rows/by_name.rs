@@ -54,9 +54,10 @@ impl<A: Columns, B: Columns> Columns for (A, B) {
 pub(in crate::store) type Positions<'a> = std::slice::Iter<'a, usize>;
 
 /// The position of each of `T`'s columns, `prefix` before its name, among `have` (compared as
-/// `same` compares names); the first missing name is the error.
-pub(in crate::store) fn positions<'n, T: Columns>(
-    have: impl Iterator<Item = &'n str> + Clone,
+/// `same` compares names); the first missing name is the error. Lengths are compared first: a
+/// `memcmp` call for every pair of names was a tenth of a flow's CPU on SQLite.
+pub(in crate::store) fn positions<T: Columns>(
+    have: &[&str],
     prefix: &str,
     same: impl Fn(&str, &str) -> bool,
 ) -> Result<Vec<usize>, &'static str> {
@@ -64,8 +65,12 @@ pub(in crate::store) fn positions<'n, T: Columns>(
     T::columns(&mut want);
     want.into_iter()
         .map(|name| {
-            have.clone()
-                .position(|h| h.strip_prefix(prefix).is_some_and(|rest| same(rest, name)))
+            have.iter()
+                .position(|h| {
+                    h.len() == prefix.len() + name.len()
+                        && (prefix.is_empty() || h.starts_with(prefix))
+                        && h.get(prefix.len()..).is_some_and(|rest| same(rest, name))
+                })
                 .ok_or(name)
         })
         .collect()
@@ -120,7 +125,7 @@ mod tests {
     fn columns_are_found_by_name_after_their_prefix() {
         let have = ["c.b", "b", "k.a", "c.a", "A"];
         let by_case = |h: &str, n: &str| h.eq_ignore_ascii_case(n);
-        let at = |prefix| positions::<Pair>(have.iter().copied(), prefix, by_case);
+        let at = |prefix| positions::<Pair>(&have, prefix, by_case);
         assert_eq!(at("c."), Ok(vec![3, 0]));
         assert_eq!(at(""), Ok(vec![4, 1]));
         assert_eq!(at("k."), Err("b"));

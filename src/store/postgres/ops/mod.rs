@@ -68,8 +68,8 @@ pub(super) fn part<T: FromPg>(row: &PgRow, alias: &str) -> StoreResult<Option<T>
     if id.is_none() {
         return Ok(None);
     }
-    let names = row.columns().iter().map(|c| c.name());
-    let at = positions::<T>(names, &prefix, |h, n| h == n)
+    let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+    let at = positions::<T>(&names, &prefix, |h, n| h == n)
         .map_err(|name| StoreError::Corrupt(format!("no column {prefix}{name}")))?;
     Ok(Some(T::from_pg(row, &mut at.iter())?))
 }

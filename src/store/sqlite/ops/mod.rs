@@ -72,7 +72,7 @@ pub(in crate::store) trait FromRow: Columns + Sized {
 /// The positions of `T`'s columns among `stmt`'s, found by name as SQLite compares them.
 fn positions<T: FromRow>(stmt: &Statement<'_>) -> rusqlite::Result<Vec<usize>> {
     let have = stmt.column_names();
-    by_name::<T>(have.iter().copied(), "", |h, n| h.eq_ignore_ascii_case(n))
+    by_name::<T>(&have, "", |h, n| h.eq_ignore_ascii_case(n))
         .map_err(|name| rusqlite::Error::InvalidColumnName(name.to_owned()))
 }
 
