@@ -43,6 +43,13 @@ pub(super) fn id<T>(
     parse(text).map_err(|e| corrupt(what, e))
 }
 
+/// Passkey ids as a query returns them (a column of ids, one a row, or an array).
+pub(super) fn credential_ids(ids: &[String]) -> StoreResult<Vec<CredentialId>> {
+    ids.iter()
+        .map(|s| id("credential id", CredentialId::parse, s))
+        .collect()
+}
+
 fn decision(text: &str) -> StoreResult<Decision> {
     text.parse().map_err(|e| corrupt("decision", e))
 }

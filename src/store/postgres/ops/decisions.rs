@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use sqlx::{FromRow, PgConnection, Row};
 
 use super::super::super::rows::{
-    aliased, id as id_of, qualified, CeremonyRow, CredentialRow, DecisionRow, Pending, RequestRow,
-    CEREMONY_COLS, CREDENTIAL_COLS, DECISION_COLS, REQUEST_COLS,
+    aliased, credential_ids, qualified, CeremonyRow, CredentialRow, DecisionRow, Pending,
+    RequestRow, CEREMONY_COLS, CREDENTIAL_COLS, DECISION_COLS, REQUEST_COLS,
 };
 use super::super::super::{
     DecisionOutcome, DecisionStore, Expect, FinishRead, IssuedReceipt, Judge, NewDecision,
@@ -128,10 +128,7 @@ impl DecisionStore for PgStore {
         Ok(Some(OptionsRead {
             request: RequestRow::from_row(&row)?.into_domain()?,
             decided: row.try_get("decided")?,
-            passkeys: passkeys
-                .iter()
-                .map(|p| id_of("credential id", CredentialId::parse, p))
-                .collect::<StoreResult<_>>()?,
+            passkeys: credential_ids(&passkeys)?,
         }))
     }
 

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::{PgConnection, Row};
 
 use super::super::super::rows::{
-    qualified, to_json, CredentialRow, UserRow, CREDENTIAL_COLS, USER_COLS,
+    credential_ids, qualified, to_json, CredentialRow, UserRow, CREDENTIAL_COLS, USER_COLS,
 };
 use super::super::super::{
     CredentialShapes, EnrolOutcome, NewInvitation, NewSession, PeopleStore, StoreError, StoreResult,
@@ -361,9 +361,7 @@ impl PeopleStore for PgStore {
         .bind(username)
         .fetch_all(&mut *self.conns.get().await?)
         .await?;
-        ids.iter()
-            .map(|s| CredentialId::parse(s).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .collect()
+        credential_ids(&ids)
     }
 
     async fn credential_shapes(&self) -> StoreResult<CredentialShapes> {

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection};
 
 use super::super::super::rows::{
-    id as id_of, CeremonyRow, CredentialRow, DecisionRow, RequestRow, CEREMONY_COLS, DECISION_COLS,
-    REQUEST_COLS,
+    credential_ids, CeremonyRow, CredentialRow, DecisionRow, RequestRow, CEREMONY_COLS,
+    DECISION_COLS, REQUEST_COLS,
 };
 use super::super::super::{
     DecisionOutcome, DecisionStore, Expect, FinishRead, IssuedReceipt, Judge, NewDecision,
@@ -110,10 +110,7 @@ impl DecisionStore for SqliteStore {
             Ok(OptionsRead {
                 request: request.into_domain()?,
                 decided,
-                passkeys: passkeys
-                    .iter()
-                    .map(|p| id_of("credential id", CredentialId::parse, p))
-                    .collect::<StoreResult<_>>()?,
+                passkeys: credential_ids(&passkeys)?,
             })
         })
         .transpose()

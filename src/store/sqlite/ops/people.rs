@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::super::super::rows::{
-    qualified, to_json, CredentialRow, UserRow, CREDENTIAL_COLS, USER_COLS,
+    credential_ids, qualified, to_json, CredentialRow, UserRow, CREDENTIAL_COLS, USER_COLS,
 };
 use super::super::super::{
     CredentialShapes, EnrolOutcome, NewInvitation, NewSession, PeopleStore, StoreError, StoreResult,
@@ -351,9 +351,7 @@ impl PeopleStore for SqliteStore {
             let rows = stmt.query_map(params![username], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
         })?;
-        ids.iter()
-            .map(|s| CredentialId::parse(s).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .collect()
+        credential_ids(&ids)
     }
 
     async fn credential_shapes(&self) -> StoreResult<CredentialShapes> {
