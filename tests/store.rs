@@ -72,6 +72,7 @@ contract!(
     operations_cut_short_leave_nothing_half_done,
     able_approvers_are_enabled_in_a_group_with_a_usable_passkey,
     the_outbox_is_written_with_its_change_and_taken_under_a_lease,
+    each_event_a_webhook_tells_of_is_written_by_its_name,
     the_sweep_finds_what_time_has_ended,
     a_console_change_is_recorded_once_with_the_change_that_made_it,
 );
@@ -1627,13 +1628,12 @@ async fn who_could_approve_follows_changes_on_other_replicas(a: Arc<dyn Store>, 
     }
 }
 
-async fn the_outbox_is_written_with_its_change_and_taken_under_a_lease(store: Arc<dyn Store>) {
-    let c = client(&store, "svc").await;
-    let quiet = client(&store, "quiet").await;
+/// The client's endpoint, subscribed to `events`.
+async fn set_webhook(store: &Arc<dyn Store>, c: ClientId, events: &[&str]) -> Webhook {
     let hook = Webhook {
         client_id: c,
         url: "https://hooks.example.com/x".into(),
-        events: vec!["approval.cancelled".into(), "approval.expired".into()],
+        events: events.iter().map(|e| (*e).to_string()).collect(),
         secrets: vec![SealedSecret {
             sealed: "sealed".into(),
             until: None,
@@ -1646,6 +1646,13 @@ async fn the_outbox_is_written_with_its_change_and_taken_under_a_lease(store: Ar
         .set_webhook(&hook, event(EventKind::WebhookSet), NOW)
         .await
         .unwrap());
+    hook
+}
+
+async fn the_outbox_is_written_with_its_change_and_taken_under_a_lease(store: Arc<dyn Store>) {
+    let c = client(&store, "svc").await;
+    let quiet = client(&store, "quiet").await;
+    let hook = set_webhook(&store, c, &["approval.cancelled", "approval.expired"]).await;
     assert_eq!(store.webhook(c).await.unwrap().unwrap(), hook);
     let cancel = |r: Request, at| {
         let store = store.clone();
@@ -1825,6 +1832,43 @@ async fn the_outbox_is_written_with_its_change_and_taken_under_a_lease(store: Ar
         .remove_webhook(c, event(EventKind::WebhookRemoved), NOW + 901)
         .await
         .unwrap());
+}
+
+/// Each of the six kinds of event a webhook tells of is written under its API name (and no
+/// other kind is), however the event was recorded; SQLite writes them with the event,
+/// PostgreSQL when it chains it.
+async fn each_event_a_webhook_tells_of_is_written_by_its_name(store: Arc<dyn Store>) {
+    let names = [
+        (EventKind::RequestApproved, "approval.approved"),
+        (EventKind::RequestRejected, "approval.rejected"),
+        (EventKind::RequestExpired, "approval.expired"),
+        (EventKind::RequestCancelled, "approval.cancelled"),
+        (EventKind::RequestRevoked, "approval.revoked"),
+        (EventKind::ReceiptRedeemed, "receipt.redeemed"),
+    ];
+    let c = client(&store, "svc").await;
+    set_webhook(&store, c, &names.map(|(_, name)| name)).await;
+    let r = request(c, "carol", &["finance"], 1, NOW);
+    create(&store, &r).await;
+    let mut at = NOW;
+    for kind in names
+        .iter()
+        .map(|(kind, _)| *kind)
+        .chain([EventKind::ReceiptIssued, EventKind::ApprovalRecorded])
+    {
+        at += 1;
+        store.record(event(kind).about(r.id), at).await.unwrap();
+    }
+    let mut log = store.deliveries(c, None, 50).await.unwrap();
+    log.reverse();
+    let written: Vec<(&str, i64)> = log.iter().map(|d| (d.event.as_str(), d.at)).collect();
+    let expected: Vec<(&str, i64)> = names
+        .iter()
+        .zip(NOW + 1..)
+        .map(|((_, name), at)| (*name, at))
+        .collect();
+    assert_eq!(written, expected);
+    assert!(log.iter().all(|d| d.approval_id == r.id));
 }
 
 async fn the_sweep_finds_what_time_has_ended(store: Arc<dyn Store>) {

@@ -94,13 +94,16 @@ impl OutboxStore for PgStore {
     }
 
     /// Rows another replica is claiming are skipped, not waited for; a claimed row's lease
-    /// keeps the others off it once the claim commits.
+    /// keeps the others off it once the claim commits. Webhook messages are written as their
+    /// events are chained (migration 0014), so the events recorded so far are chained first,
+    /// unless another replica is chaining them (its messages are found by the next look).
     async fn claim_deliveries(
         &self,
         now: UnixTime,
         lease_until: UnixTime,
         limit: i64,
     ) -> StoreResult<Vec<Delivery>> {
+        self.chain_pending(false).await?;
         let rows = sqlx::query_as::<_, DeliveryRow>(&format!(
             "UPDATE outbox SET lease_until = $2 WHERE id IN ( \
                 SELECT id FROM outbox \
@@ -215,12 +218,14 @@ impl OutboxStore for PgStore {
         Ok(true)
     }
 
+    /// Chains first, so that the log shows every message of the changes made before it.
     async fn deliveries(
         &self,
         client: ClientId,
         status: Option<DeliveryStatus>,
         limit: i64,
     ) -> StoreResult<Vec<Delivery>> {
+        self.chain_pending(true).await?;
         let rows = sqlx::query_as::<_, DeliveryRow>(&format!(
             "SELECT {DELIVERY_COLS} FROM outbox WHERE client_id = $1 AND channel = 'webhook' \
              AND ($2::TEXT IS NULL OR status = $2) ORDER BY at DESC, id DESC LIMIT $3"
