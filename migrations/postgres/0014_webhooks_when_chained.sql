@@ -25,12 +25,11 @@ BEGIN
                    WHEN 'request_cancelled' THEN 'approval.cancelled'
                    WHEN 'request_revoked' THEN 'approval.revoked'
                    WHEN 'receipt_redeemed' THEN 'receipt.redeemed' END AS type
-          FROM chained
-          WHERE kind IN ('request_approved', 'request_rejected', 'request_expired',
-                         'request_cancelled', 'request_revoked', 'receipt_redeemed')) e
+          FROM chained) e
     JOIN approvals a ON a.id = e.approval_id
     JOIN webhooks w ON w.client_id = a.client_id AND w.disabled_at IS NULL
-    WHERE e.type = ANY (w.events);
+    -- Other kinds have no type; the planner filters them out before the joins.
+    WHERE e.type IS NOT NULL AND e.type = ANY (w.events);
     RETURN NULL;
 END $$;
 
