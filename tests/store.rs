@@ -433,9 +433,9 @@ async fn requests_are_created_once_and_replayed(store: Arc<dyn Store>) {
         .is_none());
 }
 
-/// Many creates at once (PostgreSQL writes those that arrive together in one statement):
-/// each gets the answer it would have had alone, including two that share an idempotency key
-/// and one whose client was revoked, and only what was made is stored, recorded and announced.
+/// Many creates at once, as replicas and busy clients make them: each gets the answer it
+/// would have had alone, including two pairs that share an idempotency key and one whose
+/// client was revoked, and only what was made is stored, recorded and announced.
 async fn requests_created_at_once_each_get_their_own_answer(store: Arc<dyn Store>) {
     let c = client(&store, "svc").await;
     let gone = client(&store, "gone").await;
@@ -449,7 +449,7 @@ async fn requests_created_at_once_each_get_their_own_answer(store: Arc<dyn Store
             request_hash: [hash; 32],
             response: response.into(),
         };
-        // (request, key, announced, the answer it must get; `None`: one of a pair decides)
+        // (request, its idempotency key, whether it is announced)
         let mut cases: Vec<(Request, Option<Idempotency>, bool)> = (0..12i64)
             .map(|i| {
                 (
