@@ -18,6 +18,13 @@ fuzz_target!(|data: &[u8]| {
         canonical,
         "canonical output is canonical"
     );
+    // An object keyed by one of serde_json's private tokens (`$serde_json::private::RawValue`,
+    // on because a dependency turns on its `raw_value` feature) is read by serde_json as the
+    // value inside it: serde_json's convention, not JSON, so there is no agreement to check.
+    // countersign reads requests with its own parser (found by this target, 2026-12-01).
+    if data.windows(22).any(|w| w == b"$serde_json::private::") {
+        return;
+    }
     let theirs: serde_json::Value =
         serde_json::from_slice(data).expect("serde_json accepts what countersign accepts");
     let mut via_serde = String::new();
