@@ -44,7 +44,17 @@ pub enum CanonError {
     Syntax(usize),
     #[error("the transaction must be a JSON object")]
     NotAnObject,
+    #[error(
+        "key {0:?} is in serde_json's private namespace: a Rust service reading it with serde_json would see another value than the one hashed"
+    )]
+    ReservedKey(String),
 }
+
+/// serde_json (with `raw_value` or `arbitrary_precision`, which dependencies turn on) reads an
+/// object whose first key starts with this as the value the key carries, not as an object: an
+/// executor written in Rust would then act on something other than what was hashed and shown.
+/// countersign refuses such keys at any depth, however they are escaped.
+const SERDE_PRIVATE: &str = "$serde_json::private::";
 
 /// Parses one JSON value of any kind, surrounded by optional whitespace.
 pub fn parse(input: &[u8]) -> Result<Value, CanonError> {
@@ -242,6 +252,9 @@ impl Parser<'_> {
                 return Err(self.syntax());
             }
             let key = self.string()?;
+            if key.starts_with(SERDE_PRIVATE) {
+                return Err(CanonError::ReservedKey(key));
+            }
             if !seen.insert(key.clone()) {
                 return Err(CanonError::DuplicateKey(key));
             }
@@ -682,6 +695,35 @@ mod tests {
             CanonError::DuplicateKey("b".into())
         );
         assert!(parse(br#"{"a":{"a":1}}"#).is_ok());
+    }
+
+    #[test]
+    fn refuses_serde_json_private_keys_at_any_depth_however_escaped() {
+        let key = "$serde_json::private::RawValue";
+        for input in [
+            format!(r#"{{"{key}":"{{}}","amount":"1000000.00"}}"#),
+            format!(r#"{{"payee":{{"{key}":"1"}}}}"#),
+            format!(r#"[{{"{key}":1}}]"#),
+            r#"{"$serde_json::private::Number":"1"}"#.to_owned(),
+        ] {
+            assert!(
+                matches!(err(&input), CanonError::ReservedKey(k) if k.starts_with("$serde_json::private::")),
+                "{input}"
+            );
+        }
+        assert!(parse(br#"{"$serde_json":1,"serde_json::private::":2}"#).is_ok());
+    }
+
+    /// Why the rule above exists: serde_json, as this build has it, reads such an object as
+    /// something else than the object countersign hashes.
+    #[test]
+    fn serde_json_reads_its_private_key_as_another_value() {
+        let hostile = r#"{"amount":"1.00","payee":{"$serde_json::private::RawValue":"\"ACME\""}}"#;
+        let theirs: serde_json::Value = serde_json::from_str(hostile).unwrap();
+        assert_eq!(
+            theirs,
+            serde_json::json!({"amount": "1.00", "payee": "ACME"})
+        );
     }
 
     #[test]

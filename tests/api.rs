@@ -193,6 +193,13 @@ async fn transaction_refusals(app: TestApp) {
             format!(r#"{{"amount":"1","\u0061mount":"1",{GOOD_TX_TAIL}}}"#),
         ),
         (
+            // serde_json reads memo as the string "x", not as the object that is hashed.
+            "serde_json's private key",
+            format!(
+                r#"{{"amount":"1.00","memo":{{"$serde_json::private::RawValue":"\"x\""}},{GOOD_TX_TAIL}}}"#
+            ),
+        ),
+        (
             "lone surrogate",
             format!(r#"{{"amount":"1.00","memo":"\ud800",{GOOD_TX_TAIL}}}"#),
         ),

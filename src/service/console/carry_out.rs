@@ -29,9 +29,9 @@ pub async fn carry_out(svc: &Services, id: ApprovalId) -> Result<Option<ChangeRe
         _ => return Ok(None),
     };
     let proposer = request.initiator.id().to_owned();
-    let parsed = serde_json::from_str(&request.transaction_jcs)
+    let parsed = crate::jcs::parse(request.transaction_jcs.as_bytes())
         .map_err(|e| e.to_string())
-        .and_then(|v| AdminChange::parse(&v).map_err(|e| e.to_string()));
+        .and_then(|v| AdminChange::parse(&v.to_serde()).map_err(|e| e.to_string()));
     let outcome = match parsed {
         Err(why) => Err(NotMade::from(format!("not a change: {why}"))),
         Ok(change) => match lockout::check(svc, &change, &proposer).await {

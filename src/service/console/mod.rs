@@ -164,8 +164,9 @@ pub async fn read(svc: &Services, user: &User, id: ApprovalId) -> Result<ChangeV
         _ => return refuse(Refusal::NotFound),
     };
     let request = read_request::settle(svc, request, svc.clock.now()).await?;
-    let change: serde_json::Value = serde_json::from_str(&request.transaction_jcs)
-        .map_err(|e| StoreError::Corrupt(format!("console change {id}: {e}")))?;
+    let change = crate::jcs::parse(request.transaction_jcs.as_bytes())
+        .map_err(|e| StoreError::Corrupt(format!("console change {id}: {e}")))?
+        .to_serde();
     let mut record = svc.store.change_record(id).await?;
     if request.status == Status::Approved && record.is_none() {
         // Carried out on approval; a server that stopped in between left it to whoever asks
