@@ -57,6 +57,7 @@ macro_rules! contract {
 
 contract!(
     requests_are_created_once_and_replayed,
+    a_request_is_never_made_for_an_unknown_client,
     requests_created_at_once_each_get_their_own_answer,
     expiry_and_cancellation_are_conditional,
     ceremonies_are_taken_once,
@@ -431,6 +432,16 @@ async fn requests_are_created_once_and_replayed(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .is_none());
+}
+
+/// The create checks its client itself (on PostgreSQL there is no foreign key to do it: see
+/// `postgres_keeps_clients_and_signing_keys`).
+async fn a_request_is_never_made_for_an_unknown_client(store: Arc<dyn Store>) {
+    let r = request(ClientId::generate(), "alice", &["finance"], 1, NOW);
+    let e = event(EventKind::RequestCreated).about(r.id);
+    let made = store.create_request(&r, None, e, false).await;
+    assert!(!matches!(made, Ok(Created::New)), "{made:?}");
+    assert!(store.request(r.id).await.unwrap().is_none());
 }
 
 /// Many creates at once, as replicas and busy clients make them: each gets the answer it
@@ -2097,4 +2108,39 @@ async fn a_console_change_is_recorded_once_with_the_change_that_made_it(store: A
         .await
         .unwrap();
     assert!(matches!(revoked, ClientChange::Made(r) if r.status == Status::Revoked));
+}
+
+/// PostgreSQL has no foreign key from a request to its client, nor from a receipt to its
+/// signing key (migration 0015: each locked one row that every create, or every approval,
+/// shared). What kept those parents in place holds instead: they are never deleted, and their
+/// ids never change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keeps_clients_and_signing_keys() {
+    use sqlx::Connection as _;
+    let dir = common::temp_dir();
+    let Some(url) = common::fresh_database(common::Backend::Postgres, &dir).await else {
+        return;
+    };
+    let store = countersign::store::open(&url).await.unwrap();
+    client(&store, "kept").await;
+    with_key(&store).await;
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    for sql in [
+        "DELETE FROM clients",
+        "TRUNCATE clients CASCADE",
+        "UPDATE clients SET id = id || 'x'",
+        "DELETE FROM signing_keys",
+        "TRUNCATE signing_keys CASCADE",
+        "UPDATE signing_keys SET kid = kid || 'x'",
+    ] {
+        let e = sqlx::query(sql).execute(&mut conn).await.unwrap_err();
+        assert!(e.to_string().contains("never deleted"), "{sql}: {e}");
+    }
+    let left: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM clients) + (SELECT COUNT(*) FROM signing_keys)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(left, 2);
 }
