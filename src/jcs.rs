@@ -50,9 +50,10 @@ pub enum CanonError {
     ReservedKey(String),
 }
 
-/// serde_json (with `raw_value` or `arbitrary_precision`, which dependencies turn on) reads an
-/// object whose first key starts with this as the value the key carries, not as an object: an
-/// executor written in Rust would then act on something other than what was hashed and shown.
+/// serde_json, with its `raw_value` feature (which countersign uses) or `arbitrary_precision`,
+/// reads an object whose first key starts with this as the value the key carries, not as an
+/// object: an executor written in Rust would then act on something other than what was hashed
+/// and shown.
 /// countersign refuses such keys at any depth, however they are escaped.
 const SERDE_PRIVATE: &str = "$serde_json::private::";
 
