@@ -75,7 +75,15 @@ pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> Option<S
                     "PostgreSQL is required (CS_TEST_REQUIRE_PG=1) but {admin} is unreachable: {e}"
                 ),
             };
-            let name = format!("cs_test_{}", uuid::Uuid::new_v4().simple());
+            // `.ci/test` gives each run its own prefix and drops the run's databases at the end.
+            let prefix = std::env::var("CS_TEST_DB_PREFIX").unwrap_or_else(|_| "cs_test_".into());
+            assert!(
+                prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "CS_TEST_DB_PREFIX is part of a database name: lower-case letters, digits and _"
+            );
+            let name = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
             sqlx::query(&format!("CREATE DATABASE {name}"))
                 .execute(&mut conn)
                 .await
