@@ -53,8 +53,7 @@ pub enum CanonError {
 /// serde_json, with its `raw_value` feature (which countersign uses) or `arbitrary_precision`,
 /// reads an object whose first key starts with this as the value the key carries, not as an
 /// object: an executor written in Rust would then act on something other than what was hashed
-/// and shown.
-/// countersign refuses such keys at any depth, however they are escaped.
+/// and shown. countersign refuses such keys at any depth, however they are escaped.
 const SERDE_PRIVATE: &str = "$serde_json::private::";
 
 /// Parses one JSON value of any kind, surrounded by optional whitespace.
@@ -705,7 +704,7 @@ mod tests {
             format!(r#"{{"{key}":"{{}}","amount":"1000000.00"}}"#),
             format!(r#"{{"payee":{{"{key}":"1"}}}}"#),
             format!(r#"[{{"{key}":1}}]"#),
-            r#"{"$serde_json::private::Number":"1"}"#.to_owned(),
+            r#"{"\u0024serde_json::private::Number":"1"}"#.to_owned(),
         ] {
             assert!(
                 matches!(err(&input), CanonError::ReservedKey(k) if k.starts_with("$serde_json::private::")),
