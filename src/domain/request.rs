@@ -123,6 +123,12 @@ impl Request {
             self.status
         }
     }
+
+    /// The transaction, parsed from its stored canonical form by the parser that hashed it, so
+    /// that nothing reads it otherwise than the hash binds it.
+    pub fn transaction(&self) -> Result<crate::jcs::Value, crate::jcs::CanonError> {
+        crate::jcs::parse(self.transaction_jcs.as_bytes())
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ use utoipa::ToSchema;
 use crate::clock::rfc3339;
 use crate::domain::text::reveal;
 use crate::domain::{Decision, Initiator, Request, Risk, Status, User, Vote};
-use crate::jcs;
 use crate::policy::{DisplayValue, OtherField, Policy, Redaction};
 use crate::service::decide::progress;
 
@@ -171,7 +170,7 @@ impl<'a> ApproverView<'a> {
         user: &User,
     ) -> ApproverView<'a> {
         let action = policy.action(&r.action);
-        let tx = jcs::parse(r.transaction_jcs.as_bytes()).ok();
+        let tx = r.transaction().ok();
         let display = match (action, &tx) {
             (Some(a), Some(tx)) => a.display_values(tx),
             _ => Vec::new(),

@@ -77,8 +77,7 @@ pub async fn propose(
     body: StrictJson<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let request = console::propose(&state.svc, &approver.0, &body.0).await?;
-    let change =
-        crate::jcs::parse(request.transaction_jcs.as_bytes()).map_or(Value::Null, |v| v.to_serde());
+    let change = request.transaction().map_or(Value::Null, |v| v.to_serde());
     Ok(HttpResponse::Created().json(summary(&state, &request, change)))
 }
 

@@ -138,7 +138,7 @@ async fn page(
     let now = svc.clock.now();
     let mine = votes.iter().find(|v| v.user_id == user.id);
     // Parsed once for the display fields, the other fields and the pretty form.
-    let tx = crate::jcs::parse(a.transaction_jcs.as_bytes()).ok();
+    let tx = a.transaction().ok();
     let (fields, others) = match &tx {
         Some(tx) => (fields_of(&svc.policy, &a, tx), others(&svc.policy, &a, tx)),
         None => (Vec::new(), Vec::new()),

@@ -131,7 +131,7 @@ pub fn others(policy: &Policy, r: &Request, tx: &Value) -> Vec<OtherView> {
 
 /// The policy's display fields of a request, formatted.
 pub fn fields(policy: &Policy, r: &Request) -> Vec<Field> {
-    match crate::jcs::parse(r.transaction_jcs.as_bytes()) {
+    match r.transaction() {
         Ok(tx) => fields_of(policy, r, &tx),
         Err(_) => Vec::new(),
     }

@@ -29,7 +29,8 @@ pub async fn carry_out(svc: &Services, id: ApprovalId) -> Result<Option<ChangeRe
         _ => return Ok(None),
     };
     let proposer = request.initiator.id().to_owned();
-    let parsed = crate::jcs::parse(request.transaction_jcs.as_bytes())
+    let parsed = request
+        .transaction()
         .map_err(|e| e.to_string())
         .and_then(|v| AdminChange::parse(&v.to_serde()).map_err(|e| e.to_string()));
     let outcome = match parsed {

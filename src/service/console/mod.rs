@@ -164,7 +164,8 @@ pub async fn read(svc: &Services, user: &User, id: ApprovalId) -> Result<ChangeV
         _ => return refuse(Refusal::NotFound),
     };
     let request = read_request::settle(svc, request, svc.clock.now()).await?;
-    let change = crate::jcs::parse(request.transaction_jcs.as_bytes())
+    let change = request
+        .transaction()
         .map_err(|e| StoreError::Corrupt(format!("console change {id}: {e}")))?
         .to_serde();
     let mut record = svc.store.change_record(id).await?;

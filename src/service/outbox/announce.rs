@@ -11,7 +11,6 @@ use super::super::{decide::who_may_decide, Result, Services};
 use crate::clock::rfc3339;
 use crate::domain::text::reveal;
 use crate::domain::{Channel, Delivery, NewDelivery, Request, Status};
-use crate::jcs;
 
 /// The messages an announcement becomes (none once the request is no longer pending).
 pub async fn expand(svc: &Services, announcement: &Delivery) -> Result<Vec<NewDelivery>> {
@@ -63,7 +62,7 @@ fn title<'a>(svc: &'a Services, request: &'a Request) -> &'a str {
 fn summary(svc: &Services, request: &Request) -> String {
     let mut lines = vec![title(svc, request).to_owned(), String::new()];
     let action = svc.policy.action(&request.action);
-    if let (Some(action), Ok(tx)) = (action, jcs::parse(request.transaction_jcs.as_bytes())) {
+    if let (Some(action), Ok(tx)) = (action, request.transaction()) {
         for (field, value) in action.display.iter().zip(action.display_values(&tx)) {
             if field.redact || !value.present {
                 continue;
